@@ -1,0 +1,1 @@
+"""Shipped presets: YAML files installed as the package ``ssmseg.presets``."""

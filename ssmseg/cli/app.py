@@ -1,0 +1,110 @@
+"""The ``ssmseg`` command line: one Typer app; every expected failure becomes one line and an exit code.
+
+Exit codes: 0 success, 1 runtime failure, 2 usage or config error, 130 interrupted.
+``--debug`` or ``SSMSEG_DEBUG=1`` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from typing import Any
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from ssmseg import __version__
+from ssmseg.errors import ConfigError, SsmsegError
+
+_state = {"debug": False}
+
+
+def _debugging() -> bool:
+    return _state["debug"] or os.environ.get("SSMSEG_DEBUG", "") not in ("", "0", "false")
+
+
+def report_error(exc: SsmsegError) -> int:
+    """Print an expected failure as ``error: ...`` (plus one line per config problem); return its code."""
+    if _debugging():
+        traceback.print_exception(exc)
+    click.echo(f"error: {exc}", err=True)
+    if isinstance(exc, ConfigError):
+        for line in exc.problems:
+            click.echo(f"  - {line}", err=True)
+    return exc.exit_code
+
+
+class SsmsegGroup(TyperGroup):
+    """Runs the app without Click's standalone handling, so that errors are printed our way."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, **extra: Any) -> Any:
+        extra.pop("standalone_mode", None)
+        try:
+            code = super().main(args=args, prog_name=prog_name or "ssmseg", standalone_mode=False, **extra)
+        except click.exceptions.Exit as exc:
+            code = exc.exit_code
+        except click.ClickException as exc:
+            hint = ""
+            ctx = getattr(exc, "ctx", None)
+            if ctx is not None:
+                hint = f"; run '{ctx.command_path} --help' for usage"
+            click.echo(f"error: {exc.format_message()}{hint}", err=True)
+            code = exc.exit_code
+        except click.exceptions.Abort:
+            click.echo("error: aborted", err=True)
+            code = 130
+        except KeyboardInterrupt:
+            click.echo("error: interrupted", err=True)
+            code = 130
+        except SsmsegError as exc:
+            code = report_error(exc)
+        except Exception as exc:
+            if _debugging():
+                raise
+            click.echo(
+                f"error: unexpected {type(exc).__name__}: {exc} (a bug; rerun with --debug and report the traceback)",
+                err=True,
+            )
+            code = 1
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+app = typer.Typer(
+    cls=SsmsegGroup,
+    name="ssmseg",
+    help="State-space (Mamba) models for dense prediction on spectral and remote-sensing imagery.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"ssmseg {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks (also SSMSEG_DEBUG=1)."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """State-space (Mamba) models for dense prediction on spectral and remote-sensing imagery."""
+    _state["debug"] = debug
+
+
+def _register() -> None:
+    # Each command module adds itself to the app; imported here so `ssmseg --help` lists them all.
+    from ssmseg.cli import config_cmd, doctor_cmd  # noqa: F401
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    app(args=argv, prog_name="ssmseg")

@@ -1,0 +1,207 @@
+"""The one config schema: every command validates a ``Config`` built from defaults, a preset, a YAML file
+and ``--set`` overrides (see ``loading.py``). Every field has a description; ``docs/config.md`` is
+generated from them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Section(BaseModel):
+    """Base of every section: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TaskConfig(Section):
+    """What is being predicted."""
+
+    name: Literal["segmentation", "reconstruction"] = Field(
+        "segmentation",
+        description="segmentation: per-pixel classes; reconstruction: a dense field from sparse pixels.",
+    )
+
+
+class DataConfig(Section):
+    """Where the data comes from and how it is batched."""
+
+    dataset: Path | None = Field(
+        None,
+        description="Prepared dataset folder (from `ssmseg prep`). Empty: the built-in synthetic dataset.",
+    )
+    synthetic: Literal["hyperspectral", "rgb"] = Field(
+        "hyperspectral", description="Kind of built-in synthetic scene used when `dataset` is empty."
+    )
+    crop_size: int = Field(64, ge=8, description="Patch side in pixels.")
+    batch_size: int = Field(8, ge=1, description="Patches per optimisation step and process.")
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes (0 loads in the main one).")
+    max_patches: int | None = Field(
+        None, ge=1, description="Cap on training patches drawn per epoch (the fast mode); empty: all."
+    )
+
+
+class ModelConfig(Section):
+    """Which network, and its sizes."""
+
+    name: str = Field("ssmu_net", description="Registered model name (`ssmseg models` lists them).")
+    width: int = Field(32, ge=4, description="Channels of the first stage; later stages double it.")
+    depth: int = Field(3, ge=1, le=6, description="Number of down-sampling stages.")
+    d_state: int = Field(16, ge=1, le=256, description="State size N of every selective scan.")
+    expand: int = Field(2, ge=1, le=4, description="Inner width factor of the Mamba blocks.")
+    d_conv: int = Field(4, ge=1, le=8, description="Kernel size of the Mamba blocks' causal convolution.")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout probability before the classifier.")
+    n_filters: int = Field(
+        16, ge=1, description="SSMU-Net: number of learnable sinc band-pass filters over the spectrum."
+    )
+
+
+class OptimConfig(Section):
+    """The optimiser."""
+
+    name: Literal["adamw", "sgd"] = Field("adamw", description="Optimiser.")
+    lr: float = Field(1e-3, gt=0, description="Peak learning rate.")
+    weight_decay: float = Field(1e-4, ge=0, description="Decoupled weight decay (not applied to norms and biases).")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum.")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas.")
+    grad_clip: float | None = Field(1.0, gt=0, description="Clip the global gradient norm to this; empty: off.")
+    accumulate: int = Field(1, ge=1, description="Micro-batches accumulated per optimiser step.")
+
+
+class ScheduleConfig(Section):
+    """Learning-rate schedule, stepped once per epoch after an optional linear warmup."""
+
+    name: Literal["cosine", "cosine_restarts", "poly", "plateau", "constant"] = Field(
+        "cosine", description="Schedule after warmup."
+    )
+    warmup_epochs: int = Field(0, ge=0, description="Epochs of linear warmup.")
+    warmup_start_factor: float = Field(
+        0.1, gt=0, le=1, description="Warmup starts at this fraction of `optim.lr`."
+    )
+    min_lr: float = Field(1e-6, ge=0, description="Floor of cosine and polynomial schedules.")
+    t0: int = Field(10, ge=1, description="cosine_restarts: epochs of the first cycle (T_0).")
+    t_mult: int = Field(1, ge=1, description="cosine_restarts: cycle length multiplier (T_mult).")
+    power: float = Field(0.9, gt=0, description="poly: exponent.")
+    plateau_factor: float = Field(0.5, gt=0, lt=1, description="plateau: factor applied to the lr.")
+    plateau_patience: int = Field(5, ge=0, description="plateau: epochs without improvement before a cut.")
+
+
+class TrainConfig(Section):
+    """The training loop."""
+
+    epochs: int = Field(50, ge=1, description="Number of epochs.")
+    monitor: str = Field("val/miou", description="Metric for best.pt and early stopping.")
+    mode: Literal["max", "min"] = Field("max", description="Whether the monitored metric should go up or down.")
+    patience: int | None = Field(None, ge=1, description="Early-stopping patience in epochs; empty: off.")
+    min_delta: float = Field(0.0, ge=0, description="Smallest change that counts as an improvement.")
+    save_interval: int = Field(1, ge=1, description="Write latest.pt every this many epochs.")
+
+
+class LossConfig(Section):
+    """Segmentation loss."""
+
+    name: Literal["ce", "dice", "ce_dice", "focal"] = Field("ce_dice", description="Loss function.")
+    dice_weight: float = Field(1.0, ge=0, description="ce_dice: weight of the Dice term.")
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="Cross-entropy label smoothing.")
+    focal_gamma: float = Field(2.0, ge=0, description="focal: focusing exponent.")
+    class_weights: Literal["auto"] | list[float] | None = Field(
+        None, description="Cross-entropy class weights: a list, `auto` (from class counts), or empty."
+    )
+
+
+class AugmentConfig(Section):
+    """Batched augmentation on the model's device, valid for any number of bands."""
+
+    flips: bool = Field(True, description="Random horizontal and vertical flips.")
+    rot90: bool = Field(True, description="Random 90-degree rotations.")
+    scale_jitter: float = Field(0.0, ge=0, lt=1, description="Random zoom of ±this fraction; 0: off.")
+    brightness: float = Field(0.0, ge=0, description="Per-band additive jitter of ±this (normalised units).")
+    contrast: float = Field(0.0, ge=0, lt=1, description="Per-band multiplicative jitter of ±this fraction.")
+    noise_std: float = Field(0.0, ge=0, description="Gaussian noise standard deviation (normalised units).")
+
+
+class EvalConfig(Section):
+    """Whole-scene sliding-window inference."""
+
+    window: int = Field(128, ge=8, description="Window side in pixels.")
+    overlap: float = Field(0.25, ge=0, lt=1, description="Fraction of the window shared by neighbours.")
+    blend: Literal["gaussian", "cosine", "mean"] = Field("gaussian", description="Weight that blends windows.")
+    tta: bool = Field(False, description="Average predictions over flips and 90-degree rotations.")
+    batch_size: int = Field(8, ge=1, description="Windows per forward pass.")
+
+
+class CVConfig(Section):
+    """k-fold cross-validation."""
+
+    folds: int = Field(3, ge=2, description="Number of folds (at least 2).")
+
+
+class SweepConfig(Section):
+    """Reconstruction quality against ODE solver and step count."""
+
+    solvers: list[Literal["euler", "midpoint", "heun", "rk4"]] = Field(
+        ["euler", "heun"], min_length=1, description="ODE solvers to compare."
+    )
+    steps: list[int] = Field([1, 2, 4, 8, 16], min_length=1, description="Step counts to compare.")
+    observed_fraction: float = Field(
+        0.1, gt=0, lt=1, description="Fraction of pixels observed (the rest are reconstructed)."
+    )
+
+
+class RuntimeConfig(Section):
+    """Device, precision, seeds and where outputs go."""
+
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto, cpu, cuda or cuda:N.")
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="Autocast dtype; the scan state always stays float32."
+    )
+    seed: int = Field(0, ge=0, description="Seed of every random generator.")
+    deterministic: bool = Field(False, description="Use deterministic algorithms (exact resume on CPU).")
+    scan_backend: Literal["auto", "cuda", "cpu", "torch", "reference"] = Field(
+        "auto",
+        description="Selective-scan backend; auto picks per call from the tensors' device and what imports.",
+    )
+    threads: int | None = Field(None, ge=1, description="CPU threads for torch and the scan; empty: torch's default.")
+    out_dir: Path = Field(Path("runs"), description="Folder that holds run folders.")
+    name: str | None = Field(None, description="Run folder name; empty: the model name and a timestamp.")
+
+
+class Config(BaseModel):
+    """The whole configuration of one command."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    task: TaskConfig = Field(default_factory=TaskConfig, description="What is being predicted.")
+    data: DataConfig = Field(default_factory=DataConfig, description="Data source and batching.")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="Network and sizes.")
+    optim: OptimConfig = Field(default_factory=OptimConfig, description="Optimiser.")
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig, description="Learning-rate schedule.")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="Training loop.")
+    loss: LossConfig = Field(default_factory=LossConfig, description="Loss function.")
+    augment: AugmentConfig = Field(default_factory=AugmentConfig, description="Augmentation.")
+    eval: EvalConfig = Field(default_factory=EvalConfig, description="Sliding-window evaluation.")
+    cv: CVConfig = Field(default_factory=CVConfig, description="Cross-validation.")
+    sweep: SweepConfig = Field(default_factory=SweepConfig, description="Solver and step sweep.")
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig, description="Device, precision, outputs.")
+
+    @model_validator(mode="after")
+    def _cross_field_rules(self) -> Config:
+        problems = []
+        if self.schedule.warmup_epochs >= self.train.epochs:
+            problems.append(
+                f"schedule.warmup_epochs: {self.schedule.warmup_epochs} warmup epochs leave nothing of a "
+                f"{self.train.epochs}-epoch run; make it smaller than train.epochs"
+            )
+        if self.eval.window < self.data.crop_size // 2:
+            problems.append(
+                f"eval.window: {self.eval.window} is under half of data.crop_size ({self.data.crop_size}); "
+                "use a window at least that large"
+            )
+        if self.runtime.precision == "fp16" and self.runtime.device == "cpu":
+            problems.append("runtime.precision: fp16 needs CUDA; use bf16 or fp32 on the CPU")
+        if problems:
+            # One ValueError carrying every rule; loading.py splits it back into lines.
+            raise ValueError("\n".join(problems))
+        return self
