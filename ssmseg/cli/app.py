@@ -11,7 +11,6 @@ import sys
 import traceback
 from typing import Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -29,46 +28,50 @@ def report_error(exc: SsmsegError) -> int:
     """Print an expected failure as ``error: ...`` (plus one line per config problem); return its code."""
     if _debugging():
         traceback.print_exception(exc)
-    click.echo(f"error: {exc}", err=True)
+    typer.echo(f"error: {exc}", err=True)
     if isinstance(exc, ConfigError):
         for line in exc.problems:
-            click.echo(f"  - {line}", err=True)
+            typer.echo(f"  - {line}", err=True)
     return exc.exit_code
 
 
 class SsmsegGroup(TyperGroup):
-    """Runs the app without Click's standalone handling, so that errors are printed our way."""
+    """Runs the app without Click's standalone handling, so that every error is printed our way."""
 
     def main(self, args: Any = None, prog_name: str | None = None, **extra: Any) -> Any:
         extra.pop("standalone_mode", None)
         try:
             code = super().main(args=args, prog_name=prog_name or "ssmseg", standalone_mode=False, **extra)
-        except click.exceptions.Exit as exc:
-            code = exc.exit_code
-        except click.ClickException as exc:
-            hint = ""
-            ctx = getattr(exc, "ctx", None)
-            if ctx is not None:
-                hint = f"; run '{ctx.command_path} --help' for usage"
-            click.echo(f"error: {exc.format_message()}{hint}", err=True)
-            code = exc.exit_code
-        except click.exceptions.Abort:
-            click.echo("error: aborted", err=True)
-            code = 130
-        except KeyboardInterrupt:
-            click.echo("error: interrupted", err=True)
-            code = 130
         except SsmsegError as exc:
             code = report_error(exc)
+        except KeyboardInterrupt:
+            typer.echo("error: interrupted", err=True)
+            code = 130
         except Exception as exc:
-            if _debugging():
-                raise
-            click.echo(
-                f"error: unexpected {type(exc).__name__}: {exc} (a bug; rerun with --debug and report the traceback)",
-                err=True,
-            )
-            code = 1
+            code = _click_exit(exc)
         sys.exit(code if isinstance(code, int) else 0)
+
+
+def _click_exit(exc: Exception) -> int:
+    """Print Click's own exceptions (typer may vendor Click, so they are matched by shape) as one line."""
+    kind = type(exc).__name__
+    if kind == "Exit":
+        return int(getattr(exc, "exit_code", 0))
+    if kind == "Abort":
+        typer.echo("error: aborted", err=True)
+        return 130
+    if kind == "NoArgsIsHelpError":
+        typer.echo(exc.format_message())  # type: ignore[attr-defined]
+        return 0
+    if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
+        ctx = getattr(exc, "ctx", None)
+        hint = f"; run '{ctx.command_path} --help' for usage" if ctx is not None else ""
+        typer.echo(f"error: {exc.format_message()}{hint}", err=True)
+        return int(exc.exit_code)
+    if _debugging():
+        raise exc
+    typer.echo(f"error: unexpected {kind}: {exc} (a bug; rerun with --debug and report the traceback)", err=True)
+    return 1
 
 
 app = typer.Typer(

@@ -10,11 +10,10 @@ import typer
 from ssmseg.config import Config, build_config
 
 ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", "-c", help="YAML config file (over the preset).", show_default=False)
+    Path | None,
+    typer.Option("--config", "-c", help="YAML config file (over the preset).", show_default=False),
 ]
-PresetOpt = Annotated[
-    str | None, typer.Option("--preset", "-p", help="Shipped preset name (`ssmseg config presets`).")
-]
+PresetOpt = Annotated[str | None, typer.Option("--preset", "-p", help="Shipped preset name (`ssmseg config presets`).")]
 SetOpt = Annotated[
     list[str] | None,
     typer.Option("--set", "-s", help="Override one key: dotted.key=value (YAML value); repeatable."),

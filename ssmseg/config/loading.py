@@ -22,10 +22,17 @@ from ssmseg.errors import ConfigError
 Layer = tuple[str, dict[str, Any]]
 
 
+def _preset_root() -> Any:
+    """The installed ``ssmseg.presets`` package, or the checkout's ``presets/`` when run uninstalled."""
+    try:
+        return resources.files("ssmseg.presets")
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parents[2] / "presets"
+
+
 def available_presets() -> list[str]:
     """Names of the shipped presets (``presets/*.yaml``, installed as ``ssmseg.presets``)."""
-    root = resources.files("ssmseg.presets")
-    return sorted(p.name[: -len(".yaml")] for p in root.iterdir() if p.name.endswith(".yaml"))
+    return sorted(p.name[: -len(".yaml")] for p in _preset_root().iterdir() if p.name.endswith(".yaml"))
 
 
 def preset_text(name: str) -> str:
@@ -35,7 +42,7 @@ def preset_text(name: str) -> str:
         hint = difflib.get_close_matches(name, names, n=1)
         did_you_mean = f"did you mean '{hint[0]}'? " if hint else ""
         raise ConfigError(f"unknown preset '{name}'; {did_you_mean}available presets: {', '.join(names)}")
-    return (resources.files("ssmseg.presets") / f"{name}.yaml").read_text(encoding="utf-8")
+    return (_preset_root() / f"{name}.yaml").read_text(encoding="utf-8")
 
 
 def parse_yaml(text: str, source: str) -> dict[str, Any]:
@@ -178,7 +185,7 @@ def _closest_key(loc: list[str]) -> str | None:
 
 def dump_config(cfg: Config) -> str:
     """The resolved config as YAML: exactly what runs, and what is saved in every run folder."""
-    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, default_flow_style=None)
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, default_flow_style=False)
 
 
 def save_config(cfg: Config, path: Path) -> None:

@@ -77,9 +77,7 @@ class ScheduleConfig(Section):
         "cosine", description="Schedule after warmup."
     )
     warmup_epochs: int = Field(0, ge=0, description="Epochs of linear warmup.")
-    warmup_start_factor: float = Field(
-        0.1, gt=0, le=1, description="Warmup starts at this fraction of `optim.lr`."
-    )
+    warmup_start_factor: float = Field(0.1, gt=0, le=1, description="Warmup starts at this fraction of `optim.lr`.")
     min_lr: float = Field(1e-6, ge=0, description="Floor of cosine and polynomial schedules.")
     t0: int = Field(10, ge=1, description="cosine_restarts: epochs of the first cycle (T_0).")
     t_mult: int = Field(1, ge=1, description="cosine_restarts: cycle length multiplier (T_mult).")

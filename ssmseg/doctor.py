@@ -1,0 +1,37 @@
+"""Facts about the machine that decide how ssmseg runs (``ssmseg doctor``)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+
+import torch
+
+from ssmseg import __version__
+from ssmseg.ssm.scan import backend_report, mamba_ssm_kernel
+
+
+def collect() -> list[tuple[str, str]]:
+    """(item, value) rows, in display order."""
+    rows = [
+        ("ssmseg", __version__),
+        ("python", f"{sys.version.split()[0]} ({platform.platform()})"),
+        ("torch", torch.__version__),
+        ("cuda (torch build)", str(torch.version.cuda or "none (CPU build)")),
+        ("cuda available", str(torch.cuda.is_available())),
+    ]
+    for i in range(torch.cuda.device_count()):
+        rows.append((f"cuda:{i}", torch.cuda.get_device_name(i)))
+    fn, why = mamba_ssm_kernel()
+    rows.append(("mamba-ssm kernels", "importable" if fn else why))
+    for device, backend, reason in backend_report():
+        rows.append((f"scan backend on {device}", f"{backend}: {reason}"))
+    try:
+        import rasterio
+
+        rows.append(("rasterio / GDAL", f"{rasterio.__version__} / {rasterio.__gdal_version__}"))
+    except ImportError as exc:
+        rows.append(("rasterio / GDAL", f"not importable ({exc})"))
+    rows.append(("cpu threads", f"torch uses {torch.get_num_threads()} of {os.cpu_count()} logical cores"))
+    return rows

@@ -1,0 +1,88 @@
+"""SS2D: a 2D selective scan that reads a feature map in several orders (VMamba's cross-scan).
+
+The map is read in K orders (by default rows, columns and both reversed), the K sequences are scanned in
+one ``selective_scan`` call with K groups (each order has its own projections, A and D), then each result
+is put back in place and the K are summed.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ssmseg.ssm.mamba import init_A_log, init_dt_bias
+from ssmseg.ssm.order import FOUR_DIRECTIONS, order_indices
+from ssmseg.ssm.scan import selective_scan
+
+
+class SS2D(nn.Module):
+    """(batch, d_model, H, W) -> (batch, d_model, H, W)."""
+
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 16,
+        expand: int = 2,
+        d_conv: int = 3,
+        dt_rank: int | str = "auto",
+        orders: tuple[str, ...] = FOUR_DIRECTIONS,
+        backend: str | None = None,
+    ) -> None:
+        super().__init__()
+        if d_conv % 2 == 0:
+            raise ValueError(f"SS2D d_conv must be odd to keep the map size, got {d_conv}")
+        order_indices(orders, 1, 1)  # validate names now rather than at the first forward
+        self.orders, self.backend = tuple(orders), backend
+        K = len(orders)
+        self.d_inner = d_inner = expand * d_model
+        self.d_state = d_state
+        self.dt_rank = math.ceil(d_model / 16) if dt_rank == "auto" else int(dt_rank)
+        self.in_proj = nn.Linear(d_model, 2 * d_inner, bias=False)
+        self.conv2d = nn.Conv2d(d_inner, d_inner, d_conv, padding=d_conv // 2, groups=d_inner)
+        self.x_proj_weight = nn.Parameter(torch.empty(K, self.dt_rank + 2 * d_state, d_inner))
+        nn.init.uniform_(self.x_proj_weight, -(d_inner**-0.5), d_inner**-0.5)
+        self.dt_projs_weight = nn.Parameter(torch.empty(K, d_inner, self.dt_rank))
+        nn.init.uniform_(self.dt_projs_weight, -(self.dt_rank**-0.5), self.dt_rank**-0.5)
+        self.dt_projs_bias = nn.Parameter(torch.empty(K, d_inner))
+        init_dt_bias(self.dt_projs_bias)
+        self.A_logs = nn.Parameter(init_A_log(K * d_inner, d_state))
+        self.Ds = nn.Parameter(torch.ones(K * d_inner))
+        self.A_logs._no_weight_decay = self.Ds._no_weight_decay = True  # type: ignore[attr-defined]
+        self.out_norm = nn.LayerNorm(d_inner)
+        self.out_proj = nn.Linear(d_inner, d_model, bias=False)
+        self._perm_cache: dict[tuple[int, int, str], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _perms(self, h: int, w: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Flat gather indices (K*L,) reading the map in each order, and their inverse for folding back."""
+        key = (h, w, str(device))
+        if key not in self._perm_cache:
+            perm = order_indices(self.orders, h, w)  # (K, L)
+            L = h * w
+            inv = torch.argsort(perm, dim=1) + torch.arange(len(self.orders))[:, None] * L
+            self._perm_cache[key] = (perm.reshape(-1).to(device), inv.reshape(-1).to(device))
+        return self._perm_cache[key]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, _, h, w = x.shape
+        K, L, di = len(self.orders), h * w, self.d_inner
+        xz = self.in_proj(x.permute(0, 2, 3, 1))  # (batch, H, W, 2 di)
+        xi, z = xz.chunk(2, dim=-1)
+        xi = F.silu(self.conv2d(xi.permute(0, 3, 1, 2).contiguous()))  # (batch, di, H, W)
+        perm, inv = self._perms(h, w, x.device)
+        xs = xi.flatten(2).index_select(-1, perm).view(batch, di, K, L).transpose(1, 2)  # (batch, K, di, L)
+        x_dbl = torch.einsum("bkdl,kcd->bkcl", xs, self.x_proj_weight)
+        dts, Bs, Cs = x_dbl.split([self.dt_rank, self.d_state, self.d_state], dim=2)
+        dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_projs_weight)
+        y = selective_scan(
+            xs.reshape(batch, K * di, L), dts.reshape(batch, K * di, L), -torch.exp(self.A_logs.float()),
+            Bs.contiguous(), Cs.contiguous(), self.Ds.float(), delta_bias=self.dt_projs_bias.reshape(-1).float(),
+            delta_softplus=True, backend=self.backend,
+        )  # fmt: skip
+        # Fold each order's sequence back to pixel positions and sum the K views.
+        y = y.view(batch, K, di, L).transpose(1, 2).reshape(batch, di, K * L).index_select(-1, inv)
+        y = y.view(batch, di, K, L).sum(2).view(batch, di, h, w).permute(0, 2, 3, 1)
+        y = self.out_norm(y) * F.silu(z)
+        return self.out_proj(y).permute(0, 3, 1, 2)

@@ -1,0 +1,82 @@
+"""The Mamba block: mamba-ssm's state-dict contract, its initialisation, length-independent dynamics."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ssmseg.ssm.cpu_kernel import load_kernel
+from ssmseg.ssm.mamba import Mamba
+
+EXPECTED = {
+    "in_proj.weight": (256, 64),
+    "conv1d.weight": (128, 1, 4),
+    "conv1d.bias": (128,),
+    "x_proj.weight": (36, 128),
+    "dt_proj.weight": (128, 4),
+    "dt_proj.bias": (128,),
+    "A_log": (128, 16),
+    "D": (128,),
+    "out_proj.weight": (64, 128),
+}
+BACKENDS = ["reference", "torch"] + (["cpu"] if load_kernel()[0] is not None else [])
+
+
+def test_state_dict_matches_mamba_ssm():
+    block = Mamba(d_model=64, d_state=16, d_conv=4, expand=2)
+    assert {k: tuple(v.shape) for k, v in block.state_dict().items()} == EXPECTED
+
+
+def test_state_dict_round_trips_unchanged():
+    a, b = Mamba(64), Mamba(64)
+    b.load_state_dict(a.state_dict(), strict=True)
+    x = torch.randn(2, 30, 64)
+    torch.testing.assert_close(a(x), b(x))
+
+
+def test_initialisation_follows_mamba_ssm():
+    block = Mamba(64)
+    dt = F.softplus(block.dt_proj.bias)
+    assert dt.min() >= 1e-4 and dt.max() <= 0.1 + 1e-6
+    assert dt.min() < 0.005 and dt.max() > 0.05  # spread log-uniformly over [0.001, 0.1]
+    torch.testing.assert_close(-torch.exp(block.A_log[0]), -torch.arange(1.0, 17.0))
+    assert torch.all(block.D == 1)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_dynamics_do_not_depend_on_sequence_length(backend):
+    """The same 102 tokens give the same step sizes and outputs inside a sequence of 1075."""
+    block = Mamba(32, d_state=8, backend=backend).eval()
+    long = torch.randn(1, 1075, 32)
+    short = long[:, :102]
+    with torch.no_grad():
+        torch.testing.assert_close(block.step_sizes(long)[..., :102], block.step_sizes(short))
+        torch.testing.assert_close(block(long)[:, :102], block(short), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_every_parameter_gets_a_gradient(backend):
+    block = Mamba(16, d_state=4, backend=backend)
+    block(torch.randn(2, 40, 16)).square().mean().backward()
+    for name, p in block.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
+
+
+def test_backends_agree_on_the_block():
+    block = Mamba(16, d_state=8)
+    x = torch.randn(2, 150, 16)
+    outs = {}
+    for name in BACKENDS:
+        block.backend = name
+        outs[name] = block(x)
+    for name, out in outs.items():
+        torch.testing.assert_close(out, outs["reference"], rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_bf16_autocast_stays_finite():
+    block = Mamba(16, d_state=8)
+    x = torch.randn(2, 300, 16) * 10
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = block(x)
+    assert torch.isfinite(out.float()).all()
