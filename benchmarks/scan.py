@@ -37,12 +37,9 @@ def _status(field: str) -> int:
 def peak_bytes(label: str, shape: str, threads: int) -> int:
     """Peak resident memory one forward+backward adds above its inputs, measured in a fresh process
     (in this one, memory freed by earlier runs would be reused and hide the peak)."""
-    code = "import sys; sys.path.insert(0, %r); import benchmarks.scan as s; s.child_peak(%r, %r, %d)" % (
-        str(Path(__file__).resolve().parents[1]),
-        label,
-        shape,
-        threads,
-    )
+    root = str(Path(__file__).resolve().parents[1])
+    code = f"import sys; sys.path.insert(0, {root!r}); import benchmarks.scan as s; "
+    code += f"s.child_peak({label!r}, {shape!r}, {threads})"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     try:
         return int(proc.stdout.strip().splitlines()[-1])
@@ -130,7 +127,7 @@ def main() -> None:
               f"inputs+outputs+grads {io_bytes / 2**20:.0f} MiB")  # fmt: skip
         print(f"{'backend':<10} {'fwd ms':>9} {'x floor':>8} {'fwd+bwd ms':>11} {'peak MiB':>9} {'x io':>6}")
         candidates = {"cpu": ours("cpu"), "torch": ours("torch"), "mambapy": mambapy_scan()}
-        if L <= args.reference_max_length:
+        if args.reference_max_length >= L:
             candidates["reference"] = ours("reference")
         results = {}
         for label, fn in candidates.items():
@@ -139,11 +136,11 @@ def main() -> None:
                 continue
             reps = 1 if label == "reference" else args.repeats
 
-            def fwd(fn=fn):
+            def fwd(fn=fn, t=t):
                 with torch.no_grad():
                     fn(t)
 
-            def fwd_bwd(fn=fn):
+            def fwd_bwd(fn=fn, t=t):
                 fn(t).sum().backward()
                 for v in t.values():
                     v.grad = None
