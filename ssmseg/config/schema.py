@@ -43,6 +43,67 @@ class DataConfig(Section):
     )
 
 
+class SplitConfig(Section):
+    """How patches are assigned to train/val/test and to cross-validation folds, without leakage."""
+
+    mode: Literal["blocks", "sources", "random"] = Field(
+        "blocks",
+        description="blocks: spatial blocks per scene; sources: whole files; random: per patch (warns on overlap).",
+    )
+    ratios: tuple[float, float, float] = Field((0.6, 0.2, 0.2), description="Train, val and test shares (sum 1).")
+    block_size: int | None = Field(
+        None, ge=8, description="Side of the spatial blocks in pixels (at least the crop size); empty: 2 crops."
+    )
+    buffer: int | None = Field(
+        None,
+        ge=0,
+        description="Pixels of a val/test patch within this distance of a training window are ignored; "
+        "empty: the overlap in pixels.",
+    )
+    folds: int = Field(3, ge=2, description="Cross-validation folds assigned over the non-test blocks.")
+    seed: int = Field(0, ge=0, description="Seed of the block assignment.")
+
+
+class PrepConfig(Section):
+    """`ssmseg prep`: from source scenes to a dataset folder of normalised-on-load patches."""
+
+    images: list[str] = Field([], description="Image files or glob patterns (GeoTIFF, TIFF, JPEG/PNG, .mat, .npy).")
+    masks: list[str] = Field([], description="Mask files or glob patterns, paired with images by name.")
+    pair_pattern: str | None = Field(
+        None, description="Regex whose first group is the pairing key of a file name; empty: the file stem."
+    )
+    reader: Literal["auto", "rasterio", "tifffile"] = Field(
+        "auto", description="TIFF reader: rasterio (GDAL, windowed, georeferenced) or tifffile; auto: rasterio."
+    )
+    image_key: str | None = Field(None, description="Array name inside .mat files (empty: the only array).")
+    mask_key: str | None = Field(None, description="Array name inside mask .mat files (empty: the only array).")
+    band_axis: int | None = Field(
+        None, description="Band axis of .mat/.npy cubes; empty: the axis that is not one of two equal-sized ones."
+    )
+    palette: dict[str, str] | None = Field(
+        None, description='RGB masks: colour to class name, e.g. {"#3C1098": building}; in class order.'
+    )
+    classes: list[str] | None = Field(None, description="Class names for index masks, in class-index order.")
+    class_map: dict[int, int] | None = Field(
+        None, description="Remap raw mask values to class indices, e.g. {1: 0, 10: 1}; unmapped values are errors."
+    )
+    ignore_values: list[int] = Field([], description="Raw mask values that become the ignore index.")
+    ignore_colors: list[str] = Field([], description="Mask colours that become the ignore index (RGB masks).")
+    ignore_index: int = Field(255, ge=0, le=255, description="Label of ignored pixels in the prepared dataset.")
+    nodata: float | None = Field(None, description="Image nodata value; empty: the value stored in the raster.")
+    overlap: float = Field(
+        0.0, ge=0, description="Overlap between neighbouring crops: a fraction of the crop (<1) or pixels (>=1)."
+    )
+    edge: Literal["pad", "drop"] = Field(
+        "pad", description="Crops past the scene edge: pad (reflect; labels ignored) or drop."
+    )
+    normalize: Literal["minmax", "zscore", "percentile"] = Field(
+        "zscore", description="Normalisation applied on load with statistics from training patches only."
+    )
+    split: SplitConfig = Field(default_factory=SplitConfig, description="Train/val/test split and folds.")
+    out: Path | None = Field(None, description="Dataset folder to write; empty: data.dataset.")
+
+
 class ModelConfig(Section):
     """Which network, and its sizes."""
 
@@ -173,6 +234,7 @@ class Config(BaseModel):
 
     task: TaskConfig = Field(default_factory=TaskConfig, description="What is being predicted.")
     data: DataConfig = Field(default_factory=DataConfig, description="Data source and batching.")
+    prep: PrepConfig = Field(default_factory=PrepConfig, description="Dataset preparation (`ssmseg prep`).")
     model: ModelConfig = Field(default_factory=ModelConfig, description="Network and sizes.")
     optim: OptimConfig = Field(default_factory=OptimConfig, description="Optimiser.")
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig, description="Learning-rate schedule.")
@@ -197,6 +259,18 @@ class Config(BaseModel):
                 f"eval.window: {self.eval.window} is under half of data.crop_size ({self.data.crop_size}); "
                 "use a window at least that large"
             )
+        if abs(sum(self.prep.split.ratios) - 1.0) > 1e-6:
+            problems.append(
+                f"prep.split.ratios: {list(self.prep.split.ratios)} sum to {sum(self.prep.split.ratios):g}; "
+                "make train, val and test shares sum to 1"
+            )
+        if self.prep.split.block_size is not None and self.prep.split.block_size < self.data.crop_size:
+            problems.append(
+                f"prep.split.block_size: {self.prep.split.block_size} is smaller than data.crop_size "
+                f"({self.data.crop_size}); use at least the crop size"
+            )
+        if self.prep.overlap >= 1 and self.prep.overlap >= self.data.crop_size:
+            problems.append(f"prep.overlap: {self.prep.overlap:g} px must be smaller than data.crop_size")
         if self.runtime.precision == "fp16" and self.runtime.device == "cpu":
             problems.append("runtime.precision: fp16 needs CUDA; use bf16 or fp32 on the CPU")
         if problems:

@@ -28,6 +28,8 @@ from typing import Any
 
 import torch
 
+from ssmseg.paths import cache_root
+
 CHUNK = 64  # steps between state checkpoints; the backward recomputes one chunk at a time (fits L1)
 _BASE_FLAGS = [
     "-O3",
@@ -46,10 +48,7 @@ _I64, _PTR = ctypes.c_int64, ctypes.c_void_p
 
 def cache_dir() -> Path:
     """Where built kernels are kept."""
-    root = os.environ.get("SSMSEG_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache"), "ssmseg"
-    )
-    return Path(root) / "kernels"
+    return cache_root() / "kernels"
 
 
 def _compiler() -> str | None:

@@ -27,7 +27,7 @@ def assert_one_line_error(result, code: int, *needles: str) -> None:
 @pytest.mark.parametrize(
     "command",
     [[], ["config"], ["config", "show"], ["config", "validate"], ["config", "presets"], ["config", "reference"],
-     ["doctor"]],
+     ["doctor"], ["prep"]],
 )  # fmt: skip
 def test_every_command_has_help(command):
     result = invoke(*command, "--help")
@@ -143,3 +143,20 @@ def test_doctor_reports_scan_backend():
     assert result.exit_code == 0, result.output
     for item in ("torch", "mamba-ssm", "scan backend on cpu", "GDAL", "cpu threads"):
         assert item in result.output
+
+
+def test_prep_help_and_bad_input(tmp_path):
+    assert invoke("prep", "--help").exit_code == 0
+    result = invoke("prep", "--out", str(tmp_path / "ds"), "--set", f"prep.images=[{tmp_path}/none.tif]",
+                    "--set", f"prep.masks=[{tmp_path}/none.tif]")  # fmt: skip
+    assert_one_line_error(result, 1, "matches no file")
+    assert not (tmp_path / "ds").exists()
+    assert_one_line_error(invoke("prep", "--synthetic", "lidar"), 2, "hyperspectral or rgb")
+    assert_one_line_error(invoke("prep"), 2, "--out")
+
+
+def test_prep_check_reports_problems_and_exit_code(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"prep:\n  images: [{tmp_path}/x.tif]\n  masks: [{tmp_path}/x.tif]\n")
+    result = invoke("prep", "--check", str(cfg))
+    assert result.exit_code == 1 and "problem:" in result.output and "Traceback" not in result.output

@@ -1,0 +1,46 @@
+"""The dataset folder's ``manifest.json``: written last (atomically), so its presence means complete."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ssmseg.errors import InputError
+
+FORMAT_VERSION = 1
+ARRAYS = ("images.npy", "labels.npy", "valid.npy")
+
+
+def write(folder: Path, manifest: dict[str, Any]) -> None:
+    tmp = folder / "manifest.json.tmp"
+    tmp.write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+    tmp.replace(folder / "manifest.json")
+
+
+def read_if_complete(folder: Path) -> dict[str, Any] | None:
+    """The manifest of a complete dataset folder, else None."""
+    path = Path(folder) / "manifest.json"
+    if not path.is_file() or not all((Path(folder) / a).is_file() for a in ARRAYS):
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def load(folder: Path) -> dict[str, Any]:
+    """The manifest of a dataset folder; a missing or incomplete folder is a one-line error."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"dataset folder '{folder}' does not exist; run `ssmseg prep` first or fix data.dataset")
+    manifest = read_if_complete(folder)
+    if manifest is None:
+        missing = [a for a in ("manifest.json", *ARRAYS) if not (folder / a).is_file()]
+        raise InputError(
+            f"dataset folder '{folder}' is incomplete (missing {', '.join(missing) or 'a readable manifest'}); "
+            "run `ssmseg prep` again"
+        )
+    if manifest.get("format") != FORMAT_VERSION:
+        raise InputError(f"'{folder}' was prepared by another ssmseg version; run `ssmseg prep --force` again")
+    return manifest

@@ -1,0 +1,138 @@
+"""Finding the scenes: expand patterns, pair images with masks by name, open and cross-check them."""
+
+from __future__ import annotations
+
+import glob
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ssmseg.config.schema import PrepConfig
+from ssmseg.data.io import Source, open_source
+from ssmseg.data.labels import LabelMapping, build_mapping
+from ssmseg.errors import InputError
+
+STRIP_ROWS = 512  # masks are scanned in strips of this many rows: bounded memory for any scene
+
+
+@dataclass
+class Pair:
+    key: str
+    image: Path
+    mask: Path
+
+
+def expand(patterns: list[str], what: str) -> list[Path]:
+    """Files matching each pattern (a plain path must exist); sorted, without duplicates."""
+    found: dict[str, Path] = {}
+    for pattern in patterns:
+        hits = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
+        hits = [h for h in hits if Path(h).is_file()]
+        if not hits:
+            raise InputError(f"prep.{what}: '{pattern}' matches no file; check the path or pattern")
+        for h in hits:
+            found.setdefault(str(Path(h).resolve()), Path(h))
+    return list(found.values())
+
+
+def pair_key(path: Path, pattern: str | None) -> str:
+    if pattern is None:
+        return path.stem
+    match = re.search(pattern, path.name)
+    if not match or not match.groups():
+        raise InputError(f"prep.pair_pattern '{pattern}' has no group matching '{path.name}'; adjust the regex")
+    return match.group(1)
+
+
+def find_pairs(prep: PrepConfig) -> list[Pair]:
+    """Every image with its mask, matched by key (the file stem, or prep.pair_pattern's first group)."""
+    if not prep.images:
+        raise InputError("no images given; set prep.images (files or glob patterns), or use --synthetic")
+    if not prep.masks:
+        raise InputError("no masks given; set prep.masks (files or glob patterns) to pair with prep.images")
+    images = expand(prep.images, "images")
+    masks = {}
+    for m in expand(prep.masks, "masks"):
+        key = pair_key(m, prep.pair_pattern)
+        if key in masks:
+            raise InputError(f"masks '{masks[key]}' and '{m}' share the key '{key}'; set prep.pair_pattern")
+        masks[key] = m
+    pairs = []
+    for image in images:
+        key = pair_key(image, prep.pair_pattern)
+        if key not in masks:
+            raise InputError(
+                f"image '{image}' has no mask (key '{key}' not among prep.masks); add its mask or set prep.pair_pattern"
+            )
+        pairs.append(Pair(key, image, masks.pop(key)))
+    if masks:
+        extra = next(iter(masks.values()))
+        raise InputError(f"mask '{extra}' has no image; add its image to prep.images or remove the mask")
+    return pairs
+
+
+def open_pair(pair: Pair, prep: PrepConfig) -> tuple[Source, Source]:
+    """Open image and mask; sizes and CRS must agree."""
+    mask = open_source(pair.mask, prep.reader, prep.mask_key, band_axis=None)
+    spatial = (mask.info.height, mask.info.width)
+    image = open_source(pair.image, prep.reader, prep.image_key, prep.band_axis, spatial=spatial)
+    if (image.info.height, image.info.width) != spatial:
+        raise InputError(
+            f"'{pair.image}' is {image.info.height}x{image.info.width} but its mask '{pair.mask}' is "
+            f"{spatial[0]}x{spatial[1]}; give the matching mask"
+        )
+    if image.info.crs and mask.info.crs and image.info.crs != mask.info.crs:
+        raise InputError(
+            f"'{pair.image}' ({image.info.crs}) and '{pair.mask}' ({mask.info.crs}) have different CRS; reproject one"
+        )
+    return image, mask
+
+
+def mask_strips(mask: Source):
+    """(row0, strip (bands, rows, W)) over the whole mask, STRIP_ROWS at a time."""
+    for r in range(0, mask.info.height, STRIP_ROWS):
+        yield r, mask.read(r, 0, min(STRIP_ROWS, mask.info.height - r), mask.info.width)
+
+
+def observed_values(masks: list[Source]) -> list[int]:
+    """Distinct values of single-band masks (to name classes when the config gives none)."""
+    values: set[int] = set()
+    for m in masks:
+        for _, strip in mask_strips(m):
+            values.update(np.unique(strip[0]).tolist())
+    return sorted(values)
+
+
+def label_mapping(prep: PrepConfig, masks: list[Source]) -> LabelMapping:
+    needs_scan = not (prep.palette or prep.class_map or prep.classes)
+    observed = observed_values(masks) if needs_scan else None
+    return build_mapping(
+        prep.palette, prep.classes, prep.class_map, prep.ignore_values, prep.ignore_colors, prep.ignore_index, observed
+    )
+
+
+def unknown_values(mapping: LabelMapping, masks: list[Source]) -> dict[str, dict[str, int]]:
+    """{mask path: {raw value or colour: pixel count}} for values the mapping cannot place."""
+    out: dict[str, dict[str, int]] = {}
+    for m in masks:
+        counts: dict[int, int] = {}
+        for _, strip in mask_strips(m):
+            for value, n in mapping.decode(strip)[1].items():
+                counts[value] = counts.get(value, 0) + n
+        if counts:
+            out[m.info.path] = {mapping.describe(v): n for v, n in sorted(counts.items(), key=lambda kv: -kv[1])}
+    return out
+
+
+def unknown_error(unknown: dict[str, dict[str, int]], mapping: LabelMapping) -> InputError:
+    path, values = next(iter(unknown.items()))
+    listed = ", ".join(f"{v} ({n} px)" for v, n in list(values.items())[:6])
+    fix = (
+        "add them to prep.palette or prep.ignore_colors"
+        if mapping.kind == "rgb"
+        else "add them to prep.class_map or prep.ignore_values"
+    )
+    more = f" (and {len(unknown) - 1} more masks)" if len(unknown) > 1 else ""
+    return InputError(f"'{path}' has values the mapping cannot place: {listed}{more}; {fix}")

@@ -1,0 +1,224 @@
+"""``ssmseg prep``: scenes -> a dataset folder (manifest.json + patch arrays), leak-free and reproducible.
+
+Patches are written to memory-mapped ``images.npy`` (P, bands, c, c), ``labels.npy`` (P, c, c) uint8 and
+``valid.npy`` (P, c, c) uint8, so ``train`` reads them at memory speed and normalises on load with the
+statistics of the fold it trains on. The folder is built under a temporary name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.lib.format import open_memmap
+
+from ssmseg.config.schema import Config
+from ssmseg.data import manifest as mf
+from ssmseg.data.io import Source, sha256_file, window_transform
+from ssmseg.data.labels import color_hex
+from ssmseg.data.pairing import find_pairs, label_mapping, open_pair, unknown_error, unknown_values
+from ssmseg.data.splits import SPLITS, apply_buffer, assign_folds, assign_splits, find_leaks
+from ssmseg.data.stats import SAMPLE_TARGET, BandStats
+from ssmseg.data.tiling import Block, block_windows, make_blocks, overlap_pixels
+from ssmseg.errors import InputError
+from ssmseg.progress import progress_bar
+
+
+@dataclass
+class PrepResult:
+    out: Path
+    up_to_date: bool
+    manifest: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+
+
+def read_window(src: Source, row: int, col: int, crop: int) -> tuple[np.ndarray, np.ndarray]:
+    """(bands, crop, crop) data for a window that may run past the scene's bottom/right edge, and the
+    (crop, crop) mask of pixels inside the scene."""
+    h = min(crop, src.info.height - row)
+    w = min(crop, src.info.width - col)
+    data = src.read(row, col, h, w)
+    inside = np.zeros((crop, crop), bool)
+    inside[:h, :w] = True
+    if (h, w) != (crop, crop):
+        data = np.pad(data, ((0, 0), (0, crop - h), (0, crop - w)), mode="reflect" if min(h, w) > 1 else "edge")
+    return data, inside
+
+
+def input_hash(cfg: Config, sources: list[str]) -> str:
+    """Content hash of everything that determines the output: source bytes and the prep settings."""
+    settings = cfg.prep.model_dump(mode="json", exclude={"out"})
+    settings["crop_size"] = cfg.data.crop_size
+    payload = json.dumps({"settings": settings, "sources": sources, "format": mf.FORMAT_VERSION}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def prepare(cfg: Config, out: Path, force: bool = False) -> PrepResult:
+    """Write the dataset folder ``out`` from ``cfg.prep``; nothing is written when any input is bad."""
+    prep, crop = cfg.prep, cfg.data.crop_size
+    pairs = find_pairs(prep)
+    opened = [open_pair(p, prep) for p in pairs]
+    images, masks = [i for i, _ in opened], [m for _, m in opened]
+    for img in images:
+        if img.info.height < crop or img.info.width < crop:
+            raise InputError(
+                f"'{img.info.path}' is {img.info.height}x{img.info.width}, smaller than data.crop_size {crop}; "
+                "use a smaller crop"
+            )
+    hashes = [sha256_file(p) for pair in pairs for p in (pair.image, pair.mask)]
+    digest = input_hash(cfg, hashes)
+    existing = mf.read_if_complete(out)
+    if existing is not None and existing.get("input_hash") == digest:
+        return PrepResult(out, True, existing)
+    if out.exists() and not force:
+        raise InputError(
+            f"'{out}' already exists with other inputs; pass --force to replace it or choose another --out"
+        )
+    mapping = label_mapping(prep, masks)
+    unknown = unknown_values(mapping, masks)
+    if unknown:
+        raise unknown_error(unknown, mapping)
+
+    overlap = overlap_pixels(prep.overlap, crop)
+    stride = crop - overlap
+    mode = prep.split.mode
+    units: list[Block] = []
+    windows: list[tuple[int, int, int]] = []  # (source, row, col) per patch
+    unit_of: list[int] = []
+    for s, img in enumerate(images):
+        h, w = img.info.height, img.info.width
+        size = (prep.split.block_size or 2 * crop) if mode == "blocks" else max(h, w)
+        for block in make_blocks(s, h, w, size):
+            for r, c in block_windows(block, crop, stride, h, w, prep.edge):
+                if mode == "random" or not units or units[-1] is not block:
+                    units.append(block)
+                unit_of.append(len(units) - 1)
+                windows.append((s, r, c))
+    if not windows:
+        raise InputError("no crop fits the scenes; use edge: pad or a smaller data.crop_size")
+
+    tmp = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        manifest, notes = _write(cfg, tmp, images, masks, mapping, windows, unit_of, len(units), overlap)
+        sources = [
+            {"image": {**img.info.to_dict(), "sha256": hashes[2 * k]},
+             "mask": {**msk.info.to_dict(), "sha256": hashes[2 * k + 1]}}
+            for k, (img, msk) in enumerate(opened)
+        ]  # fmt: skip
+        manifest.update(input_hash=digest, sources=sources)
+        mf.write(tmp, manifest)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        for src in images + masks:
+            src.close()
+    return PrepResult(out, False, manifest, notes)
+
+
+def _write(cfg, tmp, images, masks, mapping, windows, unit_of, n_units, overlap):
+    prep, crop = cfg.prep, cfg.data.crop_size
+    n, bands = len(windows), images[0].info.bands
+    if any(i.info.bands != bands for i in images):
+        raise InputError("the images have different band counts; prepare them as separate datasets")
+    dtypes = {i.info.dtype for i in images}
+    dtype = dtypes.pop() if len(dtypes) == 1 and dtypes != {"float64"} else "float32"
+    X = open_memmap(tmp / "images.npy", mode="w+", dtype=dtype, shape=(n, bands, crop, crop))
+    Y = open_memmap(tmp / "labels.npy", mode="w+", dtype=np.uint8, shape=(n, crop, crop))
+    V = open_memmap(tmp / "valid.npy", mode="w+", dtype=np.uint8, shape=(n, crop, crop))
+    n_classes = len(mapping.classes)
+    unit_counts = np.zeros((n_units, n_classes), dtype=np.int64)
+    with progress_bar("cutting patches", n) as advance:
+        for i, (s, r, c) in enumerate(windows):
+            img, inside = read_window(images[s], r, c, crop)
+            msk, _ = read_window(masks[s], r, c, crop)
+            labels, _ = mapping.decode(msk)
+            nodata = prep.nodata if prep.nodata is not None else images[s].info.nodata
+            valid = inside & ~np.isnan(img).any(0) if img.dtype.kind == "f" else inside.copy()
+            if nodata is not None:
+                valid &= ~(img == nodata).all(0)
+            labels[~valid] = mapping.ignore_index
+            X[i] = np.where(valid, img, 0)
+            Y[i], V[i] = labels, valid
+            unit_counts[unit_of[i]] += np.bincount(labels[labels != mapping.ignore_index], minlength=n_classes)[
+                :n_classes
+            ]
+            advance()
+    unit_split = assign_splits(unit_counts, prep.split.ratios, prep.split.seed)
+    unit_fold = assign_folds(unit_counts, unit_split, prep.split.folds, prep.split.seed)
+    patches = [
+        {"source": s, "window": [r, c, crop, crop], "block": unit_of[i], "split": SPLITS[unit_split[unit_of[i]]],
+         "fold": int(unit_fold[unit_of[i]]), "transform": window_transform(images[s].info.transform, r, c)}
+        for i, (s, r, c) in enumerate(windows)
+    ]  # fmt: skip
+    notes = []
+    buffer = overlap if prep.split.buffer is None else prep.split.buffer
+    if prep.split.mode != "random":
+        apply_buffer(patches, Y, buffer, mapping.ignore_index)
+    leaks = find_leaks(patches, Y, mapping.ignore_index)
+    if leaks and prep.split.mode == "random":
+        notes.append(f"split.mode random: {len(leaks)} val/test patches overlap training patches (leakage)")
+    elif leaks:
+        raise RuntimeError(f"internal error: spatial split leaks ({leaks[0]})")
+    counts = _class_counts(patches, Y, n_classes, prep.split.folds, mapping.ignore_index)
+    for split in SPLITS:
+        if prep.split.ratios[SPLITS.index(split)] > 0:
+            missing = [mapping.classes[k] for k in range(n_classes) if counts[split][k] == 0]
+            if missing:
+                notes.append(f"classes missing from the {split} split: {', '.join(missing)}")
+    stats = _stats(patches, X, V, prep.split.folds, prep.split.seed)
+    X.flush(), Y.flush(), V.flush()
+    del X, Y, V
+    manifest = {
+        "format": mf.FORMAT_VERSION,
+        "crop_size": crop,
+        "bands": bands,
+        "dtype": dtype,
+        "classes": mapping.classes,
+        "palette": [color_hex(c) for c in mapping.palette],
+        "ignore_index": mapping.ignore_index,
+        "normalize": prep.normalize,
+        "split": {**prep.split.model_dump(mode="json"), "buffer": buffer, "overlap": overlap},
+        "class_counts": counts,
+        "stats": stats,
+        "patches": patches,
+        "prep": prep.model_dump(mode="json"),
+    }
+    return manifest, notes
+
+
+def _class_counts(patches, Y, n_classes, folds, ignore):
+    counts = {k: np.zeros(n_classes, np.int64) for k in [*SPLITS, *(f"fold_{f}" for f in range(folds))]}
+    for i, p in enumerate(patches):
+        lab = np.asarray(Y[i])
+        binc = np.bincount(lab[lab != ignore], minlength=n_classes)[:n_classes]
+        counts[p["split"]] += binc
+        if p["fold"] >= 0:
+            counts[f"fold_{p['fold']}"] += binc
+    return {k: v.tolist() for k, v in counts.items()}
+
+
+def _stats(patches, X, V, folds, seed):
+    """Statistics from training patches only: 'train' for train/eval, 'fold_k' for cv fold k."""
+    per_patch = max(16, SAMPLE_TARGET // max(len(patches), 1))
+    sets = {"train": BandStats(X.shape[1], per_patch, seed)}
+    sets.update({f"fold_{k}": BandStats(X.shape[1], per_patch, seed + k + 1) for k in range(folds)})
+    with progress_bar("statistics", len(patches)) as advance:
+        for i, p in enumerate(patches):
+            image, valid = np.asarray(X[i]), np.asarray(V[i]).astype(bool)
+            targets = ["train"] if p["split"] == "train" else []
+            targets += [f"fold_{k}" for k in range(folds) if p["fold"] >= 0 and p["fold"] != k]
+            for t in targets:
+                sets[t].add(image, valid)
+            advance()
+    return {k: v.result() for k, v in sets.items()}

@@ -1,0 +1,141 @@
+"""Leak-free assignment of spatial blocks (or whole sources) to train/val/test and to folds.
+
+Assignment is stratified: first every class is given to every split that lacks it, from the blocks that
+hold it, as far as the data allows; then the remaining blocks go to the split furthest below its share of
+labelled pixels. ``find_leaks`` proves the result: no labelled pixel of a val/test patch lies inside any
+training patch's window.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from ssmseg.errors import InputError
+
+SPLITS = ("train", "val", "test")
+
+
+def stratified_assign(counts: np.ndarray, shares: list[float], seed: int) -> np.ndarray:
+    """counts (units, classes) labelled pixels per unit -> group per unit (index into shares)."""
+    rng = np.random.default_rng(seed)
+    n_units, n_classes = counts.shape
+    groups = [g for g, s in enumerate(shares) if s > 0]
+    if n_units < len(groups):
+        raise InputError(
+            f"{n_units} blocks cannot fill {len(groups)} splits/folds; use a smaller prep.split.block_size "
+            "or fewer folds"
+        )
+    assigned = np.full(n_units, -1)
+    have = np.zeros((len(shares), n_classes), dtype=np.int64)
+    # Each group needs at least one unit; then every class in every group, rarest class first.
+    for c in np.argsort(counts.sum(0), kind="stable"):
+        for g in groups:
+            if have[g, c] > 0:
+                continue
+            free = np.flatnonzero((assigned < 0) & (counts[:, c] > 0))
+            still_empty = [h for h in groups if not (assigned == h).any()]
+            if len(free) == 0 or (assigned < 0).sum() <= len(still_empty) - (g in still_empty):
+                continue
+            best = free[np.flatnonzero(counts[free, c] == counts[free, c].max())]
+            unit = int(rng.choice(best))
+            assigned[unit] = g
+            have[g] += counts[unit]
+    for g in groups:  # a group still empty gets the smallest free unit
+        if not (assigned == g).any():
+            free = np.flatnonzero(assigned < 0)
+            unit = int(free[np.argmin(counts[free].sum(1))])
+            assigned[unit] = g
+            have[g] += counts[unit]
+    total = max(int(counts.sum()), 1)
+    for unit in sorted(np.flatnonzero(assigned < 0), key=lambda u: (-counts[u].sum(), rng.random())):
+        deficit = [shares[g] - have[g].sum() / total if shares[g] > 0 else -np.inf for g in range(len(shares))]
+        g = int(np.argmax(deficit))
+        assigned[unit] = g
+        have[g] += counts[unit]
+    return assigned
+
+
+def assign_splits(counts: np.ndarray, ratios: tuple[float, float, float], seed: int) -> np.ndarray:
+    """0 train, 1 val, 2 test for each unit."""
+    return stratified_assign(counts, list(ratios), seed)
+
+
+def assign_folds(counts: np.ndarray, split: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Fold 0..k-1 for every non-test unit (train and val together); -1 for test."""
+    eligible = np.flatnonzero(split != 2)
+    folds = np.full(len(split), -1)
+    if len(eligible) < k:
+        raise InputError(
+            f"{k} folds need at least {k} blocks outside the test split, found {len(eligible)}; "
+            "lower prep.split.folds or prep.split.block_size"
+        )
+    folds[eligible] = stratified_assign(counts[eligible], [1.0 / k] * k, seed + 1)
+    return folds
+
+
+def _intersect(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> tuple[int, int, int, int] | None:
+    """Intersection of two (row, col, h, w) windows, or None."""
+    r0, c0 = max(a[0], b[0]), max(a[1], b[1])
+    r1, c1 = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
+    return (r0, c0, r1 - r0, c1 - c0) if r1 > r0 and c1 > c0 else None
+
+
+def _train_index(patches: list[dict], cell: int) -> dict[tuple[int, int, int], list[int]]:
+    index: dict[tuple[int, int, int], list[int]] = defaultdict(list)
+    for i, p in enumerate(patches):
+        if p["split"] != "train":
+            continue
+        r, c, h, w = p["window"]
+        for cr in range(r // cell, (r + h - 1) // cell + 1):
+            for cc in range(c // cell, (c + w - 1) // cell + 1):
+                index[(p["source"], cr, cc)].append(i)
+    return index
+
+
+def _near_train(patches: list[dict], i: int, index: dict, cell: int, margin: int) -> set[int]:
+    r, c, h, w = patches[i]["window"]
+    found: set[int] = set()
+    for cr in range((r - margin) // cell, (r + h + margin - 1) // cell + 1):
+        for cc in range((c - margin) // cell, (c + w + margin - 1) // cell + 1):
+            found.update(index.get((patches[i]["source"], cr, cc), ()))
+    return found
+
+
+def apply_buffer(patches: list[dict], labels: np.ndarray, buffer: int, ignore_index: int) -> int:
+    """Ignore val/test labels within ``buffer`` pixels of any training window; returns pixels ignored."""
+    cell = max(max(p["window"][2] for p in patches), 1)
+    index = _train_index(patches, cell)
+    dropped = 0
+    for i, p in enumerate(patches):
+        if p["split"] == "train":
+            continue
+        for j in _near_train(patches, i, index, cell, buffer):
+            r, c, h, w = patches[j]["window"]
+            grown = (r - buffer, c - buffer, h + 2 * buffer, w + 2 * buffer)
+            hit = _intersect(p["window"], grown)
+            if hit:
+                rr, cc = hit[0] - p["window"][0], hit[1] - p["window"][1]
+                region = labels[i, rr : rr + hit[2], cc : cc + hit[3]]
+                dropped += int((region != ignore_index).sum())
+                region[...] = ignore_index
+    return dropped
+
+
+def find_leaks(patches: list[dict], labels: np.ndarray, ignore_index: int) -> list[str]:
+    """Every val/test patch with a labelled pixel inside a training window, as readable lines."""
+    cell = max(max(p["window"][2] for p in patches), 1)
+    index = _train_index(patches, cell)
+    leaks = []
+    for i, p in enumerate(patches):
+        if p["split"] == "train":
+            continue
+        for j in _near_train(patches, i, index, cell, 0):
+            hit = _intersect(p["window"], patches[j]["window"])
+            if hit:
+                rr, cc = hit[0] - p["window"][0], hit[1] - p["window"][1]
+                n = int((labels[i, rr : rr + hit[2], cc : cc + hit[3]] != ignore_index).sum())
+                if n:
+                    leaks.append(f"{p['split']} patch {i} shares {n} labelled pixels with train patch {j}")
+    return leaks

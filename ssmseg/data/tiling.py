@@ -1,0 +1,54 @@
+"""Spatial blocks and the crop windows inside them.
+
+Windows never cross a block boundary, so patches of different blocks (and so of different splits or
+folds) never share a pixel. Windows may run past the scene's edge (``edge: pad``), never past an inner
+block boundary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Block:
+    """Rows [r0, r1) and columns [c0, c1) of one scene."""
+
+    source: int
+    index: int
+    r0: int
+    r1: int
+    c0: int
+    c1: int
+
+
+def overlap_pixels(overlap: float, crop: int) -> int:
+    """A fraction of the crop (< 1) or a pixel count (>= 1)."""
+    return round(overlap * crop) if overlap < 1 else int(overlap)
+
+
+def make_blocks(source: int, height: int, width: int, size: int) -> list[Block]:
+    """A grid of size x size blocks over the scene (the last row and column may be smaller)."""
+    out = []
+    for r0 in range(0, height, size):
+        for c0 in range(0, width, size):
+            out.append(Block(source, len(out), r0, min(r0 + size, height), c0, min(c0 + size, width)))
+    return out
+
+
+def axis_starts(lo: int, hi: int, crop: int, stride: int, scene_end: int, edge: str) -> list[int]:
+    """Window starts covering [lo, hi) with windows of ``crop``, without crossing ``hi`` unless it is the
+    scene's end (then ``pad`` lets a window run past it)."""
+    if hi - lo >= crop:
+        starts = list(range(lo, hi - crop + 1, stride))
+        if starts[-1] + crop < hi:
+            starts.append(hi - crop)  # align the last window to the block's end
+        return starts
+    return [lo] if (hi == scene_end and edge == "pad") else []
+
+
+def block_windows(block: Block, crop: int, stride: int, height: int, width: int, edge: str) -> list[tuple[int, int]]:
+    """(row, col) of every crop window inside a block."""
+    rows = axis_starts(block.r0, block.r1, crop, stride, height, edge)
+    cols = axis_starts(block.c0, block.c1, crop, stride, width, edge)
+    return [(r, c) for r in rows for c in cols]
