@@ -1,6 +1,6 @@
 """``ssmseg prep``: scenes -> a dataset folder (manifest.json + patch arrays), leak-free and reproducible.
 
-Patches are written to memory-mapped ``images.npy`` (P, bands, c, c), ``labels.npy`` (P, c, c) uint8 and
+Patches are written patch by patch to ``images.npy`` (P, bands, c, c), ``labels.npy`` (P, c, c) uint8 and
 ``valid.npy`` (P, c, c) uint8, so ``train`` reads them at memory speed and normalises on load with the
 statistics of the fold it trains on. The folder is built under a temporary name and renamed when complete.
 """
@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numpy.lib.format import open_memmap
 
 from ssmseg.config.schema import Config
 from ssmseg.data import manifest as mf
 from ssmseg.data.io import Source, sha256_file, window_transform
 from ssmseg.data.labels import color_hex
+from ssmseg.data.npyfile import NpyPatches, NpyWriter
 from ssmseg.data.pairing import find_pairs, label_mapping, open_pair, unknown_error, unknown_values
 from ssmseg.data.splits import SPLITS, apply_buffer, assign_folds, assign_splits, find_leaks
 from ssmseg.data.stats import SAMPLE_TARGET, BandStats
@@ -133,9 +133,9 @@ def _write(cfg, tmp, images, masks, mapping, windows, unit_of, n_units, overlap)
         raise InputError("the images have different band counts; prepare them as separate datasets")
     dtypes = {i.info.dtype for i in images}
     dtype = dtypes.pop() if len(dtypes) == 1 and dtypes != {"float64"} else "float32"
-    X = open_memmap(tmp / "images.npy", mode="w+", dtype=dtype, shape=(n, bands, crop, crop))
-    Y = open_memmap(tmp / "labels.npy", mode="w+", dtype=np.uint8, shape=(n, crop, crop))
-    V = open_memmap(tmp / "valid.npy", mode="w+", dtype=np.uint8, shape=(n, crop, crop))
+    Xw = NpyWriter(tmp / "images.npy", dtype, n, (bands, crop, crop))
+    Yw = NpyWriter(tmp / "labels.npy", np.uint8, n, (crop, crop))
+    Vw = NpyWriter(tmp / "valid.npy", np.uint8, n, (crop, crop))
     n_classes = len(mapping.classes)
     unit_counts = np.zeros((n_units, n_classes), dtype=np.int64)
     with progress_bar("cutting patches", n) as advance:
@@ -148,12 +148,16 @@ def _write(cfg, tmp, images, masks, mapping, windows, unit_of, n_units, overlap)
             if nodata is not None:
                 valid &= ~(img == nodata).all(0)
             labels[~valid] = mapping.ignore_index
-            X[i] = np.where(valid, img, 0)
-            Y[i], V[i] = labels, valid
+            Xw.append(np.where(valid, img, 0))
+            Yw.append(labels)
+            Vw.append(valid)
             unit_counts[unit_of[i]] += np.bincount(labels[labels != mapping.ignore_index], minlength=n_classes)[
                 :n_classes
             ]
             advance()
+    for w in (Xw, Yw, Vw):
+        w.close()
+    X, Y, V = (NpyPatches(tmp / f"{k}.npy") for k in ("images", "labels", "valid"))
     unit_split = assign_splits(unit_counts, prep.split.ratios, prep.split.seed)
     unit_fold = assign_folds(unit_counts, unit_split, prep.split.folds, prep.split.seed)
     patches = [
@@ -177,8 +181,8 @@ def _write(cfg, tmp, images, masks, mapping, windows, unit_of, n_units, overlap)
             if missing:
                 notes.append(f"classes missing from the {split} split: {', '.join(missing)}")
     stats = _stats(patches, X, V, prep.split.folds, prep.split.seed)
-    X.flush(), Y.flush(), V.flush()
-    del X, Y, V
+    for arr in (X, Y, V):
+        arr.close()
     manifest = {
         "format": mf.FORMAT_VERSION,
         "crop_size": crop,
@@ -200,7 +204,7 @@ def _write(cfg, tmp, images, masks, mapping, windows, unit_of, n_units, overlap)
 def _class_counts(patches, Y, n_classes, folds, ignore):
     counts = {k: np.zeros(n_classes, np.int64) for k in [*SPLITS, *(f"fold_{f}" for f in range(folds))]}
     for i, p in enumerate(patches):
-        lab = np.asarray(Y[i])
+        lab = Y[i]
         binc = np.bincount(lab[lab != ignore], minlength=n_classes)[:n_classes]
         counts[p["split"]] += binc
         if p["fold"] >= 0:
@@ -211,11 +215,12 @@ def _class_counts(patches, Y, n_classes, folds, ignore):
 def _stats(patches, X, V, folds, seed):
     """Statistics from training patches only: 'train' for train/eval, 'fold_k' for cv fold k."""
     per_patch = max(16, SAMPLE_TARGET // max(len(patches), 1))
-    sets = {"train": BandStats(X.shape[1], per_patch, seed)}
-    sets.update({f"fold_{k}": BandStats(X.shape[1], per_patch, seed + k + 1) for k in range(folds)})
+    bands = X.patch_shape[0]
+    sets = {"train": BandStats(bands, per_patch, seed)}
+    sets.update({f"fold_{k}": BandStats(bands, per_patch, seed + k + 1) for k in range(folds)})
     with progress_bar("statistics", len(patches)) as advance:
         for i, p in enumerate(patches):
-            image, valid = np.asarray(X[i]), np.asarray(V[i]).astype(bool)
+            image, valid = X[i], V[i].astype(bool)
             targets = ["train"] if p["split"] == "train" else []
             targets += [f"fold_{k}" for k in range(folds) if p["fold"] >= 0 and p["fold"] != k]
             for t in targets:

@@ -9,6 +9,7 @@ training patch's window.
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any
 
 import numpy as np
 
@@ -103,8 +104,9 @@ def _near_train(patches: list[dict], i: int, index: dict, cell: int, margin: int
     return found
 
 
-def apply_buffer(patches: list[dict], labels: np.ndarray, buffer: int, ignore_index: int) -> int:
-    """Ignore val/test labels within ``buffer`` pixels of any training window; returns pixels ignored."""
+def apply_buffer(patches: list[dict], labels: Any, buffer: int, ignore_index: int) -> int:
+    """Ignore val/test labels within ``buffer`` pixels of any training window; returns pixels ignored.
+    ``labels`` is indexed per patch (``labels[i]`` read, ``labels[i] = patch`` written back)."""
     cell = max(max(p["window"][2] for p in patches), 1)
     index = _train_index(patches, cell)
     dropped = 0
@@ -117,13 +119,15 @@ def apply_buffer(patches: list[dict], labels: np.ndarray, buffer: int, ignore_in
             hit = _intersect(p["window"], grown)
             if hit:
                 rr, cc = hit[0] - p["window"][0], hit[1] - p["window"][1]
-                region = labels[i, rr : rr + hit[2], cc : cc + hit[3]]
+                patch = labels[i]
+                region = patch[rr : rr + hit[2], cc : cc + hit[3]]
                 dropped += int((region != ignore_index).sum())
                 region[...] = ignore_index
+                labels[i] = patch
     return dropped
 
 
-def find_leaks(patches: list[dict], labels: np.ndarray, ignore_index: int) -> list[str]:
+def find_leaks(patches: list[dict], labels: Any, ignore_index: int) -> list[str]:
     """Every val/test patch with a labelled pixel inside a training window, as readable lines."""
     cell = max(max(p["window"][2] for p in patches), 1)
     index = _train_index(patches, cell)
@@ -135,7 +139,7 @@ def find_leaks(patches: list[dict], labels: np.ndarray, ignore_index: int) -> li
             hit = _intersect(p["window"], patches[j]["window"])
             if hit:
                 rr, cc = hit[0] - p["window"][0], hit[1] - p["window"][1]
-                n = int((labels[i, rr : rr + hit[2], cc : cc + hit[3]] != ignore_index).sum())
+                n = int((labels[i][rr : rr + hit[2], cc : cc + hit[3]] != ignore_index).sum())
                 if n:
                     leaks.append(f"{p['split']} patch {i} shares {n} labelled pixels with train patch {j}")
     return leaks
