@@ -117,6 +117,11 @@ class ModelConfig(Section):
     n_filters: int = Field(
         16, ge=1, description="SSMU-Net: number of learnable sinc band-pass filters over the spectrum."
     )
+    wavelet: Literal["haar", "db2"] = Field("haar", description="CMT-UNet: wavelet of the wavelet convolution.")
+    window: int = Field(8, ge=2, description="CMT-UNet: side of the decoder's attention windows.")
+    encoder_weights: Path | None = Field(
+        None, description="CMT-UNet: local file of encoder weights to start from (nothing is downloaded)."
+    )
 
 
 class OptimConfig(Section):

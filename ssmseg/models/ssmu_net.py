@@ -1,0 +1,46 @@
+"""SSMU-Net: learnable sinc band-pass filters over the spectrum, an embedding, then a UNet whose stages
+carry SS2D Mamba blocks for long-range spatial context. (B, bands, H, W) -> (B, classes, H, W)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ssmseg.models.layers.conv import ConvBlock, SS2DBlock, Up, norm
+from ssmseg.models.layers.sinc import SincBandFilters
+
+
+class SSMUNet(nn.Module):
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        width: int = 32,
+        depth: int = 3,
+        d_state: int = 16,
+        expand: int = 2,
+        n_filters: int = 16,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.sinc = SincBandFilters(n_filters, kernel_size=min(15, max(3, in_channels // 2 * 2 - 1)))
+        # The raw bands go in beside the filter bank: a skip that keeps the exact spectrum available.
+        self.embed = nn.Sequential(nn.Conv2d(self.sinc.out_channels + in_channels, width, 1), norm(width), nn.GELU())
+        chans = [width * 2**i for i in range(depth + 1)]
+        self.enc = nn.ModuleList([nn.Sequential(ConvBlock(width, chans[0]), SS2DBlock(chans[0], d_state, expand))])
+        for i in range(depth):
+            self.enc.append(nn.Sequential(ConvBlock(chans[i], chans[i + 1]), SS2DBlock(chans[i + 1], d_state, expand)))
+        self.up = nn.ModuleList(Up(chans[i + 1], chans[i], chans[i]) for i in reversed(range(depth)))
+        self.drop = nn.Dropout2d(dropout)
+        self.head = nn.Conv2d(chans[0], num_classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.embed(torch.cat([self.sinc(x), x], dim=1))
+        skips = [self.enc[0](y)]
+        for stage in self.enc[1:]:
+            skips.append(stage(F.max_pool2d(skips[-1], 2, ceil_mode=True)))
+        y = skips.pop()
+        for up in self.up:
+            y = up(y, skips.pop())
+        return self.head(self.drop(y))
