@@ -1,0 +1,80 @@
+"""``ssmseg train``, ``ssmseg cv`` and ``ssmseg models``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ssmseg.cli.app import app
+from ssmseg.cli.options import ConfigOpt, DeviceOpt, OutOpt, PresetOpt, SeedOpt, SetOpt, resolve_config
+
+
+@app.command("train")
+def train_cmd(
+    config: ConfigOpt = None,
+    preset: PresetOpt = None,
+    set_: SetOpt = None,
+    out: OutOpt = None,
+    device: DeviceOpt = None,
+    seed: SeedOpt = None,
+    resume: Path | None = typer.Option(None, "--resume", help="Continue the run in this folder exactly."),
+    force: bool = typer.Option(False, "--force", help="Resume even though the config differs."),
+) -> None:
+    """Train a segmentation model (on the built-in synthetic dataset when data.dataset is empty)."""
+    from ssmseg.experiments.train import train
+
+    if resume is not None and config is None and preset is None and not set_:
+        config = resume / "config.yaml"  # resume exactly what ran
+    cfg = resolve_config(config, preset, set_, out=out, device=device, seed=seed)
+    result = train(cfg, resume=resume, force=force)
+    best = result.best
+    typer.echo(f"{result.stop_reason}; best {cfg.train.monitor} {best['value']:.4f} at epoch {best['epoch']}")
+    typer.echo(f"run folder: {result.run_dir}")
+
+
+@app.command("cv")
+def cv_cmd(
+    config: ConfigOpt = None,
+    preset: PresetOpt = None,
+    set_: SetOpt = None,
+    out: OutOpt = None,
+    device: DeviceOpt = None,
+    seed: SeedOpt = None,
+    folds: int | None = typer.Option(None, "--folds", min=2, help="Number of folds (default cv.folds)."),
+    force: bool = typer.Option(False, "--force", help="Retrain folds that already completed."),
+) -> None:
+    """k-fold cross-validation: one run per fold, then each fold's metrics and mean +- std."""
+    from ssmseg.experiments.cv import METRICS, run_cv
+
+    cfg = resolve_config(config, preset, set_, out=out, device=device, seed=seed)
+    summary = run_cv(cfg, folds, force)
+    table = Table(title=f"cross-validation ({len(summary['folds'])} folds), best epoch by {summary['monitor']}")
+    for col in ("fold", "best epoch", *METRICS):
+        table.add_column(col, justify="right")
+    for r in summary["folds"]:
+        table.add_row(str(r["fold"]), str(r["best_epoch"]), *(f"{r[m]:.4f}" for m in METRICS))
+    table.add_row("mean ± std", "", *(f"{summary['mean'][m]:.4f} ± {summary['std'][m]:.4f}" for m in METRICS))
+    Console().print(table)
+    typer.echo(f"summary: {summary['run_dir']}/cv_summary.json and .csv")
+
+
+@app.command("models")
+def models_cmd(
+    bands: int = typer.Option(32, help="Input bands used to count parameters."),
+    classes: int = typer.Option(5, help="Classes used to count parameters."),
+) -> None:
+    """List the registered models with their parameter counts (default sizes and tiny variants)."""
+    from ssmseg.config.schema import ModelConfig
+    from ssmseg.models.registry import MODELS, build_model, count_parameters
+
+    table = Table(title=f"models ({bands} bands, {classes} classes)")
+    for col in ("name", "parameters", "tiny", "what"):
+        table.add_column(col)
+    for name, entry in MODELS.items():
+        full = count_parameters(build_model(ModelConfig(name=name), bands, classes))
+        tiny = count_parameters(build_model(ModelConfig(name=name), bands, classes, tiny=True))
+        table.add_row(name, f"{full:,}", f"{tiny:,}", entry.summary)
+    Console(width=140).print(table)

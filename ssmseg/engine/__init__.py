@@ -1,0 +1,2 @@
+"""The one engine every command uses: runtime (device, seeds, torchrun), precision, optimisation,
+checkpoints, logging and the training loop."""

@@ -1,0 +1,85 @@
+"""Device, threads, seeds, determinism and torchrun/DDP: set up once per command."""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from ssmseg.config.schema import RuntimeConfig
+from ssmseg.errors import BackendUnavailableError
+from ssmseg.ssm import set_default_backend
+
+
+@dataclass
+class Runtime:
+    device: torch.device
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise BackendUnavailableError(
+            f"runtime.device is {name} but CUDA is not available here (torch {torch.__version__}); use --device cpu"
+        )
+    if name == "cuda":
+        return torch.device("cuda", local_rank)
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def setup_runtime(cfg: RuntimeConfig) -> Runtime:
+    """Threads, scan backend, determinism, process group (under torchrun) and the device."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    set_default_backend(cfg.scan_backend)
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(cfg.device, local_rank)
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend)
+    seed_everything(cfg.seed)
+    return Runtime(device, rank, world)
+
+
+def all_reduce_(tensor: torch.Tensor, rt: Runtime) -> torch.Tensor:
+    """Sum a tensor over ranks in place (a no-op in a single process)."""
+    if rt.distributed:
+        dist.all_reduce(tensor)
+    return tensor
+
+
+def barrier(rt: Runtime) -> None:
+    if rt.distributed:
+        dist.barrier()
+
+
+def shutdown(rt: Runtime) -> None:
+    if rt.distributed and dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,53 @@
+"""``ssmseg cv``: one run per fold of the prepared dataset, then every fold's metrics and mean +- std."""
+
+from __future__ import annotations
+
+import csv
+import json
+from typing import Any
+
+from ssmseg.config import Config
+from ssmseg.data import manifest as mf
+from ssmseg.data.builtin import resolve_dataset
+from ssmseg.engine.loop import mean_std
+from ssmseg.errors import ConfigError
+from ssmseg.experiments.train import default_run_dir, train
+
+METRICS = ("val/miou", "val/oa", "val/mean_f1", "val/kappa", "val/loss")
+
+
+def run_cv(cfg: Config, folds: int | None = None, force: bool = False) -> dict[str, Any]:
+    """Train fold_0..fold_{K-1} under one folder (completed folds are skipped) and write cv_summary."""
+    k = folds or cfg.cv.folds
+    dataset = resolve_dataset(cfg)
+    prepared = mf.load(dataset)["split"]["folds"]
+    if k > prepared:
+        raise ConfigError(f"--folds {k} is more than the {prepared} folds '{dataset}' was prepared with; "
+                          f"use at most {prepared} or prepare again with prep.split.folds={k}")  # fmt: skip
+    root = default_run_dir(cfg)
+    rows = []
+    for fold in range(k):
+        fold_dir = root / f"fold_{fold}"
+        done = fold_dir / "result.json"
+        if done.is_file() and not force:
+            rows.append(json.loads(done.read_text()))
+            continue
+        result = train(cfg, fold=fold, run_dir=fold_dir)
+        best_epoch = result.best["epoch"]
+        rec = next(r for r in result.history if r["epoch"] == best_epoch)
+        row = {"fold": fold, "best_epoch": best_epoch, **{m: rec[m] for m in METRICS}}
+        done.write_text(json.dumps(row, indent=1))
+        rows.append(row)
+    summary = {"folds": rows, "monitor": cfg.train.monitor,
+               "mean": {m: mean_std([r[m] for r in rows])[0] for m in METRICS},
+               "std": {m: mean_std([r[m] for r in rows])[1] for m in METRICS}}  # fmt: skip
+    (root / "cv_summary.json").write_text(json.dumps(summary, indent=1))
+    with open(root / "cv_summary.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["fold", "best_epoch", *METRICS])
+        for r in rows:
+            writer.writerow([r["fold"], r["best_epoch"], *(f"{r[m]:.6f}" for m in METRICS)])
+        writer.writerow(["mean", "", *(f"{summary['mean'][m]:.6f}" for m in METRICS)])
+        writer.writerow(["std", "", *(f"{summary['std'][m]:.6f}" for m in METRICS)])
+    summary["run_dir"] = str(root)
+    return summary
