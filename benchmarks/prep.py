@@ -10,6 +10,7 @@ a fresh process and prints wall time, MB/s of source image data, and that proces
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
 import time
@@ -81,12 +82,12 @@ def main() -> None:
     parser.add_argument("--crop", type=int, default=64)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/ssmseg-bench"))
     args = parser.parse_args()
-    print(
-        f"{'size':>7} {'source MB':>10} {'patches':>8} {'seconds':>8} {'MB/s':>7} {'peak RSS MB':>12} {'read patches/s':>15}"
-    )
+    head = ("size", "source MB", "patches", "seconds", "MB/s", "peak RSS MB", "read patches/s")
+    print(" ".join(f"{h:>{w}}" for h, w in zip(head, (7, 10, 8, 8, 7, 12, 15), strict=True)))
     for size in (int(s) for s in args.sizes.split(",")):
         image, mask = write_scene(args.workdir, size, args.bands)
         out = args.workdir / f"ds{size}"
+        shutil.rmtree(out, ignore_errors=True)
         code = (
             f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r}); "
             f"import benchmarks.prep as b; b.child({str(image)!r}, {str(mask)!r}, {str(out)!r}, {args.crop})"

@@ -16,6 +16,28 @@ def _shared_data() -> Path:
     return Path(env) if env else REPO.parent / "shared" / "data"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """Kernels, synthetic scenes and datasets go to a temporary cache, not the user's ~/.cache."""
+    old = os.environ.get("SSMSEG_CACHE_DIR")
+    os.environ["SSMSEG_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        os.environ.pop("SSMSEG_CACHE_DIR", None)
+    else:
+        os.environ["SSMSEG_CACHE_DIR"] = old
+
+
+@pytest.fixture(scope="session")
+def synthetic_dataset(tmp_path_factory) -> Path:
+    """The built-in hyperspectral scene prepared with 16-pixel crops (session-wide, read-only)."""
+    from ssmseg.config import build_config
+    from ssmseg.data.builtin import prepare_synthetic
+
+    cfg = build_config(explicit={"data": {"crop_size": 16}, "prep": {"split": {"block_size": 32, "folds": 2}}})
+    return prepare_synthetic(cfg, "hyperspectral", tmp_path_factory.mktemp("synthetic") / "ds").out
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """../shared/data (or $SSMSEG_SHARED_DATA); tests using it skip when it is absent."""

@@ -9,6 +9,7 @@ import numpy as np
 
 from ssmseg.config.schema import Config
 from ssmseg.data import manifest as mf
+from ssmseg.data.io import raster_env
 from ssmseg.data.pairing import find_pairs, label_mapping, open_pair, unknown_values
 from ssmseg.data.prepare import read_window
 from ssmseg.data.splits import find_leaks
@@ -24,6 +25,11 @@ class CheckReport:
 
 def check_sources(cfg: Config) -> CheckReport:
     """Readable files, image/mask pairs, sizes, CRS, class values, palette colours, empty patches."""
+    with raster_env():
+        return _check_sources(cfg)
+
+
+def _check_sources(cfg: Config) -> CheckReport:
     report = CheckReport()
     try:
         pairs = find_pairs(cfg.prep)

@@ -17,6 +17,7 @@ import numpy as np
 
 from ssmseg.errors import InputError
 
+GDAL_CACHE_BYTES = 64 * 2**20
 RASTERIO_SUFFIXES = {".tif", ".tiff", ".jpg", ".jpeg", ".png", ".jp2", ".img", ".vrt"}
 
 
@@ -188,6 +189,14 @@ def open_source(
     if suffix in RASTERIO_SUFFIXES:
         return RasterioSource(path)
     raise InputError(f"'{path}': unsupported file type '{suffix}'; use GeoTIFF, TIFF, JPEG, PNG, .mat or .npy")
+
+
+def raster_env() -> Any:
+    """GDAL settings for reading scenes: GDAL's block cache defaults to 5% of RAM, but every block is read
+    once here, so a small cache suffices and keeps memory independent of the scene size."""
+    import rasterio
+
+    return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES)
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:

@@ -18,7 +18,7 @@ import numpy as np
 
 from ssmseg.config.schema import Config
 from ssmseg.data import manifest as mf
-from ssmseg.data.io import Source, sha256_file, window_transform
+from ssmseg.data.io import Source, raster_env, sha256_file, window_transform
 from ssmseg.data.labels import color_hex
 from ssmseg.data.npyfile import NpyPatches, NpyWriter
 from ssmseg.data.pairing import find_pairs, label_mapping, open_pair, unknown_error, unknown_values
@@ -37,17 +37,36 @@ class PrepResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def read_window(src: Source, row: int, col: int, crop: int) -> tuple[np.ndarray, np.ndarray]:
-    """(bands, crop, crop) data for a window that may run past the scene's bottom/right edge, and the
-    (crop, crop) mask of pixels inside the scene."""
-    h = min(crop, src.info.height - row)
-    w = min(crop, src.info.width - col)
-    data = src.read(row, col, h, w)
+def _pad(data: np.ndarray, crop: int) -> tuple[np.ndarray, np.ndarray]:
+    """Reflect-pad (bands, h, w) at the bottom/right to (bands, crop, crop); also the inside-scene mask."""
+    h, w = data.shape[1:]
     inside = np.zeros((crop, crop), bool)
     inside[:h, :w] = True
     if (h, w) != (crop, crop):
         data = np.pad(data, ((0, 0), (0, crop - h), (0, crop - w)), mode="reflect" if min(h, w) > 1 else "edge")
     return data, inside
+
+
+def read_window(src: Source, row: int, col: int, crop: int) -> tuple[np.ndarray, np.ndarray]:
+    """(bands, crop, crop) data for a window that may run past the scene's bottom/right edge, and the
+    (crop, crop) mask of pixels inside the scene."""
+    h, w = min(crop, src.info.height - row), min(crop, src.info.width - col)
+    return _pad(src.read(row, col, h, w), crop)
+
+
+class StripReader:
+    """Windows of one scene read a strip of rows at a time: one read serves every window starting on
+    that row (windows are visited row by row), far faster than a read per window; memory is one strip."""
+
+    def __init__(self, src: Source, crop: int) -> None:
+        self.src, self.crop, self.row, self.strip = src, crop, None, None
+
+    def window(self, row: int, col: int) -> tuple[np.ndarray, np.ndarray]:
+        info = self.src.info
+        if row != self.row:
+            self.row = row
+            self.strip = self.src.read(row, 0, min(self.crop, info.height - row), info.width)
+        return _pad(self.strip[:, :, col : col + min(self.crop, info.width - col)], self.crop)
 
 
 def input_hash(cfg: Config, sources: list[str]) -> str:
@@ -60,6 +79,11 @@ def input_hash(cfg: Config, sources: list[str]) -> str:
 
 def prepare(cfg: Config, out: Path, force: bool = False) -> PrepResult:
     """Write the dataset folder ``out`` from ``cfg.prep``; nothing is written when any input is bad."""
+    with raster_env():
+        return _prepare(cfg, Path(out), force)
+
+
+def _prepare(cfg: Config, out: Path, force: bool) -> PrepResult:
     prep, crop = cfg.prep, cfg.data.crop_size
     pairs = find_pairs(prep)
     opened = [open_pair(p, prep) for p in pairs]
@@ -101,6 +125,8 @@ def prepare(cfg: Config, out: Path, force: bool = False) -> PrepResult:
                 windows.append((s, r, c))
     if not windows:
         raise InputError("no crop fits the scenes; use edge: pad or a smaller data.crop_size")
+    order = sorted(range(len(windows)), key=lambda i: windows[i])  # row by row: one strip read per row
+    windows, unit_of = [windows[i] for i in order], [unit_of[i] for i in order]
 
     tmp = out.with_name(f".{out.name}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -138,10 +164,12 @@ def _write(cfg, tmp, images, masks, mapping, windows, unit_of, n_units, overlap)
     Vw = NpyWriter(tmp / "valid.npy", np.uint8, n, (crop, crop))
     n_classes = len(mapping.classes)
     unit_counts = np.zeros((n_units, n_classes), dtype=np.int64)
+    img_strips = [StripReader(src, crop) for src in images]
+    msk_strips = [StripReader(src, crop) for src in masks]
     with progress_bar("cutting patches", n) as advance:
         for i, (s, r, c) in enumerate(windows):
-            img, inside = read_window(images[s], r, c, crop)
-            msk, _ = read_window(masks[s], r, c, crop)
+            img, inside = img_strips[s].window(r, c)
+            msk, _ = msk_strips[s].window(r, c)
             labels, _ = mapping.decode(msk)
             nodata = prep.nodata if prep.nodata is not None else images[s].info.nodata
             valid = inside & ~np.isnan(img).any(0) if img.dtype.kind == "f" else inside.copy()

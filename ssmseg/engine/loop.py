@@ -141,8 +141,8 @@ def fit(st: FitState, train_loader, val_loader, cfg: Config, rt: Runtime, run_di
             seconds = time.perf_counter() - start
             va = run_epoch(st, val_loader, cfg, rt, epoch, train=False)
             rec = {"epoch": epoch + 1, "lr": lr, **{f"train/{k}": v for k, v in tr.items() if k != "samples"},
-                   **{f"val/{k}": v for k, v in va.items() if k != "samples"},
-                   "seconds": round(seconds, 3), "samples_per_s": round(tr["samples"] / max(seconds, 1e-9), 2)}  # fmt: skip
+                   **{f"val/{k}": v for k, v in va.items() if k != "samples"}, "seconds": round(seconds, 3),
+                   "samples_per_s": round(tr["samples"] / max(seconds, 1e-9), 2)}  # fmt: skip
             if tc.monitor not in rec:
                 raise SsmsegError(f"train.monitor '{tc.monitor}' is not recorded; use one of {', '.join(rec)}")
             value = rec[tc.monitor]

@@ -103,7 +103,7 @@ def train(
             "ignore_index": train_ds.ignore_index, "dataset": str(dataset), "fold": fold,
             "normalization": {"method": manifest["normalize"], "stats_key": train_ds.stats_key,
                               "offset": train_ds.offset.ravel().tolist(), "scale": train_ds.scale.ravel().tolist()},
-            "versions": {"ssmseg": __version__, "torch": torch.__version__},
+            "versions": {"ssmseg": __version__, "torch": str(torch.__version__)},
             "scan_backend": choose_backend(rt.device)[0],
         }  # fmt: skip
         optimizer = build_optimizer(cfg.optim, model)

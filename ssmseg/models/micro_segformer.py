@@ -21,7 +21,7 @@ class EfficientAttention(nn.Module):
     def forward(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
         kv = x
         if self.sr is not None:
-            b, n, c = x.shape
+            b, _, c = x.shape
             kv = self.sr(x.transpose(1, 2).reshape(b, c, h, w)).flatten(2).transpose(1, 2)
             kv = self.norm(kv)
         return self.attn(x, kv, kv, need_weights=False)[0]
@@ -36,7 +36,7 @@ class MixFFN(nn.Module):
 
     def forward(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
         y = self.fc1(x)
-        b, n, c = y.shape
+        b, _, c = y.shape
         y = self.dw(y.transpose(1, 2).reshape(b, c, h, w)).flatten(2).transpose(1, 2)
         return self.fc2(F.gelu(y))
 

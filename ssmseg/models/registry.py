@@ -47,7 +47,7 @@ MODELS: dict[str, Entry] = {
             m.window,
             m.dropout,
             None if m.encoder_weights is None else str(m.encoder_weights),
-        ),  # fmt: skip
+        ),
         {"width": 8, "depth": 2, "d_state": 4, "window": 4},
         "residual CNN encoder + SS2D + multi-scale attention + wavelet conv + window-attention decoder",
     ),

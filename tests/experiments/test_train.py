@@ -1,0 +1,142 @@
+"""End-to-end training on the synthetic scene: learning, exact resume, early stop, divergence guard, DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from ssmseg.config import build_config
+from ssmseg.engine import checkpoint as ckpt
+from ssmseg.engine import loop
+from ssmseg.engine.loop import DivergedError
+from ssmseg.experiments import train as train_mod
+from ssmseg.experiments.train import train
+from tests.conftest import REPO
+
+
+def tiny(dataset, out, name, **over):
+    settings = {
+        "data": {"dataset": str(dataset), "crop_size": 16, "batch_size": 4, "max_patches": 16},
+        "model": {"name": "unet", "width": 8, "depth": 2},
+        "train": {"epochs": 4},
+        "schedule": {"name": "cosine", "warmup_epochs": 1},
+        "runtime": {"out_dir": str(out), "name": name, "deterministic": True, "device": "cpu"},
+    }
+    for section, values in over.items():
+        settings.setdefault(section, {}).update(values)
+    return build_config(explicit=settings)
+
+
+def strip_timing(history):
+    return [{k: v for k, v in r.items() if k not in ("seconds", "samples_per_s")} for r in history]
+
+
+def test_ssmu_net_learns_beyond_the_majority_baseline(synthetic_dataset, tmp_path):
+    cfg = tiny(synthetic_dataset, tmp_path, "learn", model={"name": "ssmu_net", "width": 16, "depth": 2, "d_state": 4,
+               "n_filters": 4}, train={"epochs": 8}, data={"max_patches": 48}, optim={"lr": 0.005})  # fmt: skip
+    result = train(cfg)
+    manifest = json.loads((synthetic_dataset / "manifest.json").read_text())
+    val = manifest["class_counts"]["val"]
+    present = [c for c in val if c > 0]
+    majority_miou = max(present) / sum(present) / len(present)
+    assert result.best["value"] > majority_miou + 0.15, (result.best, majority_miou)
+    run = result.run_dir
+    assert (run / "config.yaml").is_file() and (run / "checkpoints" / "best.pt").is_file()
+    history = json.loads((run / "history.json").read_text())
+    assert {"epoch", "lr", "train/loss", "val/loss", "val/miou", "seconds", "samples_per_s"} <= set(
+        history["epochs"][0]
+    )
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    state = torch.load(run / "checkpoints" / "best.pt", map_location="cpu", weights_only=True)
+    assert state["classes"] == manifest["classes"] and len(state["normalization"]["offset"]) == manifest["bands"]
+
+
+def test_interrupted_run_resumes_exactly(synthetic_dataset, tmp_path, monkeypatch):
+    full = train(tiny(synthetic_dataset, tmp_path, "full"))
+    original = loop.run_epoch
+
+    def interrupt_at_epoch_2(st, loader, cfg, rt, epoch, train):
+        if epoch == 2 and train:
+            raise KeyboardInterrupt
+        return original(st, loader, cfg, rt, epoch, train)
+
+    monkeypatch.setattr(loop, "run_epoch", interrupt_at_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny(synthetic_dataset, tmp_path, "cut"))
+    latest = ckpt.load(tmp_path / "cut" / "checkpoints" / "latest.pt")
+    assert latest["epoch"] == 1  # epochs 0 and 1 done
+    monkeypatch.setattr(loop, "run_epoch", original)
+    resumed = train(tiny(synthetic_dataset, tmp_path, "cut"), resume=tmp_path / "cut")
+    assert strip_timing(resumed.history) == strip_timing(full.history)
+    a = ckpt.load(tmp_path / "full" / "checkpoints" / "latest.pt")["model"]
+    b = ckpt.load(tmp_path / "cut" / "checkpoints" / "latest.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_with_a_different_config_lists_the_keys(synthetic_dataset, tmp_path):
+    from ssmseg.errors import ConfigError
+
+    train(tiny(synthetic_dataset, tmp_path, "r", train={"epochs": 2}))
+    with pytest.raises(ConfigError, match=r"optim\.lr.*--force"):
+        train(tiny(synthetic_dataset, tmp_path, "r", train={"epochs": 2}, optim={"lr": 0.5}), resume=tmp_path / "r")
+
+
+def test_early_stopping_records_the_reason(synthetic_dataset, tmp_path):
+    cfg = tiny(synthetic_dataset, tmp_path, "early", train={"epochs": 6, "patience": 1, "min_delta": 10.0})
+    result = train(cfg)
+    assert len(result.history) == 2 and result.stop_reason.startswith("early stop")
+    assert json.loads((result.run_dir / "history.json").read_text())["stop_reason"].startswith("early stop")
+
+
+def test_divergence_guard_stops_and_keeps_the_last_good_checkpoint(synthetic_dataset, tmp_path, monkeypatch):
+    real = train_mod.build_loss
+    calls = {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        fn = real(*args, **kwargs)
+
+        def loss(logits, target):
+            calls["n"] += torch.is_grad_enabled()  # training steps only: 4 per epoch here
+            value = fn(logits, target)
+            return value * float("nan") if calls["n"] > 4 else value
+
+        return loss
+
+    monkeypatch.setattr(train_mod, "build_loss", poisoned)
+    with pytest.raises(DivergedError, match="diverged at epoch 2"):
+        train(tiny(synthetic_dataset, tmp_path, "nan"))
+    state = ckpt.load(tmp_path / "nan" / "checkpoints" / "latest.pt")
+    assert state["epoch"] == 0 and all(
+        torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point()
+    )
+    assert json.loads((tmp_path / "nan" / "history.json").read_text())["stop_reason"] == "diverged"
+
+
+def test_two_cpu_processes_match_one_with_the_same_global_batch(synthetic_dataset, tmp_path):
+    common = ["--set", f"data.dataset={synthetic_dataset}", "--set", "data.crop_size=16", "--set", "data.max_patches=16",
+              "--set", "model.name=unet", "--set", "model.width=8", "--set", "model.depth=2", "--set", "train.epochs=2",
+              "--set", "loss.name=ce", "--set", "augment.flips=false", "--set", "augment.rot90=false",
+              "--set", "runtime.deterministic=true", "--set", "runtime.threads=1", "--set", "schedule.warmup_epochs=0",
+              "--device", "cpu", "--out", str(tmp_path)]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    single = subprocess.run([sys.executable, "-m", "ssmseg", "train", *common, "--set", "data.batch_size=4",
+                             "--set", "runtime.name=one"], capture_output=True, text=True, env=env)  # fmt: skip
+    assert single.returncode == 0, single.stderr[-3000:]
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+                          "-m", "ssmseg", "train", *common, "--set", "data.batch_size=2", "--set", "runtime.name=two"],
+                         capture_output=True, text=True, env=env)  # fmt: skip
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    one = json.loads((tmp_path / "one" / "history.json").read_text())["epochs"]
+    two = json.loads((tmp_path / "two" / "history.json").read_text())["epochs"]
+    for a, b in zip(one, two, strict=True):
+        assert a["train/loss"] == pytest.approx(b["train/loss"], rel=1e-4)
+        assert a["val/miou"] == pytest.approx(b["val/miou"], abs=1e-3)
+    wa = ckpt.load(tmp_path / "one" / "checkpoints" / "latest.pt")["model"]
+    wb = ckpt.load(tmp_path / "two" / "checkpoints" / "latest.pt")["model"]
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=1e-3, atol=1e-5, msg=k)
