@@ -218,8 +218,10 @@ class RuntimeConfig(Section):
     """Device, precision, seeds and where outputs go."""
 
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto, cpu, cuda or cuda:N.")
-    precision: Literal["fp32", "bf16", "fp16"] = Field(
-        "fp32", description="Autocast dtype; the scan state always stays float32."
+    precision: Literal["fp32", "bf16", "fp16", "auto"] = Field(
+        "fp32",
+        description="Autocast dtype; auto: bf16 (or fp16 with a grad scaler) on CUDA, fp32 on the CPU. "
+        "The scan state always stays float32.",
     )
     seed: int = Field(0, ge=0, description="Seed of every random generator.")
     deterministic: bool = Field(False, description="Use deterministic algorithms (exact resume on CPU).")

@@ -25,6 +25,7 @@ from ssmseg.engine.runtime import Runtime, all_reduce_, seed_everything
 from ssmseg.errors import SsmsegError
 from ssmseg.progress import progress_bar
 from ssmseg.tasks.segmentation.metrics import confusion, metrics_from_confusion
+from ssmseg.tasks.segmentation.visual import panel
 
 
 class DivergedError(SsmsegError):
@@ -157,6 +158,8 @@ def fit(st: FitState, train_loader, val_loader, cfg: Config, rt: Runtime, run_di
             logger.write_history(st.history, {"best": st.best, "monitor": tc.monitor})
             logger.scalars(rec)
             if rt.is_main:
+                _log_predictions(st, val_loader, cfg, rt, logger, epoch + 1)
+            if rt.is_main:
                 state = checkpoint_state(st, epoch)
                 if improved:
                     ckpt.save(state, ck_dir / "best.pt")
@@ -183,6 +186,20 @@ def fit(st: FitState, train_loader, val_loader, cfg: Config, rt: Runtime, run_di
                 ckpt.save(pending, ck_dir / "latest.pt")
         logger.close()
     return {"stop_reason": stop_reason, "best": st.best}
+
+
+def _log_predictions(st: FitState, loader, cfg: Config, rt: Runtime, logger: RunLogger, epoch: int) -> None:
+    """A few validation panels (input, truth, prediction) in TensorBoard."""
+    batch = next(iter(loader), None)
+    if batch is None:
+        return
+    st.model.eval()
+    model = st.model.module if isinstance(st.model, DistributedDataParallel) else st.model
+    with torch.no_grad(), autocast(rt.device, cfg.runtime.precision):
+        pred = model(batch["image"][:3].to(rt.device)).argmax(1)
+    for i in range(len(pred)):
+        image = panel(batch["image"][i], batch["mask"][i], pred[i], st.meta["palette"], st.ignore_index)
+        logger.image(f"val/prediction_{i}", image, epoch)
 
 
 def _index_of(history: list[dict[str, Any]], epoch: int) -> int:

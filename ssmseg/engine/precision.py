@@ -10,7 +10,17 @@ import torch
 from ssmseg.errors import ConfigError
 
 
+def resolve(device: torch.device, precision: str) -> str:
+    """``auto``: bf16 where the GPU supports it, else fp16, on CUDA; fp32 on the CPU."""
+    if precision != "auto":
+        return precision
+    if device.type != "cuda":
+        return "fp32"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    precision = resolve(device, precision)
     if precision == "fp32":
         return contextlib.nullcontext()
     if precision == "fp16" and device.type != "cuda":
@@ -20,4 +30,4 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 
 
 def make_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
-    return torch.amp.GradScaler("cuda", enabled=precision == "fp16" and device.type == "cuda")
+    return torch.amp.GradScaler("cuda", enabled=resolve(device, precision) == "fp16" and device.type == "cuda")

@@ -160,3 +160,19 @@ def test_prep_check_reports_problems_and_exit_code(tmp_path):
     cfg.write_text(f"prep:\n  images: [{tmp_path}/x.tif]\n  masks: [{tmp_path}/x.tif]\n")
     result = invoke("prep", "--check", str(cfg))
     assert result.exit_code == 1 and "problem:" in result.output and "Traceback" not in result.output
+
+
+def test_train_cv_models_help_and_errors(tmp_path):
+    for command in ("train", "cv", "models"):
+        assert invoke(command, "--help").exit_code == 0
+    assert_one_line_error(invoke("train", "--set", "model.name=segnet", "--set", f"data.dataset={tmp_path}/nope",
+                                 "--device", "cpu"), 1, "does not exist")  # fmt: skip
+    assert_one_line_error(invoke("train", "--resume", str(tmp_path)), 2, "does not exist")
+    result = invoke("models")
+    assert result.exit_code == 0 and "ssmu_net" in result.output and "micro_segformer" in result.output
+
+
+def test_unknown_model_lists_valid_ones(synthetic_dataset, tmp_path):
+    result = invoke("train", "--set", "model.name=segnet", "--set", f"data.dataset={synthetic_dataset}",
+                    "--set", "data.crop_size=16", "--device", "cpu", "--out", str(tmp_path))  # fmt: skip
+    assert_one_line_error(result, 2, "unknown model 'segnet'", "ssmu_net")

@@ -1,0 +1,73 @@
+"""Metrics against a hand-computed confusion matrix; losses; augmentation keeps image and mask aligned."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ssmseg.config.schema import AugmentConfig, LossConfig
+from ssmseg.data.augment import augment
+from ssmseg.data.sampling import EpochSampler
+from ssmseg.tasks.segmentation.losses import build_loss, class_weights_from_counts, dice_loss
+from ssmseg.tasks.segmentation.metrics import confusion, metrics_from_confusion
+
+
+def test_confusion_and_metrics_by_hand():
+    target = torch.tensor([0, 0, 0, 1, 1, 2, 255])
+    pred = torch.tensor([0, 0, 1, 1, 2, 2, 0])
+    cm = confusion(pred, target, 3, 255)
+    assert cm.tolist() == [[2, 1, 0], [0, 1, 1], [0, 0, 1]]
+    m = metrics_from_confusion(cm, ["a", "b", "c"])
+    assert m["oa"] == pytest.approx(4 / 6)
+    # IoU: a 2/3, b 1/3, c 1/2
+    assert m["miou"] == pytest.approx((2 / 3 + 1 / 3 + 1 / 2) / 3)
+    assert m["per_class"]["b"]["precision"] == pytest.approx(1 / 2) and m["per_class"]["b"]["recall"] == pytest.approx(
+        1 / 2
+    )
+    pe = (3 * 2 + 2 * 2 + 1 * 2) / 36
+    assert m["kappa"] == pytest.approx((4 / 6 - pe) / (1 - pe))
+    assert m["mean_f1"] == pytest.approx((0.8 + 0.5 + 2 / 3) / 3)
+
+
+def test_dice_ignores_ignored_pixels_and_absent_classes():
+    target = torch.tensor([[[0, 0], [255, 255]]])
+    perfect = torch.tensor([[[[9.0, 9.0], [0.0, 0.0]], [[0.0, 0.0], [9.0, 9.0]]]])  # class 1 only where ignored
+    assert dice_loss(perfect, target, 255) < 1e-3
+
+
+def test_focal_is_per_pixel_and_below_ce():
+    logits = torch.randn(2, 3, 4, 4)
+    target = torch.randint(0, 3, (2, 4, 4))
+    ce = build_loss(LossConfig(name="ce"), 255)(logits, target)
+    focal = build_loss(LossConfig(name="focal", focal_gamma=2.0), 255)(logits, target)
+    assert 0 < focal < ce
+    assert build_loss(LossConfig(name="focal", focal_gamma=0.0), 255)(logits, target) == pytest.approx(
+        ce.item(), rel=1e-5
+    )
+
+
+def test_auto_class_weights():
+    w = class_weights_from_counts([100, 300, 0])
+    assert w[2] == 0 and w[0] == pytest.approx(3 * w[1]) and w[:2].mean() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("bands", [1, 7])
+def test_augment_keeps_image_and_mask_aligned(bands):
+    mask = torch.arange(64).reshape(1, 8, 8).repeat(4, 1, 1)
+    image = mask[:, None].float().repeat(1, bands, 1, 1)
+    cfg = AugmentConfig(flips=True, rot90=True, scale_jitter=0.0)
+    out_img, out_mask = augment(image, mask, cfg, torch.Generator().manual_seed(0), 255)
+    assert torch.equal(out_img[:, 0].long(), out_mask)
+    assert not torch.equal(out_mask, mask)  # something happened
+    jitter = AugmentConfig(flips=False, rot90=False, brightness=0.1, contrast=0.1, noise_std=0.01, scale_jitter=0.2)
+    img2, mask2 = augment(image, mask, jitter, torch.Generator().manual_seed(0), 255)
+    assert img2.shape == image.shape and mask2.shape == mask.shape
+
+
+def test_ranks_together_draw_the_single_process_batches():
+    single = list(EpochSampler(10, seed=3, max_items=8))
+    ranks = [list(EpochSampler(10, seed=3, rank=r, world=2, max_items=8)) for r in (0, 1)]
+    assert sorted(single[:4]) == sorted(ranks[0][:2] + ranks[1][:2])
+    s = EpochSampler(10, seed=3)
+    s.set_epoch(1)
+    assert list(s) != list(EpochSampler(10, seed=3))
