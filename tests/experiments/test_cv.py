@@ -27,7 +27,8 @@ def test_two_folds_summary_and_skip(synthetic_dataset, tmp_path):
     saved = json.loads((root / "cv_summary.json").read_text())
     values = [r["val/miou"] for r in saved["folds"]]
     assert saved["mean"]["val/miou"] == pytest.approx(sum(values) / 2)
-    rows = list(csv.reader(open(root / "cv_summary.csv")))
+    with open(root / "cv_summary.csv") as f:
+        rows = list(csv.reader(f))
     assert rows[0][:3] == ["fold", "best_epoch", "val/miou"] and rows[-2][0] == "mean" and rows[-1][0] == "std"
     # Each fold normalises with its own training statistics.
     import torch

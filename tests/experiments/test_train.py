@@ -119,7 +119,8 @@ def test_divergence_guard_stops_and_keeps_the_last_good_checkpoint(synthetic_dat
 
 def test_two_cpu_processes_match_one_with_the_same_global_batch(synthetic_dataset, tmp_path):
     common = ["--set", f"data.dataset={synthetic_dataset}", "--set", "data.crop_size=16",
-              "--set", "data.max_patches=16", "--set", "model.name=unet", "--set", "model.width=8", "--set", "model.depth=2", "--set", "train.epochs=2",
+              "--set", "data.max_patches=16", "--set", "model.name=unet", "--set", "model.width=8",
+              "--set", "model.depth=2", "--set", "train.epochs=2",
               "--set", "loss.name=ce", "--set", "augment.flips=false", "--set", "augment.rot90=false",
               "--set", "runtime.deterministic=true", "--set", "runtime.threads=1", "--set", "schedule.warmup_epochs=0",
               "--device", "cpu", "--out", str(tmp_path)]  # fmt: skip
