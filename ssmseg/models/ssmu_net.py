@@ -1,5 +1,6 @@
-"""SSMU-Net: learnable sinc band-pass filters over the spectrum, an embedding, then a UNet whose stages
-carry SS2D Mamba blocks for long-range spatial context. (B, bands, H, W) -> (B, classes, H, W)."""
+"""SSMU-Net: learnable sinc band-pass filters over the spectrum, an embedding, then a UNet whose
+down-sampled stages carry SS2D Mamba blocks for long-range spatial context.
+(B, bands, H, W) -> (B, classes, H, W)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,9 @@ class SSMUNet(nn.Module):
         # The raw bands go in beside the filter bank: a skip that keeps the exact spectrum available.
         self.embed = nn.Sequential(nn.Conv2d(self.sinc.out_channels + in_channels, width, 1), norm(width), nn.GELU())
         chans = [width * 2**i for i in range(depth + 1)]
-        self.enc = nn.ModuleList([nn.Sequential(ConvBlock(width, chans[0]), SS2DBlock(chans[0], d_state, expand))])
+        # Full resolution keeps plain convolutions (as VM-UNet starts at 1/4): the scans run where sequences are
+        # 4x shorter, which halves the model's cost without losing the global context they bring.
+        self.enc = nn.ModuleList([ConvBlock(width, chans[0])])
         for i in range(depth):
             self.enc.append(nn.Sequential(ConvBlock(chans[i], chans[i + 1]), SS2DBlock(chans[i + 1], d_state, expand)))
         self.up = nn.ModuleList(Up(chans[i + 1], chans[i], chans[i]) for i in reversed(range(depth)))

@@ -17,6 +17,20 @@ from ssmseg.ssm.mamba import init_A_log, init_dt_bias
 from ssmseg.ssm.order import FOUR_DIRECTIONS, order_indices
 from ssmseg.ssm.scan import selective_scan
 
+_FAST_SCAN = {
+    "rows": lambda x: x.flatten(2),
+    "cols": lambda x: x.transpose(2, 3).flatten(2),
+    "rows_reversed": lambda x: x.flatten(2).flip(-1),
+    "cols_reversed": lambda x: x.transpose(2, 3).flatten(2).flip(-1),
+}
+_FAST_MERGE = {
+    "rows": lambda y, h, w: y.reshape(y.shape[0], y.shape[1], h, w),
+    "cols": lambda y, h, w: y.reshape(y.shape[0], y.shape[1], w, h).transpose(2, 3),
+    "rows_reversed": lambda y, h, w: y.flip(-1).reshape(y.shape[0], y.shape[1], h, w),
+    "cols_reversed": lambda y, h, w: y.flip(-1).reshape(y.shape[0], y.shape[1], w, h).transpose(2, 3),
+}
+_FAST = set(_FAST_SCAN)
+
 
 class SS2D(nn.Module):
     """(batch, d_model, H, W) -> (batch, d_model, H, W)."""
@@ -65,14 +79,30 @@ class SS2D(nn.Module):
             self._perm_cache[key] = (perm.reshape(-1).to(device), inv.reshape(-1).to(device))
         return self._perm_cache[key]
 
+    def _cross_scan(self, x: torch.Tensor) -> torch.Tensor:
+        """(batch, di, H, W) -> (batch, K, di, H*W): the map read in each order."""
+        batch, di, h, w = x.shape
+        if set(self.orders) <= _FAST:  # flips and transposes: plain strided copies, no gather
+            return torch.stack([_FAST_SCAN[name](x) for name in self.orders], dim=1)
+        perm, _ = self._perms(h, w, x.device)
+        return x.flatten(2).index_select(-1, perm).view(batch, di, len(self.orders), h * w).transpose(1, 2)
+
+    def _cross_merge(self, y: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        """(batch, K, di, H*W) -> (batch, di, H, W): each sequence put back in place, the K views summed."""
+        batch, K, di, L = y.shape
+        if set(self.orders) <= _FAST:
+            return sum(_FAST_MERGE[name](y[:, k], h, w) for k, name in enumerate(self.orders))
+        _, inv = self._perms(h, w, y.device)
+        y = y.transpose(1, 2).reshape(batch, di, K * L).index_select(-1, inv)
+        return y.view(batch, di, K, L).sum(2).view(batch, di, h, w)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, _, h, w = x.shape
         K, L, di = len(self.orders), h * w, self.d_inner
         xz = self.in_proj(x.permute(0, 2, 3, 1))  # (batch, H, W, 2 di)
         xi, z = xz.chunk(2, dim=-1)
         xi = F.silu(self.conv2d(xi.permute(0, 3, 1, 2).contiguous()))  # (batch, di, H, W)
-        perm, inv = self._perms(h, w, x.device)
-        xs = xi.flatten(2).index_select(-1, perm).view(batch, di, K, L).transpose(1, 2)  # (batch, K, di, L)
+        xs = self._cross_scan(xi)  # (batch, K, di, L)
         x_dbl = torch.einsum("bkdl,kcd->bkcl", xs, self.x_proj_weight)
         dts, Bs, Cs = x_dbl.split([self.dt_rank, self.d_state, self.d_state], dim=2)
         dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_projs_weight)
@@ -81,8 +111,6 @@ class SS2D(nn.Module):
             Bs.contiguous(), Cs.contiguous(), self.Ds.float(), delta_bias=self.dt_projs_bias.reshape(-1).float(),
             delta_softplus=True, backend=self.backend,
         )  # fmt: skip
-        # Fold each order's sequence back to pixel positions and sum the K views.
-        y = y.view(batch, K, di, L).transpose(1, 2).reshape(batch, di, K * L).index_select(-1, inv)
-        y = y.view(batch, di, K, L).sum(2).view(batch, di, h, w).permute(0, 2, 3, 1)
+        y = self._cross_merge(y.view(batch, K, di, L), h, w).permute(0, 2, 3, 1)
         y = self.out_norm(y) * F.silu(z)
         return self.out_proj(y).permute(0, 3, 1, 2)

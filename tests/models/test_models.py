@@ -52,3 +52,18 @@ def test_db2_wavelet_conv_reconstructs_the_interior():
     torch.nn.init.zeros_(wc.base.bias)
     x = torch.randn(1, 2, 16, 16)
     torch.testing.assert_close(wc(x)[..., 4:-4, 4:-4], x[..., 4:-4, 4:-4], atol=1e-4, rtol=1e-4)
+
+
+def test_sinc_bank_as_matrix_equals_per_pixel_filtering():
+    import torch.nn.functional as F
+
+    f = SincBandFilters(n_filters=3, kernel_size=5, positions=2)
+    x = torch.randn(2, 9, 3, 4)
+    spectra = x.permute(0, 2, 3, 1).reshape(-1, 1, 9)
+    filtered = F.conv1d(spectra, f.kernels(), padding=2)  # (BHW, F, C)
+    mean = F.adaptive_avg_pool1d(filtered, 2)
+    rms = F.adaptive_avg_pool1d(filtered.square(), 2).add(1e-6).sqrt()
+    expected = torch.cat([mean, rms], 1).reshape(2, 3, 4, -1).permute(0, 3, 1, 2)
+    got = f(x)
+    # The layer orders channels (mean of every filter and position, then rms); compare as sets per pixel.
+    torch.testing.assert_close(got.sort(1).values, expected.sort(1).values, rtol=1e-5, atol=1e-5)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -11,7 +13,7 @@ from ssmseg.ssm.ss2d import SS2D
 
 def norm(channels: int) -> nn.Module:
     """GroupNorm: independent of the batch size, so DDP shards and batch-1 inference behave alike."""
-    return nn.GroupNorm(min(8, channels), channels)
+    return nn.GroupNorm(math.gcd(8, channels), channels)
 
 
 class ConvBlock(nn.Sequential):

@@ -52,10 +52,30 @@ class SincBandFilters(nn.Module):
         k = (lowpass(high) - lowpass(low)) * self.window
         return (k / (k.abs().sum(1, keepdim=True) + 1e-6)).unsqueeze(1)
 
+    def band_matrix(self, bands: int) -> torch.Tensor:
+        """(n_filters, bands, bands): filtering each spectrum ("same" zero padding) as one matrix, so the bank
+        runs as a 1x1 convolution over the band channels (one matmul, fast forward and backward)."""
+        k, half = self.kernels()[:, 0], self.kernel_size // 2
+        c = torch.arange(bands, device=k.device)
+        offset = c[None, :] - c[:, None] + half  # [out, in] -> tap index
+        valid = (offset >= 0) & (offset < self.kernel_size)
+        return k[:, offset.clamp(0, self.kernel_size - 1)] * valid
+
+    def pool_matrix(self, bands: int, device: torch.device) -> torch.Tensor:
+        """(positions, bands) averaging over contiguous segments of the band axis (adaptive average pooling)."""
+        m = torch.zeros(self.positions, bands, device=device)
+        for p in range(self.positions):
+            lo, hi = (p * bands) // self.positions, -(-((p + 1) * bands) // self.positions)
+            m[p, lo:hi] = 1.0 / (hi - lo)
+        return m
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        spectra = x.permute(0, 2, 3, 1).reshape(b * h * w, 1, c)
-        filtered = F.conv1d(spectra, self.kernels(), padding=self.kernel_size // 2)  # (BHW, F, C)
-        mean = F.adaptive_avg_pool1d(filtered, self.positions)  # (BHW, F, P)
-        rms = F.adaptive_avg_pool1d(filtered.square(), self.positions).add(1e-6).sqrt()
-        return torch.cat([mean, rms], dim=1).reshape(b, h, w, -1).permute(0, 3, 1, 2).contiguous()
+        n_f = self.low.shape[0]
+        bank = self.band_matrix(c).to(x.dtype)  # (F, C, C)
+        pool = self.pool_matrix(c, x.device).to(x.dtype)  # (P, C)
+        mean = F.conv2d(x, (pool @ bank).reshape(n_f * self.positions, c, 1, 1))  # pooling is linear: fold it in
+        filtered = F.conv2d(x, bank.reshape(n_f * c, c, 1, 1)).reshape(b, n_f, c, h * w)
+        energy = torch.einsum("pc,bfcl->bfpl", pool, filtered.square())
+        rms = energy.add(1e-6).sqrt().reshape(b, n_f * self.positions, h, w)
+        return torch.cat([mean, rms], dim=1)
