@@ -50,8 +50,8 @@ def child(name: str, width: int, bands: int, classes: int, size: int, batch: int
 
 
 def measure(name: str, width: int, args: argparse.Namespace) -> tuple[float, int, int]:
-    code = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); import benchmarks.train as b; "
-            f"b.child({name!r}, {width}, {args.bands}, {args.classes}, {args.size}, {args.batch}, {args.steps}, {args.threads})")  # fmt: skip
+    call = f"{name!r}, {width}, {args.bands}, {args.classes}, {args.size}, {args.batch}, {args.steps}, {args.threads}"
+    code = f"import sys; sys.path.insert(0, {str(ROOT)!r}); import benchmarks.train as b; b.child({call})"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if proc.returncode:
         raise RuntimeError(proc.stderr[-1500:])
