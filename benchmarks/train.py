@@ -84,9 +84,8 @@ def main() -> None:
     args = parser.parse_args()
     from ssmseg.models.registry import MODELS
 
-    print(
-        f"{args.batch} x {args.bands} x {args.size} x {args.size} patches, {args.classes} classes, {args.threads} threads"
-    )
+    shape = f"{args.batch} x {args.bands} x {args.size} x {args.size}"
+    print(f"{shape} patches, {args.classes} classes, {args.threads} threads")
     print(f"{'model':<18} {'params':>10} {'samples/s':>10} {'peak MB':>8}")
     speeds = {}
     for name in MODELS:
