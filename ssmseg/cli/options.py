@@ -30,10 +30,11 @@ def resolve_config(
     out: Path | None = None,
     device: str | None = None,
     seed: int | None = None,
+    base: tuple[str, dict[str, Any]] | None = None,
 ) -> Config:
     """Defaults < preset < --config < --set < explicit options, validated as one ``Config``."""
     explicit: dict[str, Any] = {}
     runtime = {k: v for k, v in (("out_dir", out), ("device", device), ("seed", seed)) if v is not None}
     if runtime:
         explicit["runtime"] = {k: str(v) if isinstance(v, Path) else v for k, v in runtime.items()}
-    return build_config(preset=preset, config_file=config, overrides=overrides or [], explicit=explicit)
+    return build_config(preset=preset, config_file=config, overrides=overrides or [], explicit=explicit, base=base)

@@ -112,9 +112,11 @@ def build_config(
     config_file: Path | None = None,
     overrides: Iterable[str] = (),
     explicit: Mapping[str, Any] | None = None,
+    base: tuple[str, Mapping[str, Any]] | None = None,
 ) -> Config:
-    """Build and validate the config from every source, in order of precedence."""
-    layers: list[Layer] = []
+    """Build and validate the config from every source, in order of precedence; ``base`` (name, dict),
+    such as a checkpoint's saved config, sits just above the schema defaults."""
+    layers: list[Layer] = [(base[0], dict(base[1]))] if base else []
     if preset:
         layers.append((f"preset '{preset}'", parse_yaml(preset_text(preset), f"preset '{preset}'")))
     if config_file is not None:

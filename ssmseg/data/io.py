@@ -34,6 +34,7 @@ class SourceInfo:
     transform: list[float] | None = None  # affine a, b, c, d, e, f (x = a col + b row + c)
     nodata: float | None = None
     sha256: str | None = None
+    descriptions: list[str] | None = None  # band names, when the file has them
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -81,6 +82,7 @@ class RasterioSource(Source):
             crs=ds.crs.to_string() if georef else None,
             transform=list(ds.transform)[:6] if georef else None,
             nodata=None if ds.nodata is None else float(ds.nodata),
+            descriptions=list(ds.descriptions) if any(ds.descriptions) else None,
         )
 
     def read(self, row: int, col: int, h: int, w: int) -> np.ndarray:

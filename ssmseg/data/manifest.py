@@ -8,7 +8,7 @@ from typing import Any
 
 from ssmseg.errors import InputError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 ARRAYS = ("images.npy", "labels.npy", "valid.npy")
 
 

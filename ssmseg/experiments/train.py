@@ -101,6 +101,8 @@ def train(
             "config": yaml.safe_load(dump_config(cfg)), "model_name": cfg.model.name, "in_channels": train_ds.bands,
             "num_classes": train_ds.num_classes, "classes": manifest["classes"], "palette": manifest["palette"],
             "ignore_index": train_ds.ignore_index, "dataset": str(dataset), "fold": fold,
+            "labels": manifest["labels"], "band_names": manifest.get("band_names"),
+            "class_counts_train": _train_counts(manifest, fold), "nodata": manifest["sources"][0]["image"]["nodata"],
             "normalization": {"method": manifest["normalize"], "stats_key": train_ds.stats_key,
                               "offset": train_ds.offset.ravel().tolist(), "scale": train_ds.scale.ravel().tolist()},
             "versions": {"ssmseg": __version__, "torch": str(torch.__version__)},

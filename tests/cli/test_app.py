@@ -27,7 +27,7 @@ def assert_one_line_error(result, code: int, *needles: str) -> None:
 @pytest.mark.parametrize(
     "command",
     [[], ["config"], ["config", "show"], ["config", "validate"], ["config", "presets"], ["config", "reference"],
-     ["doctor"], ["prep"]],
+     ["doctor"], ["prep"], ["eval"], ["train"], ["cv"], ["models"]],
 )  # fmt: skip
 def test_every_command_has_help(command):
     result = invoke(*command, "--help")
@@ -176,3 +176,10 @@ def test_unknown_model_lists_valid_ones(synthetic_dataset, tmp_path):
     result = invoke("train", "--set", "model.name=segnet", "--set", f"data.dataset={synthetic_dataset}",
                     "--set", "data.crop_size=16", "--device", "cpu", "--out", str(tmp_path))  # fmt: skip
     assert_one_line_error(result, 2, "unknown model 'segnet'", "ssmu_net")
+
+
+def test_eval_corrupt_checkpoint_is_one_line(tmp_path):
+    bad = tmp_path / "best.pt"
+    bad.write_bytes(b"junk")
+    assert_one_line_error(invoke("eval", str(bad)), 1, "corrupt")
+    assert_one_line_error(invoke("eval", str(tmp_path / "missing")), 1, "does not exist")
