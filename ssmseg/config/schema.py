@@ -194,6 +194,7 @@ class EvalConfig(Section):
     blend: Literal["gaussian", "cosine", "mean"] = Field("gaussian", description="Weight that blends windows.")
     tta: bool = Field(False, description="Average predictions over flips and 90-degree rotations.")
     batch_size: int = Field(8, ge=1, description="Windows per forward pass.")
+    save_png: bool = Field(False, description="Also write each scene's prediction as a colour PNG.")
 
 
 class CVConfig(Section):

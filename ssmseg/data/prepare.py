@@ -248,7 +248,7 @@ def _class_counts(patches, Y, n_classes, folds, ignore):
 
 def _stats(patches, X, V, folds, seed):
     """Statistics from training patches only: 'train' for train/eval, 'fold_k' for cv fold k."""
-    per_patch = max(16, SAMPLE_TARGET // max(len(patches), 1))
+    per_patch = max(1, SAMPLE_TARGET // max(len(patches), 1))  # the percentile sample stays bounded
     bands = X.patch_shape[0]
     sets = {"train": BandStats(bands, per_patch, seed)}
     sets.update({f"fold_{k}": BandStats(bands, per_patch, seed + k + 1) for k in range(folds)})

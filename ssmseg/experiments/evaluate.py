@@ -178,6 +178,7 @@ def _test_split(cfg: Config, state, model, device, out: Path, dataset: Path | No
 
 def _scenes(cfg: Config, state, model, device, out: Path, inputs, masks) -> EvalResult:
     import rasterio
+    import rasterio.shutil
     from rasterio.windows import Window
 
     n, ignore = state["num_classes"], state["ignore_index"]
@@ -236,6 +237,8 @@ def _scenes(cfg: Config, state, model, device, out: Path, inputs, masks) -> Eval
                     keep = (truth != ignore) & strip.valid
                     cm += np.bincount(truth[keep].astype(np.int64) * n + labels[keep], minlength=n * n).reshape(n, n)
         _overview(out, stem, src, out / f"{stem}_pred.tif", mask, mapping, state)
+        if cfg.eval.save_png:  # GDAL streams the paletted GeoTIFF into a PNG keeping its colour table
+            rasterio.shutil.copy(out / f"{stem}_pred.tif", out / f"{stem}_pred.png", driver="PNG")
         src.close()
         if mask is not None:
             mask.close()

@@ -78,8 +78,11 @@ def test_scene_prediction_is_georeferenced_with_metrics(tmp_path):
     image[:, :5] = 0
     src = write_tif(tmp_path / "s.tif", image, nodata=0)
     mask = write_tif(tmp_path / "m.tif", (image[0] > 100).astype(np.uint8))
-    cfg = build_config(explicit={"eval": {"window": 32, "overlap": 0.5}, "runtime": {"device": "cpu"}})
+    cfg = build_config(
+        explicit={"eval": {"window": 32, "overlap": 0.5, "save_png": True}, "runtime": {"device": "cpu"}}
+    )
     result = evaluate(cfg, make_checkpoint(tmp_path), tmp_path / "out", [src], [mask], None)
+    assert (tmp_path / "out" / "s_pred.png").is_file() and (tmp_path / "out" / "s_confidence.tif").is_file()
     with rasterio.open(src) as a, rasterio.open(tmp_path / "out" / "s_pred.tif") as b:
         assert b.crs == a.crs and b.transform == a.transform and b.nodata == 255
         pred = b.read(1)

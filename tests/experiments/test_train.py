@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -141,3 +142,11 @@ def test_two_cpu_processes_match_one_with_the_same_global_batch(synthetic_datase
     wb = ckpt.load(tmp_path / "two" / "checkpoints" / "latest.pt")["model"]
     for k in wa:
         torch.testing.assert_close(wa[k], wb[k], rtol=1e-3, atol=1e-5, msg=k)
+
+
+def test_bf16_autocast_and_gradient_accumulation_train(synthetic_dataset, tmp_path):
+    cfg = tiny(synthetic_dataset, tmp_path, "bf16", model={"name": "ssmu_net", "width": 8, "depth": 2, "d_state": 4,
+               "n_filters": 4}, train={"epochs": 2}, optim={"accumulate": 2},
+               runtime={"precision": "bf16", "deterministic": False})  # fmt: skip
+    result = train(cfg)
+    assert all(math.isfinite(r["train/loss"]) for r in result.history)
