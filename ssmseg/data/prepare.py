@@ -257,7 +257,9 @@ def _stats(patches, X, V, folds, seed):
             image, valid = X[i], V[i].astype(bool)
             targets = ["train"] if p["split"] == "train" else []
             targets += [f"fold_{k}" for k in range(folds) if p["fold"] >= 0 and p["fold"] != k]
-            for t in targets:
-                sets[t].add(image, valid)
+            if targets:
+                summary = sets[targets[0]].summarise(image, valid)
+                for t in targets:
+                    sets[t].merge(summary)
             advance()
     return {k: v.result() for k, v in sets.items()}

@@ -22,19 +22,30 @@ class BandStats:
         self.per_patch = per_patch_sample
         self.rng = np.random.default_rng(seed)
 
-    def add(self, image: np.ndarray, valid: np.ndarray) -> None:
-        """image (bands, h, w); valid (h, w) bool."""
-        pixels = image[:, valid].astype(np.float64)  # (bands, n)
-        if pixels.shape[1] == 0:
+    def summarise(self, image: np.ndarray, valid: np.ndarray) -> tuple | None:
+        """One patch's count, sums, extremes and pixel sample: computed once, added to every set it
+        belongs to. image (bands, h, w); valid (h, w) bool."""
+        pixels = image[:, valid].astype(np.float32)  # (bands, n)
+        n = pixels.shape[1]
+        if n == 0:
+            return None
+        idx = self.rng.choice(n, min(self.per_patch, n), replace=False)
+        return (n, pixels.sum(1, dtype=np.float64), np.square(pixels, dtype=np.float64).sum(1),
+                pixels.min(1), pixels.max(1), pixels[:, idx])  # fmt: skip
+
+    def merge(self, summary: tuple | None) -> None:
+        if summary is None:
             return
-        self.n += pixels.shape[1]
-        self.sum += pixels.sum(1)
-        self.sumsq += (pixels**2).sum(1)
-        self.min = np.minimum(self.min, pixels.min(1))
-        self.max = np.maximum(self.max, pixels.max(1))
-        take = min(self.per_patch, pixels.shape[1])
-        idx = self.rng.choice(pixels.shape[1], take, replace=False)
-        self.samples.append(pixels[:, idx].astype(np.float32))
+        n, s, sq, lo, hi, sample = summary
+        self.n += n
+        self.sum += s
+        self.sumsq += sq
+        self.min = np.minimum(self.min, lo)
+        self.max = np.maximum(self.max, hi)
+        self.samples.append(sample)
+
+    def add(self, image: np.ndarray, valid: np.ndarray) -> None:
+        self.merge(self.summarise(image, valid))
 
     def result(self) -> dict[str, Any]:
         if self.n == 0:
