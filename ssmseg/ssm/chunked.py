@@ -104,7 +104,7 @@ class ChunkedScan(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, dt, du, A, B, C):  # noqa: ANN001, ANN205
+    def forward(ctx: Any, dt, du, A, B, C):
         lay = _Layout(dt, A, B)
         decay = torch.exp(lay.seq(dt) * lay.A(A))  # padded steps: dt = 0 -> decay 1, drive 0
         drive = lay.seq(du) * lay.bc(B)
@@ -123,7 +123,7 @@ class ChunkedScan(torch.autograd.Function):
         return y, last.reshape(lay.batch, lay.dim, lay.N)
 
     @staticmethod
-    def backward(ctx: Any, dy: torch.Tensor, _dlast: torch.Tensor):  # noqa: ANN205
+    def backward(ctx: Any, dy: torch.Tensor, _dlast: torch.Tensor):
         dt, du, A, B, C, starts = ctx.saved_tensors
         lay = _Layout(dt, A, B)
         dtc, duc, Ac, Bc, Cc = lay.seq(dt), lay.seq(du), lay.A(A), lay.bc(B), lay.bc(C)
