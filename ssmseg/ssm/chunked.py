@@ -77,11 +77,11 @@ class _Layout:
         return A.reshape(1, 1, self.G, self.dpg, 1, self.N)
 
 
-def _level_one(decay: torch.Tensor, drive: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _level_one(decay, drive) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: ANN001 - tensors or lists of steps
     """End state (from zero) and decay product of every chunk."""
     h = torch.zeros_like(drive[0])
     p = torch.ones_like(decay[0])
-    for a_t, b_t in zip(decay.unbind(0), drive.unbind(0), strict=True):
+    for a_t, b_t in zip(decay, drive, strict=True):
         h = a_t * h + b_t
         p = p * a_t
     return h, p
@@ -137,34 +137,36 @@ class ChunkedScan(torch.autograd.Function):
         X = torch.stack(xs)
         dyc = lay.seq(dy.float().contiguous())
         emit = dyc * Cc  # dL/dx_t through y_t
-        # Adjoint g_t = emit_t + a_{t+1} g_{t+1}: the same two-level scan, run backwards in time.
+        # Adjoint g_t = emit_t + a_{t+1} g_{t+1}, in reverse time. Pass one: each chunk from zero, keeping
+        # its first step's value and decay product; then the carry from the last chunk backwards.
         first_next = torch.cat([decay[0][..., 1:, :], torch.zeros_like(decay[0][..., :1, :])], dim=-2)
-        a_next = torch.cat([decay[1:], first_next.unsqueeze(0)])
-        g_loc, prod = [], []
-        h = torch.zeros_like(emit[0])
-        p = torch.ones_like(decay[0])
-        for e_t, n_t in zip(reversed(emit.unbind(0)), reversed(a_next.unbind(0)), strict=True):
-            h = e_t + n_t * h
-            p = p * n_t
-            g_loc.append(h)
-            prod.append(p)
-        g_loc.reverse()
-        prod.reverse()
-        # g of each chunk's first step, carried from the last chunk backwards.
+        a_next = [*decay[1:].unbind(0), first_next]
+        h, p = _level_one(a_next[::-1], emit.flip(0))
         running = torch.zeros_like(h[..., 0, :])
         carry_in = []
-        for g0, p0 in zip(reversed(g_loc[0].unbind(-2)), reversed(prod[0].unbind(-2)), strict=True):
+        for g0, p0 in zip(reversed(h.unbind(-2)), reversed(p.unbind(-2)), strict=True):
             carry_in.append(running)
             running = g0 + p0 * running
-        carry_in.reverse()
-        G = torch.stack(g_loc) + torch.stack(prod) * torch.stack(carry_in, dim=-2).unsqueeze(0)
-        x_prev = torch.cat([starts.unsqueeze(0), X[:-1]])
-        q = G * x_prev * decay  # dL/d(dt A) per state
-        d_dt = lay.unseq((q * Ac).sum(-1, keepdim=True))
-        d_du = lay.unseq((G * Bc).sum(-1, keepdim=True))
-        dA = (q * dtc).sum((0, 1, 4)).reshape(lay.dim, lay.N)
-        dB = lay.unbc(G * duc, B)
-        dC = lay.unbc(X * dyc, C)
+        g = torch.stack(carry_in[::-1], dim=-2)  # adjoint of the step after each chunk
+        # Pass two: exact adjoints step by step, each step's gradients reduced at once (no big temporaries).
+        d_dt = torch.empty_like(dtc)
+        d_du = torch.empty_like(duc)
+        dA = torch.zeros_like(decay[0])
+        dBc = torch.empty(lay.T, lay.batch, lay.G, lay.nc, lay.N)
+        dCc = torch.empty_like(dBc)
+        Bt = Bc.expand(lay.T, *Bc.shape[1:])
+        for t in reversed(range(lay.T)):
+            g = emit[t] + a_next[t] * g
+            x_prev = X[t - 1] if t else starts
+            q = g * x_prev * decay[t]  # dL/d(dt A) per state
+            d_dt[t] = (q * Ac[0]).sum(-1, keepdim=True)
+            d_du[t] = (g * Bt[t]).sum(-1, keepdim=True)
+            dA += q * dtc[t]
+            dBc[t] = (g * duc[t]).sum(2)
+            dCc[t] = (X[t] * dyc[t]).sum(2)
+        d_dt, d_du = lay.unseq(d_dt), lay.unseq(d_du)
+        dA = dA.sum((0, 3)).reshape(lay.dim, lay.N)
+        dB, dC = lay.unbc(dBc.unsqueeze(3), B), lay.unbc(dCc.unsqueeze(3), C)
         return d_dt, d_du, dA, dB, dC
 
 
