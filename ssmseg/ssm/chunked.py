@@ -77,7 +77,7 @@ class _Layout:
         return A.reshape(1, 1, self.G, self.dpg, 1, self.N)
 
 
-def _level_one(decay, drive) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: ANN001 - tensors or lists of steps
+def _level_one(decay, drive) -> tuple[torch.Tensor, torch.Tensor]:
     """End state (from zero) and decay product of every chunk."""
     h = torch.zeros_like(drive[0])
     p = torch.ones_like(decay[0])
