@@ -20,6 +20,7 @@
 typedef int64_t i64;
 
 #define MAXN 256
+#define CHUNK_MAX 64 /* largest checkpoint interval K the stack buffers hold */
 
 /* exp with a degree-6 polynomial on [-ln2/2, ln2/2] and an exponent built from bits: about 2 ulp,
  * vectorises without a vector math library. Inputs below -87.3 give ~1e-38 rather than 0. */
@@ -106,15 +107,24 @@ ALWAYS_INLINE void fwd_row(const i64 N, i64 L, i64 K, const float *restrict dt, 
                            float *restrict outr, float *restrict last) {
     float x[MAXN];
     for (i64 n = 0; n < N; ++n) x[n] = 0.0f;
+    /* The decays of a chunk first, in one flat loop (pure throughput), then the recurrence: interleaved,
+     * the exp and the dependent update compete for the same ports and the step was 30% slower. */
+    float as_[CHUNK_MAX * MAXN];
     for (i64 t0 = 0; t0 < L; t0 += K) {
         memcpy(ck + (t0 / K) * N, x, sizeof(float) * (size_t)N);
         i64 t1 = t0 + K < L ? t0 + K : L;
         for (i64 t = t0; t < t1; ++t) {
-            const float *Bt = Bp + t * sBt, *Ct = Cp + t * sCt;
-            float dtt = dt[t], dtu = dtt * ur[t], y = 0.0f;
+            float dtt = dt[t];
+            float *at = as_ + (t - t0) * N;
+#pragma omp simd
+            for (i64 n = 0; n < N; ++n) at[n] = exp_approx(dtt * Ar[n]);
+        }
+        for (i64 t = t0; t < t1; ++t) {
+            const float *Bt = Bp + t * sBt, *Ct = Cp + t * sCt, *at = as_ + (t - t0) * N;
+            float dtu = dt[t] * ur[t], y = 0.0f;
 #pragma omp simd reduction(+ : y)
             for (i64 n = 0; n < N; ++n) {
-                x[n] = exp_approx(dtt * Ar[n]) * x[n] + dtu * Bt[n];
+                x[n] = at[n] * x[n] + dtu * Bt[n];
                 y += x[n] * Ct[n];
             }
             outr[t] = y + Dd * ur[t];
@@ -127,7 +137,7 @@ int ssm_forward(i64 batch, i64 dim, i64 L, i64 N, i64 dpgB, i64 dpgC, const floa
                 const float *A, const float *B, i64 sBb, i64 sBg, i64 sBt, const float *C, i64 sCb,
                 i64 sCg, i64 sCt, const float *D, const float *z, const float *bias, int use_softplus,
                 i64 K, float *out, float *last, float *ckpt, i64 r0, i64 r1) {
-    if (N > MAXN) return -1;
+    if (N > MAXN || K > CHUNK_MAX) return -1;
     (void)batch;
     i64 nck = (L + K - 1) / K;
     float *dt = (float *)malloc(sizeof(float) * (size_t)(L > 0 ? L : 1));
@@ -152,16 +162,22 @@ int ssm_forward(i64 batch, i64 dim, i64 L, i64 N, i64 dpgB, i64 dpgC, const floa
     return 0;
 }
 
-/* One step of the recompute: a_t = exp(dt A), x_t = a_t x_{t-1} + dt u B_t. */
-static inline void chunk_step(i64 N, float dtt, float ut, const float *restrict Ar,
-                              const float *restrict Bt, const float *restrict xp, float *restrict xt,
-                              float *restrict at) {
-    float dtu = dtt * ut;
+/* The recompute of one chunk: decays a_t = exp(dt A) for every step first, then x_t = a_t x_{t-1} + dt u B_t. */
+static inline void chunk_states(i64 N, i64 n_steps, const float *restrict dt, const float *restrict ur,
+                                const float *restrict Ar, const float *restrict Bp, i64 sBt,
+                                const float *restrict x0, float *restrict xs, float *restrict as) {
+    for (i64 t = 0; t < n_steps; ++t) {
+        float dtt = dt[t];
+        float *at = as + t * N;
 #pragma omp simd
-    for (i64 n = 0; n < N; ++n) {
-        float a = exp_approx(dtt * Ar[n]);
-        at[n] = a;
-        xt[n] = a * xp[n] + dtu * Bt[n];
+        for (i64 n = 0; n < N; ++n) at[n] = exp_approx(dtt * Ar[n]);
+    }
+    for (i64 t = 0; t < n_steps; ++t) {
+        const float *Bt = Bp + t * sBt, *xp = t ? xs + (t - 1) * N : x0, *at = as + t * N;
+        float *xt = xs + t * N;
+        float dtu = dt[t] * ur[t];
+#pragma omp simd
+        for (i64 n = 0; n < N; ++n) xt[n] = at[n] * xp[n] + dtu * Bt[n];
     }
 }
 
@@ -187,9 +203,7 @@ ALWAYS_INLINE void bwd_row(const i64 N, i64 L, i64 K, const float *restrict dt, 
         i64 t0 = k * K, t1 = t0 + K < L ? t0 + K : L;
         const float *x0 = ck + k * N;
         /* Recompute the chunk's states and decays from its checkpoint. */
-        for (i64 t = t0; t < t1; ++t)
-            chunk_step(N, dt[t], ur[t], Ar, Bp + t * sBt, t == t0 ? x0 : xs + (t - 1 - t0) * N,
-                       xs + (t - t0) * N, as + (t - t0) * N);
+        chunk_states(N, t1 - t0, dt + t0, ur + t0, Ar, Bp + t0 * sBt, sBt, x0, xs, as);
         /* Reverse recurrence: g_t = dy_t C_t + a_{t+1} g_{t+1}, with h = a_{t+1} g_{t+1}. */
         for (i64 t = t1 - 1; t >= t0; --t) {
             const float *Bt = Bp + t * sBt, *Ct = Cp + t * sCt;
