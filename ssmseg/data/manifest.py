@@ -14,7 +14,8 @@ ARRAYS = ("images.npy", "labels.npy", "valid.npy")
 
 def write(folder: Path, manifest: dict[str, Any]) -> None:
     tmp = folder / "manifest.json.tmp"
-    tmp.write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(manifest, f, indent=1)  # streamed: no string of the whole manifest in memory
     tmp.replace(folder / "manifest.json")
 
 

@@ -14,7 +14,7 @@ from ssmseg.data.io import Source, open_source
 from ssmseg.data.labels import LabelMapping, build_mapping
 from ssmseg.errors import InputError
 
-STRIP_ROWS = 512  # masks are scanned in strips of this many rows: bounded memory for any scene
+STRIP_PIXELS = 1 << 20  # masks are scanned in strips of about this many pixels: bounded memory for any scene
 
 
 @dataclass
@@ -91,9 +91,11 @@ def open_pair(pair: Pair, prep: PrepConfig) -> tuple[Source, Source]:
 
 
 def mask_strips(mask: Source):
-    """(row0, strip (bands, rows, W)) over the whole mask, STRIP_ROWS at a time."""
-    for r in range(0, mask.info.height, STRIP_ROWS):
-        yield r, mask.read(r, 0, min(STRIP_ROWS, mask.info.height - r), mask.info.width)
+    """(row0, strip (bands, rows, W)) over the whole mask, about STRIP_PIXELS at a time (decoding makes a few
+    int64 copies of a strip, so its size, not the scene's, sets the memory)."""
+    rows = max(1, STRIP_PIXELS // mask.info.width)
+    for r in range(0, mask.info.height, rows):
+        yield r, mask.read(r, 0, min(rows, mask.info.height - r), mask.info.width)
 
 
 def observed_values(masks: list[Source]) -> list[int]:
