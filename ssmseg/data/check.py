@@ -57,23 +57,30 @@ def _check_sources(cfg: Config) -> CheckReport:
         report.problems.append(f"'{path}': values matching no class ({listed}); add them to {fix}")
     stride = crop - overlap_pixels(cfg.prep.overlap, crop)
     for image, mask in opened:
-        h, w = image.info.height, image.info.width
-        if h < crop or w < crop:
-            report.problems.append(f"'{image.info.path}' ({h}x{w}) is smaller than data.crop_size {crop}")
-            continue
-        empty = 0
-        windows = [rc for b in make_blocks(0, h, w, max(h, w)) for rc in block_windows(b, crop, stride, h, w, "pad")]
-        for r, c in windows:
-            labels, _ = mapping.decode(read_window(mask, r, c, crop)[0])
-            if (labels == mapping.ignore_index).all():
-                empty += 1
-        if empty:
-            report.notes.append(f"'{image.info.path}': {empty} of {len(windows)} crops hold no labelled pixel")
-        if image.info.crs is None:
-            report.notes.append(f"'{image.info.path}' has no CRS: outputs will not be georeferenced")
-        image.close(), mask.close()
+        try:
+            _check_scene(image, mask, mapping, crop, stride, report)
+        finally:
+            image.close()
+            mask.close()
     report.notes.append(f"{len(opened)} image/mask pairs, {len(mapping.classes)} classes: {', '.join(mapping.classes)}")
     return report
+
+
+def _check_scene(image, mask, mapping, crop: int, stride: int, report: CheckReport) -> None:
+    h, w = image.info.height, image.info.width
+    if h < crop or w < crop:
+        report.problems.append(f"'{image.info.path}' ({h}x{w}) is smaller than data.crop_size {crop}")
+        return
+    empty = 0
+    windows = [rc for b in make_blocks(0, h, w, max(h, w)) for rc in block_windows(b, crop, stride, h, w, "pad")]
+    for r, c in windows:
+        labels, _ = mapping.decode(read_window(mask, r, c, crop)[0])
+        if (labels == mapping.ignore_index).all():
+            empty += 1
+    if empty:
+        report.notes.append(f"'{image.info.path}': {empty} of {len(windows)} crops hold no labelled pixel")
+    if image.info.crs is None:
+        report.notes.append(f"'{image.info.path}' has no CRS: outputs will not be georeferenced")
 
 
 def check_dataset(folder: Path) -> CheckReport:

@@ -7,6 +7,7 @@ statistics of the fold it trains on. The folder is built under a temporary name 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
@@ -79,14 +80,18 @@ def input_hash(cfg: Config, sources: list[str]) -> str:
 
 def prepare(cfg: Config, out: Path, force: bool = False) -> PrepResult:
     """Write the dataset folder ``out`` from ``cfg.prep``; nothing is written when any input is bad."""
-    with raster_env():
-        return _prepare(cfg, Path(out), force)
+    with raster_env(), contextlib.ExitStack() as stack:
+        return _prepare(cfg, Path(out), force, stack)
 
 
-def _prepare(cfg: Config, out: Path, force: bool) -> PrepResult:
+def _prepare(cfg: Config, out: Path, force: bool, stack: contextlib.ExitStack) -> PrepResult:
     prep, crop = cfg.prep, cfg.data.crop_size
     pairs = find_pairs(prep)
-    opened = [open_pair(p, prep) for p in pairs]
+    opened = []
+    for pair in pairs:
+        opened.append(open_pair(pair, prep))
+        for src in opened[-1]:
+            stack.callback(src.close)  # closed on every way out, early returns and errors included
     images, masks = [i for i, _ in opened], [m for _, m in opened]
     for img in images:
         if img.info.height < crop or img.info.width < crop:
@@ -146,9 +151,6 @@ def _prepare(cfg: Config, out: Path, force: bool) -> PrepResult:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    finally:
-        for src in images + masks:
-            src.close()
     return PrepResult(out, False, manifest, notes)
 
 

@@ -29,7 +29,7 @@ from ssmseg.errors import ConfigError, InputError
 from ssmseg.models import build_model
 from ssmseg.progress import progress_bar
 from ssmseg.tasks.segmentation.figures import save_confusion, save_panel
-from ssmseg.tasks.segmentation.inference import Normaliser, predict_batch, predict_scene
+from ssmseg.tasks.segmentation.inference import Normaliser, predict_batch, predict_scene, window_starts
 from ssmseg.tasks.segmentation.metrics import metrics_from_confusion
 from ssmseg.tasks.segmentation.visual import false_colour
 
@@ -207,16 +207,8 @@ def _scenes(cfg: Config, state, model, device, out: Path, inputs, masks) -> Eval
         stem = Path(path).stem
         norm = Normaliser(np.array(norm_state["offset"], np.float32), np.array(norm_state["scale"], np.float32),
                           info.nodata if info.nodata is not None else state.get("nodata"))  # fmt: skip
-        rows = (
-            len(
-                range(
-                    0,
-                    max(info.height - cfg.eval.window, 0) + 1,
-                    max(1, round(cfg.eval.window * (1 - cfg.eval.overlap))),
-                )
-            )
-            + 1
-        )
+        stride = max(1, round(cfg.eval.window * (1 - cfg.eval.overlap)))
+        rows = len(window_starts(info.height, min(cfg.eval.window, info.height), stride))
         with (
             warnings.catch_warnings(),
             rasterio.open(out / f"{stem}_pred.tif", "w", **profile) as dst,
