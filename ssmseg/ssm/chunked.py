@@ -141,7 +141,7 @@ class ChunkedScan(torch.autograd.Function):
         # its first step's value and decay product; then the carry from the last chunk backwards.
         first_next = torch.cat([decay[0][..., 1:, :], torch.zeros_like(decay[0][..., :1, :])], dim=-2)
         a_next = [*decay[1:].unbind(0), first_next]
-        h, p = _level_one(a_next[::-1], emit.flip(0))
+        h, p = _level_one(a_next[::-1], emit.unbind(0)[::-1])  # reversed views, not a reversed copy
         running = torch.zeros_like(h[..., 0, :])
         carry_in = []
         for g0, p0 in zip(reversed(h.unbind(-2)), reversed(p.unbind(-2)), strict=True):
