@@ -66,7 +66,7 @@ def _click_exit(exc: Exception) -> int:
     if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
         ctx = getattr(exc, "ctx", None)
         hint = f"; run '{ctx.command_path} --help' for usage" if ctx is not None else ""
-        typer.echo(f"error: {exc.format_message()}{hint}", err=True)
+        typer.echo(f"error: {exc.format_message().rstrip('.')}{hint}", err=True)
         return int(exc.exit_code)
     if _debugging():
         raise exc
