@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 from dataclasses import dataclass
+from datetime import timedelta
 
 import numpy as np
 import torch
@@ -63,7 +64,8 @@ def setup_runtime(cfg: RuntimeConfig) -> Runtime:
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        dist.init_process_group(backend)
+        # A bounded timeout: a peer that dies makes the others fail instead of waiting for the default 30 min.
+        dist.init_process_group(backend, timeout=timedelta(minutes=5))
     seed_everything(cfg.seed)
     return Runtime(device, rank, world)
 
@@ -81,5 +83,7 @@ def barrier(rt: Runtime) -> None:
 
 
 def shutdown(rt: Runtime) -> None:
+    """Leave together: a rank that tears its group down while a peer is still writing can strand it."""
     if rt.distributed and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()

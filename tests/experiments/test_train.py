@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
 import subprocess
 import sys
 
@@ -127,11 +128,15 @@ def test_two_cpu_processes_match_one_with_the_same_global_batch(synthetic_datase
               "--device", "cpu", "--out", str(tmp_path)]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     single = subprocess.run([sys.executable, "-m", "ssmseg", "train", *common, "--set", "data.batch_size=4",
-                             "--set", "runtime.name=one"], capture_output=True, text=True, env=env)  # fmt: skip
+                             "--set", "runtime.name=one"],
+                            capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
     assert single.returncode == 0, single.stderr[-3000:]
-    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+    with socket.socket() as s:  # a free port: a fixed one can still be held by an earlier run
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
                           "-m", "ssmseg", "train", *common, "--set", "data.batch_size=2", "--set", "runtime.name=two"],
-                         capture_output=True, text=True, env=env)  # fmt: skip
+                         capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     one = json.loads((tmp_path / "one" / "history.json").read_text())["epochs"]
     two = json.loads((tmp_path / "two" / "history.json").read_text())["epochs"]
