@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -204,8 +203,3 @@ def _log_predictions(st: FitState, loader, cfg: Config, rt: Runtime, logger: Run
 
 def _index_of(history: list[dict[str, Any]], epoch: int) -> int:
     return next((i for i, r in enumerate(history) if r["epoch"] == epoch), len(history) - 1)
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    arr = np.asarray(values, dtype=np.float64)
-    return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0

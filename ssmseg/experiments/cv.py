@@ -6,10 +6,11 @@ import csv
 import json
 from typing import Any
 
+import numpy as np
+
 from ssmseg.config import Config
 from ssmseg.data import manifest as mf
 from ssmseg.data.builtin import resolve_dataset
-from ssmseg.engine.loop import mean_std
 from ssmseg.errors import ConfigError
 from ssmseg.experiments.train import default_run_dir, train
 
@@ -38,9 +39,10 @@ def run_cv(cfg: Config, folds: int | None = None, force: bool = False) -> dict[s
         row = {"fold": fold, "best_epoch": best_epoch, **{m: rec[m] for m in METRICS}}
         done.write_text(json.dumps(row, indent=1))
         rows.append(row)
+    values = {m: np.array([r[m] for r in rows], dtype=np.float64) for m in METRICS}
     summary = {"folds": rows, "monitor": cfg.train.monitor,
-               "mean": {m: mean_std([r[m] for r in rows])[0] for m in METRICS},
-               "std": {m: mean_std([r[m] for r in rows])[1] for m in METRICS}}  # fmt: skip
+               "mean": {m: float(v.mean()) for m, v in values.items()},
+               "std": {m: float(v.std(ddof=1)) if len(v) > 1 else 0.0 for m, v in values.items()}}  # fmt: skip
     (root / "cv_summary.json").write_text(json.dumps(summary, indent=1))
     with open(root / "cv_summary.csv", "w", newline="") as f:
         writer = csv.writer(f)

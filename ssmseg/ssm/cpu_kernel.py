@@ -73,11 +73,10 @@ def _build(source: str, cc: str) -> Path:
     """Compile (or find in the cache) the shared object; raise RuntimeError with the compiler's output."""
     attempts = [_BASE_FLAGS + _NATIVE_FLAGS, _BASE_FLAGS]
     errors = []
+    version = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout
+    machine = f"{platform.machine()}\0{_cpu_signature()}"
     for flags in attempts:
-        version = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout
-        key = hashlib.sha256(
-            "\0".join([source, " ".join(flags), version, platform.machine(), _cpu_signature()]).encode()
-        )
+        key = hashlib.sha256("\0".join([source, " ".join(flags), version, machine]).encode())
         target = cache_dir() / f"selective_scan_{key.hexdigest()[:20]}.so"
         if target.is_file():
             return target
