@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
@@ -34,6 +35,19 @@ def progress_bar(label: str, total: int) -> Iterator[Callable[[int], None]]:
     ) as bar:
         task = bar.add_task(label, total=total)
         yield lambda n=1: bar.advance(task, n)
+
+
+def epoch_line(rec: dict[str, Any], monitor: str, best: dict[str, Any]) -> None:
+    """One plain line per finished epoch (kept in logs; the bars above are transient)."""
+    shown = [f"{k} {v:.4g}" for k, v in rec.items() if k.startswith(("train/loss", "val/")) and isinstance(v, float)]
+    star = " *" if best.get("epoch") == rec["epoch"] else ""
+    console.print(
+        f"epoch {rec['epoch']}: {', '.join(shown)}; lr {rec['lr']:.3g}; {rec['seconds']:.1f}+{rec['val_seconds']:.1f} s"
+        f"{star}",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
 
 
 def info(message: str) -> None:

@@ -31,7 +31,7 @@ def train_cmd(
     cfg = resolve_config(config, preset, set_, out=out, device=device, seed=seed)
     result = train(cfg, resume=resume, force=force)
     best = result.best
-    typer.echo(f"{result.stop_reason}; best {cfg.train.monitor} {best['value']:.4f} at epoch {best['epoch']}")
+    typer.echo(f"{result.stop_reason}; best {result.monitor} {best['value']:.4f} at epoch {best['epoch']}")
     typer.echo(f"run folder: {result.run_dir}")
 
 
@@ -47,16 +47,17 @@ def cv_cmd(
     force: bool = typer.Option(False, "--force", help="Retrain folds that already completed."),
 ) -> None:
     """k-fold cross-validation: one run per fold, then each fold's metrics and mean +- std."""
-    from ssmseg.experiments.cv import METRICS, run_cv
+    from ssmseg.experiments.cv import run_cv
 
     cfg = resolve_config(config, preset, set_, out=out, device=device, seed=seed)
     summary = run_cv(cfg, folds, force)
     table = Table(title=f"cross-validation ({len(summary['folds'])} folds), best epoch by {summary['monitor']}")
-    for col in ("fold", "best epoch", *METRICS):
+    metrics = summary["metrics"]
+    for col in ("fold", "best epoch", *metrics):
         table.add_column(col, justify="right")
     for r in summary["folds"]:
-        table.add_row(str(r["fold"]), str(r["best_epoch"]), *(f"{r[m]:.4f}" for m in METRICS))
-    table.add_row("mean ± std", "", *(f"{summary['mean'][m]:.4f} ± {summary['std'][m]:.4f}" for m in METRICS))
+        table.add_row(str(r["fold"]), str(r["best_epoch"]), *(f"{r[m]:.4f}" for m in metrics))
+    table.add_row("mean ± std", "", *(f"{summary['mean'][m]:.4f} ± {summary['std'][m]:.4f}" for m in metrics))
     Console().print(table)
     typer.echo(f"summary: {summary['run_dir']}/cv_summary.json and .csv")
 

@@ -112,7 +112,13 @@ class ModelConfig(Section):
     depth: int = Field(3, ge=1, le=6, description="Number of down-sampling stages.")
     d_state: int = Field(16, ge=1, le=256, description="State size N of every selective scan.")
     expand: int = Field(2, ge=1, le=4, description="Inner width factor of the Mamba blocks.")
-    d_conv: int = Field(4, ge=1, le=8, description="Kernel size of the Mamba blocks' causal convolution.")
+    d_conv: int = Field(
+        3,
+        ge=1,
+        le=9,
+        description="Kernel size of the state-space blocks' convolution (depthwise 2D in SS2D, where it must be "
+        "odd; causal 1D in sequence Mamba blocks).",
+    )
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout probability before the classifier.")
     n_filters: int = Field(
         16, ge=1, description="SSMU-Net: number of learnable sinc band-pass filters over the spectrum."
@@ -156,8 +162,14 @@ class TrainConfig(Section):
     """The training loop."""
 
     epochs: int = Field(50, ge=1, description="Number of epochs.")
-    monitor: str = Field("val/miou", description="Metric for best.pt and early stopping.")
-    mode: Literal["max", "min"] = Field("max", description="Whether the monitored metric should go up or down.")
+    monitor: str | None = Field(
+        None,
+        description="Metric for best.pt and early stopping, e.g. val/miou; empty: the task's own "
+        "(segmentation val/miou, reconstruction val/psnr). Checked against the task's metrics before training.",
+    )
+    mode: Literal["max", "min"] | None = Field(
+        None, description="Whether the monitored metric should go up or down; empty: the task's own."
+    )
     patience: int | None = Field(None, ge=1, description="Early-stopping patience in epochs; empty: off.")
     min_delta: float = Field(0.0, ge=0, description="Smallest change that counts as an improvement.")
     save_interval: int = Field(1, ge=1, description="Write latest.pt every this many epochs.")

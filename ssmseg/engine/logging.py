@@ -28,7 +28,7 @@ class RunLogger:
         if not self.enabled:
             return
         tmp = self.run_dir / ".history.json.tmp"
-        tmp.write_text(json.dumps({"epochs": history, **(extra or {})}, indent=1), encoding="utf-8")
+        tmp.write_text(json.dumps({**(extra or {}), "epochs": history}, indent=1), encoding="utf-8")
         tmp.replace(self.run_dir / "history.json")
 
     def scalars(self, rec: dict[str, Any]) -> None:

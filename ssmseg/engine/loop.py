@@ -1,11 +1,14 @@
 """The training loop, written out: epochs of optimisation and validation, schedules, checkpoints, early
-stopping, the divergence guard, exact resume and Ctrl-C."""
+stopping, the divergence guard, exact resume and Ctrl-C. It trains any ``Task`` (``engine/task.py``) and
+knows nothing about classes, masks or fields."""
 
 from __future__ import annotations
 
 import copy
+import math
+import resource
+import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,16 +18,18 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ssmseg.config.schema import Config
-from ssmseg.data.augment import augment
 from ssmseg.engine import checkpoint as ckpt
 from ssmseg.engine.logging import RunLogger
 from ssmseg.engine.optim import EpochSchedule
 from ssmseg.engine.precision import autocast
 from ssmseg.engine.runtime import Runtime, all_reduce_, seed_everything
+from ssmseg.engine.task import StepOut, Task
 from ssmseg.errors import SsmsegError
-from ssmseg.progress import progress_bar
-from ssmseg.tasks.segmentation.metrics import confusion, metrics_from_confusion
-from ssmseg.tasks.segmentation.visual import panel
+from ssmseg.progress import epoch_line, progress_bar
+
+# Steps between divergence checks: each check is the training step's only device-to-host sync.
+CHECK_EVERY = 16
+HISTORY_FORMAT = 2
 
 
 class DivergedError(SsmsegError):
@@ -33,27 +38,29 @@ class DivergedError(SsmsegError):
 
 @dataclass
 class FitState:
-    """Everything the loop needs besides the data; ``meta`` goes into every checkpoint as it is."""
+    """Everything the loop needs besides the data; ``meta`` goes into every checkpoint as it is, ``info``
+    into history.json's ``run`` header."""
 
+    task: Task
     model: nn.Module
     optimizer: torch.optim.Optimizer
     schedule: EpochSchedule
     scaler: torch.amp.GradScaler
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-    num_classes: int
-    ignore_index: int
-    classes: list[str]
     meta: dict[str, Any]
+    info: dict[str, Any] = field(default_factory=dict)
     start_epoch: int = 0
     best: dict[str, Any] = field(default_factory=lambda: {"value": None, "epoch": None})
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
+def unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
 def checkpoint_state(st: FitState, epoch: int) -> dict[str, Any]:
-    model = st.model.module if isinstance(st.model, DistributedDataParallel) else st.model
     return {
         **st.meta,
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "model": {k: v.detach().cpu() for k, v in unwrap(st.model).state_dict().items()},
         "optimizer": st.optimizer.state_dict(),
         "schedule": st.schedule.state_dict(),
         "scaler": st.scaler.state_dict(),
@@ -65,8 +72,7 @@ def checkpoint_state(st: FitState, epoch: int) -> dict[str, Any]:
 
 
 def restore(st: FitState, state: dict[str, Any]) -> None:
-    model = st.model.module if isinstance(st.model, DistributedDataParallel) else st.model
-    model.load_state_dict(state["model"])
+    unwrap(st.model).load_state_dict(state["model"])
     st.optimizer.load_state_dict(state["optimizer"])
     st.schedule.load_state_dict(state["schedule"])
     st.scaler.load_state_dict(state["scaler"])
@@ -80,53 +86,93 @@ def _improved(value: float, best: float | None, mode: str, min_delta: float) -> 
     return value > best + min_delta if mode == "max" else value < best - min_delta
 
 
+def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak allocated CUDA memory on a GPU; the process's peak resident set size on the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
+
+
+def _check(watch: torch.Tensor, epoch: int, first: int, last: int, train: bool) -> None:
+    """One host sync: the worst loss since the previous check (inf when any was NaN/inf)."""
+    worst = float(watch)
+    if not math.isfinite(worst) or (train and worst > 1e4):
+        where = f"step {last}" if first == last else f"steps {first}-{last}"
+        shown = "NaN or inf" if not math.isfinite(worst) else f"{worst:.3g}"
+        raise DivergedError(
+            f"{'training' if train else 'validation'} diverged at epoch {epoch + 1}, {where} (loss {shown}); the "
+            "last good checkpoint is kept; lower optim.lr or set optim.grad_clip"
+        )
+
+
 def run_epoch(st: FitState, loader, cfg: Config, rt: Runtime, epoch: int, train: bool) -> dict[str, float]:
-    """One pass; returns loss and metrics reduced over every rank."""
-    model = st.model
+    """One pass; returns loss and the task's metrics reduced over every rank (plus gradient norms)."""
+    model, task = st.model, st.task
     model.train(train)
-    cm = torch.zeros(st.num_classes, st.num_classes, dtype=torch.int64, device=rt.device)
     totals = torch.zeros(2, dtype=torch.float64, device=rt.device)  # loss sum, samples
+    grads = torch.zeros(2, dtype=torch.float64, device=rt.device)  # sum and max of pre-clip norms
+    n_grads = 0
+    stats: dict[str, torch.Tensor] = {}
+    watch = torch.zeros((), device=rt.device)
     gen = torch.Generator(device=rt.device).manual_seed(cfg.runtime.seed * 100_003 + epoch * 101 + rt.rank)
     accumulate = cfg.optim.accumulate if train else 1
+    clip = cfg.optim.grad_clip or math.inf
     label = f"epoch {epoch + 1}/{cfg.train.epochs} {'train' if train else 'val'}"
+    checked = 0
     with progress_bar(label, len(loader)) as advance, torch.set_grad_enabled(train):
         for step, batch in enumerate(loader):
-            x = batch["image"].to(rt.device, non_blocking=True)
-            y = batch["mask"].to(rt.device, non_blocking=True)
-            if train:
-                x, y = augment(x, y, cfg.augment, gen, st.ignore_index)
+            batch = _to_device(batch, rt.device)
             with autocast(rt.device, cfg.runtime.precision):
-                logits = model(x)
-                loss = st.loss_fn(logits, y)
-            if not torch.isfinite(loss) or (train and loss.item() > 1e4):
-                raise DivergedError(
-                    f"training diverged at epoch {epoch + 1}, step {step + 1} (loss {loss.item():.3g}); the last "
-                    "good checkpoint is kept; lower optim.lr or set optim.grad_clip"
-                )
+                out: StepOut = task.training_step(model, batch, gen) if train else task.validation_step(model, batch)
             if train:
-                st.scaler.scale(loss / accumulate).backward()
+                st.scaler.scale(out.loss / accumulate).backward()
                 if (step + 1) % accumulate == 0 or step + 1 == len(loader):
                     st.scaler.unscale_(st.optimizer)
-                    if cfg.optim.grad_clip:
-                        nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+                    norm = nn.utils.clip_grad_norm_(model.parameters(), clip).detach().double()
+                    grads[0] += norm
+                    grads[1] = torch.maximum(grads[1], norm)
+                    n_grads += 1
                     st.scaler.step(st.optimizer)
                     st.scaler.update()
                     st.optimizer.zero_grad(set_to_none=True)
-            totals += torch.tensor([loss.item() * len(x), len(x)], dtype=torch.float64, device=rt.device)
-            cm += confusion(logits.argmax(1), y, st.num_classes, st.ignore_index)
+            loss = out.loss.detach()
+            watch = torch.maximum(watch, torch.where(torch.isfinite(loss), loss.float(), math.inf))
+            totals += torch.stack([loss.double() * out.count, torch.tensor(float(out.count), device=rt.device,
+                                                                           dtype=torch.float64)])  # fmt: skip
+            for key, value in out.stats.items():
+                stats[key] = stats[key] + value if key in stats else value.clone()
+            if (step + 1) % CHECK_EVERY == 0 or step + 1 == len(loader):
+                _check(watch, epoch, checked + 1, step + 1, train)
+                checked = step + 1
             advance()
     all_reduce_(totals, rt)
-    all_reduce_(cm, rt)
-    m = metrics_from_confusion(cm.cpu().numpy(), st.classes)
-    return {"loss": float(totals[0] / max(totals[1], 1)), "samples": int(totals[1]), "oa": m["oa"],
-            "miou": m["miou"], "mean_f1": m["mean_f1"], "kappa": m["kappa"]}  # fmt: skip
+    for key in sorted(stats):
+        all_reduce_(stats[key], rt)
+    rec = {"loss": float(totals[0] / max(float(totals[1]), 1)), "samples": int(totals[1]), **task.metrics(stats)}
+    if train:
+        rec["grad_norm_mean"] = float(grads[0]) / max(n_grads, 1)
+        rec["grad_norm_max"] = float(grads[1])
+    return rec
+
+
+def _header(st: FitState, cfg: Config, stop_reason: str) -> dict[str, Any]:
+    return {"format_version": HISTORY_FORMAT, "task": st.task.name, "monitor": cfg.train.monitor,
+            "mode": cfg.train.mode, "metric_names": list(st.task.metric_names), "best": st.best,
+            "stop_reason": stop_reason, "run": st.info}  # fmt: skip
 
 
 def fit(st: FitState, train_loader, val_loader, cfg: Config, rt: Runtime, run_dir: Path) -> dict[str, Any]:
     """Train from ``st.start_epoch`` to the end (or early stop); returns {"stop_reason", "best"}."""
+    tc = cfg.train
+    if st.start_epoch >= tc.epochs:  # a finished run: nothing to do, nothing written
+        return {"stop_reason": "already complete", "best": st.best}
     logger = RunLogger(run_dir, rt.is_main, len(st.history))
     ck_dir = run_dir / "checkpoints"
-    tc = cfg.train
     stop_reason, pending = "completed", None
     since_best = 0 if st.best["epoch"] is None else len(st.history) - 1 - _index_of(st.history, st.best["epoch"])
     try:
@@ -140,11 +186,12 @@ def fit(st: FitState, train_loader, val_loader, cfg: Config, rt: Runtime, run_di
             tr = run_epoch(st, train_loader, cfg, rt, epoch, train=True)
             seconds = time.perf_counter() - start
             va = run_epoch(st, val_loader, cfg, rt, epoch, train=False)
+            val_seconds = time.perf_counter() - start - seconds
+            grad = {k: tr.pop(k) for k in ("grad_norm_mean", "grad_norm_max")}
             rec = {"epoch": epoch + 1, "lr": lr, **{f"train/{k}": v for k, v in tr.items() if k != "samples"},
                    **{f"val/{k}": v for k, v in va.items() if k != "samples"}, "seconds": round(seconds, 3),
-                   "samples_per_s": round(tr["samples"] / max(seconds, 1e-9), 2)}  # fmt: skip
-            if tc.monitor not in rec:
-                raise SsmsegError(f"train.monitor '{tc.monitor}' is not recorded; use one of {', '.join(rec)}")
+                   "val_seconds": round(val_seconds, 3), "samples_per_s": round(tr["samples"] / max(seconds, 1e-9), 2),
+                   **grad, "peak_memory_mb": round(peak_memory_mb(rt.device), 1)}  # fmt: skip
             value = rec[tc.monitor]
             st.schedule.step(value)
             st.history.append(rec)
@@ -154,11 +201,11 @@ def fit(st: FitState, train_loader, val_loader, cfg: Config, rt: Runtime, run_di
                 since_best = 0
             else:
                 since_best += 1
-            logger.write_history(st.history, {"best": st.best, "monitor": tc.monitor})
+            logger.write_history(st.history, _header(st, cfg, "running"))
             logger.scalars(rec)
             if rt.is_main:
-                _log_predictions(st, val_loader, cfg, rt, logger, epoch + 1)
-            if rt.is_main:
+                _log_examples(st, val_loader, cfg, rt, logger, epoch + 1)
+                epoch_line(rec, tc.monitor, st.best)
                 state = checkpoint_state(st, epoch)
                 if improved:
                     ckpt.save(state, ck_dir / "best.pt")
@@ -180,25 +227,23 @@ def fit(st: FitState, train_loader, val_loader, cfg: Config, rt: Runtime, run_di
         raise
     finally:
         if rt.is_main and st.history:
-            logger.write_history(st.history, {"best": st.best, "monitor": tc.monitor, "stop_reason": stop_reason})
+            logger.write_history(st.history, _header(st, cfg, stop_reason))
             if pending is not None and stop_reason != "interrupted":
                 ckpt.save(pending, ck_dir / "latest.pt")
         logger.close()
     return {"stop_reason": stop_reason, "best": st.best}
 
 
-def _log_predictions(st: FitState, loader, cfg: Config, rt: Runtime, logger: RunLogger, epoch: int) -> None:
-    """A few validation panels (input, truth, prediction) in TensorBoard."""
+def _log_examples(st: FitState, loader, cfg: Config, rt: Runtime, logger: RunLogger, epoch: int) -> None:
+    """The task's example images of the first validation batch, in TensorBoard."""
     batch = next(iter(loader), None)
     if batch is None:
         return
     st.model.eval()
-    model = st.model.module if isinstance(st.model, DistributedDataParallel) else st.model
     with torch.no_grad(), autocast(rt.device, cfg.runtime.precision):
-        pred = model(batch["image"][:3].to(rt.device)).argmax(1)
-    for i in range(len(pred)):
-        image = panel(batch["image"][i], batch["mask"][i], pred[i], st.meta["palette"], st.ignore_index)
-        logger.image(f"val/prediction_{i}", image, epoch)
+        images = st.task.examples(unwrap(st.model), _to_device(batch, rt.device))
+    for tag, image in images.items():
+        logger.image(tag, image, epoch)
 
 
 def _index_of(history: list[dict[str, Any]], epoch: int) -> int:

@@ -14,7 +14,10 @@ from ssmseg.data.builtin import resolve_dataset
 from ssmseg.errors import ConfigError
 from ssmseg.experiments.train import default_run_dir, train
 
-METRICS = ("val/miou", "val/oa", "val/mean_f1", "val/kappa", "val/loss")
+
+def fold_metrics(record: dict[str, Any], monitor: str) -> list[str]:
+    """The validation metrics a fold reports, the monitored one first (whatever the task)."""
+    return [monitor, *(k for k in record if k.startswith("val/") and k != monitor)]
 
 
 def run_cv(cfg: Config, folds: int | None = None, force: bool = False) -> dict[str, Any]:
@@ -36,20 +39,21 @@ def run_cv(cfg: Config, folds: int | None = None, force: bool = False) -> dict[s
         result = train(cfg, fold=fold, run_dir=fold_dir)
         best_epoch = result.best["epoch"]
         rec = next(r for r in result.history if r["epoch"] == best_epoch)
-        row = {"fold": fold, "best_epoch": best_epoch, **{m: rec[m] for m in METRICS}}
+        row = {"fold": fold, "best_epoch": best_epoch, **{m: rec[m] for m in fold_metrics(rec, result.monitor)}}
         done.write_text(json.dumps(row, indent=1))
         rows.append(row)
-    values = {m: np.array([r[m] for r in rows], dtype=np.float64) for m in METRICS}
-    summary = {"folds": rows, "monitor": cfg.train.monitor,
+    metrics = [k for k in rows[0] if k not in ("fold", "best_epoch")]
+    values = {m: np.array([r[m] for r in rows], dtype=np.float64) for m in metrics}
+    summary = {"folds": rows, "monitor": metrics[0], "metrics": metrics,
                "mean": {m: float(v.mean()) for m, v in values.items()},
                "std": {m: float(v.std(ddof=1)) if len(v) > 1 else 0.0 for m, v in values.items()}}  # fmt: skip
     (root / "cv_summary.json").write_text(json.dumps(summary, indent=1))
     with open(root / "cv_summary.csv", "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["fold", "best_epoch", *METRICS])
+        writer.writerow(["fold", "best_epoch", *metrics])
         for r in rows:
-            writer.writerow([r["fold"], r["best_epoch"], *(f"{r[m]:.6f}" for m in METRICS)])
-        writer.writerow(["mean", "", *(f"{summary['mean'][m]:.6f}" for m in METRICS)])
-        writer.writerow(["std", "", *(f"{summary['std'][m]:.6f}" for m in METRICS)])
+            writer.writerow([r["fold"], r["best_epoch"], *(f"{r[m]:.6f}" for m in metrics)])
+        writer.writerow(["mean", "", *(f"{summary['mean'][m]:.6f}" for m in metrics)])
+        writer.writerow(["std", "", *(f"{summary['std'][m]:.6f}" for m in metrics)])
     summary["run_dir"] = str(root)
     return summary

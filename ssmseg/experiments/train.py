@@ -1,4 +1,5 @@
-"""``ssmseg train``: one call that builds the data, model and optimiser from a config and runs the loop."""
+"""``ssmseg train``: one call that builds the task, data, model and optimiser from a config and runs the
+loop. Nothing here knows what the task predicts."""
 
 from __future__ import annotations
 
@@ -15,17 +16,18 @@ from torch.utils.data import DataLoader
 from ssmseg import __version__
 from ssmseg.config import Config, dump_config, save_config
 from ssmseg.data.builtin import resolve_dataset
-from ssmseg.data.datasets import PatchDataset
 from ssmseg.data.sampling import EpochSampler
 from ssmseg.engine import checkpoint as ckpt
 from ssmseg.engine.loop import FitState, fit, restore
 from ssmseg.engine.optim import EpochSchedule, build_optimizer
 from ssmseg.engine.precision import make_scaler
+from ssmseg.engine.precision import resolve as resolve_precision
 from ssmseg.engine.runtime import Runtime, barrier, setup_runtime, shutdown
+from ssmseg.engine.task import Task, monitor_names
 from ssmseg.errors import ConfigError, InputError
-from ssmseg.models import build_model
+from ssmseg.models.registry import count_parameters
 from ssmseg.ssm import choose_backend
-from ssmseg.tasks.segmentation.losses import build_loss, class_weights_from_counts
+from ssmseg.tasks import build_task
 
 
 @dataclass
@@ -34,6 +36,7 @@ class RunResult:
     history: list[dict[str, Any]]
     best: dict[str, Any]
     stop_reason: str
+    monitor: str
 
 
 def default_run_dir(cfg: Config) -> Path:
@@ -53,21 +56,24 @@ def config_differences(saved: dict[str, Any], cfg: Config) -> list[str]:
     return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k) and not k.startswith("runtime."))
 
 
-def loaders(cfg: Config, dataset: Path, rt: Runtime, fold: int | None) -> tuple[PatchDataset, DataLoader, DataLoader]:
-    train_ds, val_ds = PatchDataset(dataset, "train", fold), PatchDataset(dataset, "val", fold)
+def with_task_defaults(cfg: Config, task: Task) -> Config:
+    """cfg with train.monitor/train.mode filled from the task and the monitor checked (exit 2)."""
+    monitor, mode = cfg.train.monitor or task.monitor, cfg.train.mode or task.mode
+    valid = monitor_names(task)
+    if monitor not in valid:
+        raise ConfigError(f"train.monitor: '{monitor}' is not a {task.name} metric; use one of {', '.join(valid)}")
+    if cfg.train.monitor == monitor and cfg.train.mode == mode:
+        return cfg
+    return cfg.model_copy(update={"train": cfg.train.model_copy(update={"monitor": monitor, "mode": mode})})
+
+
+def loaders(cfg: Config, task: Task, rt: Runtime) -> tuple[DataLoader, DataLoader]:
+    train_ds, val_ds = task.train_set, task.val_set
     sampler = EpochSampler(len(train_ds), cfg.runtime.seed, rt.rank, rt.world_size, True, cfg.data.max_patches)
     val_sampler = EpochSampler(len(val_ds), 0, rt.rank, rt.world_size, shuffle=False)
     kw = {"batch_size": cfg.data.batch_size, "num_workers": cfg.data.num_workers,
           "pin_memory": rt.device.type == "cuda", "persistent_workers": cfg.data.num_workers > 0}  # fmt: skip
-    return train_ds, DataLoader(train_ds, sampler=sampler, **kw), DataLoader(val_ds, sampler=val_sampler, **kw)
-
-
-def _train_counts(manifest: dict[str, Any], fold: int | None) -> list[int]:
-    counts = manifest["class_counts"]
-    if fold is None:
-        return counts["train"]
-    parts = [v for k, v in counts.items() if k.startswith("fold_") and k != f"fold_{fold}"]
-    return [sum(c) for c in zip(*parts, strict=True)]
+    return DataLoader(train_ds, sampler=sampler, **kw), DataLoader(val_ds, sampler=val_sampler, **kw)
 
 
 def train(
@@ -77,50 +83,36 @@ def train(
     rt = setup_runtime(cfg.runtime)
     try:
         run_dir = Path(resume) if resume is not None else (run_dir or default_run_dir(cfg))
-        state = None
-        if resume is not None:
-            state = _resume_state(run_dir, cfg, force)
         if rt.is_main:
             dataset = resolve_dataset(cfg)  # prepares the built-in dataset on first use
         barrier(rt)
         dataset = resolve_dataset(cfg)
-        train_ds, train_loader, val_loader = loaders(cfg, dataset, rt, fold)
-        manifest = train_ds.manifest
-        model = build_model(cfg.model, train_ds.bands, train_ds.num_classes).to(rt.device)
+        task = build_task(cfg, dataset, fold)
+        cfg = with_task_defaults(cfg, task)
+        state = _resume_state(run_dir, cfg, force) if resume is not None else None
+        train_loader, val_loader = loaders(cfg, task, rt)
+        model = task.build_model().to(rt.device)
+        parameters = count_parameters(model)
         if rt.distributed:
             model = DistributedDataParallel(model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
-        weights = None
-        if cfg.loss.class_weights == "auto":
-            weights = class_weights_from_counts(_train_counts(manifest, fold))
-        elif isinstance(cfg.loss.class_weights, list):
-            if len(cfg.loss.class_weights) != train_ds.num_classes:
-                raise ConfigError(f"loss.class_weights has {len(cfg.loss.class_weights)} values for "
-                                  f"{train_ds.num_classes} classes; give one per class or 'auto'")  # fmt: skip
-            weights = torch.tensor(cfg.loss.class_weights)
-        meta = {
-            "config": yaml.safe_load(dump_config(cfg)), "model_name": cfg.model.name, "in_channels": train_ds.bands,
-            "num_classes": train_ds.num_classes, "classes": manifest["classes"], "palette": manifest["palette"],
-            "ignore_index": train_ds.ignore_index, "dataset": str(dataset), "fold": fold,
-            "labels": manifest["labels"], "band_names": manifest.get("band_names"),
-            "class_counts_train": _train_counts(manifest, fold), "nodata": manifest["sources"][0]["image"]["nodata"],
-            "normalization": {"method": manifest["normalize"], "stats_key": train_ds.stats_key,
-                              "offset": train_ds.offset.ravel().tolist(), "scale": train_ds.scale.ravel().tolist()},
-            "versions": {"ssmseg": __version__, "torch": str(torch.__version__)},
-            "scan_backend": choose_backend(rt.device)[0],
-        }  # fmt: skip
+        backend = choose_backend(rt.device)[0]
+        versions = {"ssmseg": __version__, "torch": str(torch.__version__)}
+        meta = {"task": task.name, "config": yaml.safe_load(dump_config(cfg)), **task.checkpoint_meta(),
+                "versions": versions, "scan_backend": backend}  # fmt: skip
+        info = {"model": cfg.model.name, "parameters": parameters, "device": str(rt.device), "scan_backend": backend,
+                "world_size": rt.world_size, "precision": resolve_precision(rt.device, cfg.runtime.precision),
+                "epochs_planned": cfg.train.epochs, "schedule": cfg.schedule.name,
+                "warmup_epochs": cfg.schedule.warmup_epochs, **task.run_info()}  # fmt: skip
         optimizer = build_optimizer(cfg.optim, model)
-        st = FitState(
-            model, optimizer, EpochSchedule(cfg.schedule, cfg.optim.lr, cfg.train.epochs, cfg.train.mode),
-            make_scaler(rt.device, cfg.runtime.precision), build_loss(cfg.loss, train_ds.ignore_index, weights),
-            train_ds.num_classes, train_ds.ignore_index, manifest["classes"], meta,
-        )  # fmt: skip
+        schedule = EpochSchedule(cfg.schedule, cfg.optim.lr, cfg.train.epochs, cfg.train.mode)
+        st = FitState(task, model, optimizer, schedule, make_scaler(rt.device, cfg.runtime.precision), meta, info)
         if state is not None:
             restore(st, state)
         if rt.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
             save_config(cfg, run_dir / "config.yaml")
         result = fit(st, train_loader, val_loader, cfg, rt, run_dir)
-        return RunResult(run_dir, st.history, result["best"], result["stop_reason"])
+        return RunResult(run_dir, st.history, result["best"], result["stop_reason"], cfg.train.monitor)
     finally:
         shutdown(rt)
 

@@ -28,6 +28,7 @@ class CMTUNet(nn.Module):
         window: int = 8,
         dropout: float = 0.0,
         encoder_weights: str | None = None,
+        d_conv: int = 3,
     ) -> None:
         super().__init__()
         chans = [width * 2**i for i in range(depth + 1)]
@@ -36,7 +37,7 @@ class CMTUNet(nn.Module):
         for i in range(depth):
             stage = [ResBlock(chans[i], chans[i + 1], stride=2)]
             if i >= depth - 2:  # global context where the map is small
-                stage.append(SS2DBlock(chans[i + 1], d_state, expand))
+                stage.append(SS2DBlock(chans[i + 1], d_state, expand, d_conv=d_conv))
             self.encoder.append(nn.Sequential(*stage))
         self.wavelet = WaveletConv(chans[-1], wavelet)
         self.msa = MultiScaleAttention(chans[-1])

@@ -23,6 +23,7 @@ class SSMUNet(nn.Module):
         expand: int = 2,
         n_filters: int = 16,
         dropout: float = 0.0,
+        d_conv: int = 3,
     ) -> None:
         super().__init__()
         self.sinc = SincBandFilters(n_filters, kernel_size=min(15, max(3, in_channels // 2 * 2 - 1)))
@@ -33,7 +34,8 @@ class SSMUNet(nn.Module):
         # 4x shorter, which halves the model's cost without losing the global context they bring.
         self.enc = nn.ModuleList([ConvBlock(width, chans[0])])
         for i in range(depth):
-            self.enc.append(nn.Sequential(ConvBlock(chans[i], chans[i + 1]), SS2DBlock(chans[i + 1], d_state, expand)))
+            conv = ConvBlock(chans[i], chans[i + 1])  # built first: the init order fixes the random weights
+            self.enc.append(nn.Sequential(conv, SS2DBlock(chans[i + 1], d_state, expand, d_conv=d_conv)))
         self.up = nn.ModuleList(Up(chans[i + 1], chans[i], chans[i]) for i in reversed(range(depth)))
         self.drop = nn.Dropout2d(dropout)
         self.head = nn.Conv2d(chans[0], num_classes, 1)

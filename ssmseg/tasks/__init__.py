@@ -1,1 +1,27 @@
-"""Task-specific pieces: losses, metrics, inference."""
+"""Tasks: what the engine trains (``engine/task.py``). ``build_task`` is the registry; an unknown name
+lists the valid ones."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from ssmseg.config import Config
+from ssmseg.engine.task import Task
+from ssmseg.errors import ConfigError
+
+
+def _segmentation(cfg: Config, dataset: Path, fold: int | None) -> Task:
+    from ssmseg.tasks.segmentation.task import SegmentationTask
+
+    return SegmentationTask(cfg, dataset, fold)
+
+
+TASKS: dict[str, Callable[[Config, Path, int | None], Task]] = {"segmentation": _segmentation}
+
+
+def build_task(cfg: Config, dataset: Path, fold: int | None = None) -> Task:
+    """The task named ``cfg.task.name`` on a prepared dataset (and cv fold)."""
+    if cfg.task.name not in TASKS:
+        raise ConfigError(f"task.name: '{cfg.task.name}' is not available; valid tasks: {', '.join(TASKS)}")
+    return TASKS[cfg.task.name](cfg, dataset, fold)

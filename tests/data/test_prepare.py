@@ -187,3 +187,22 @@ def test_cubes_from_npy_and_tifffile(tmp_path):
     assert m["bands"] == 7 and m["sources"][0]["image"]["crs"] is None
     first = next(i for i, p in enumerate(m["patches"]) if p["window"][:2] == [0, 0])
     np.testing.assert_allclose(np.load(tmp_path / "ds" / "images.npy")[first, :, 0, 0], cube[0, 0])
+
+
+def test_class_map_sends_each_raw_value_to_its_class(tmp_path):
+    """Raw 1 -> class 0, raw 10 -> class 1, raw 11 -> class 2, pixel by pixel (the image encodes the raw value)."""
+    labels = np.array([[1, 10], [11, 0]], np.uint8).repeat(12, 0).repeat(12, 1)
+    write_tif(tmp_path / "img" / "s.tif", np.stack([labels.astype(np.uint16) * 3] * 2))
+    write_tif(tmp_path / "msk" / "s.tif", labels)
+    cfg = prep_config(tmp_path, crop=8, classes=None, class_map={1: 0, 10: 1, 11: 2}, ignore_values=[0],
+                      split={"block_size": 8, "folds": 2}, normalize="minmax")  # fmt: skip
+    prepare(cfg, tmp_path / "ds")
+    a = arrays(tmp_path / "ds")
+    raw = a["images"][:, 0].astype(np.int64) // 3  # the raw mask value at every pixel of every patch
+    expected = {1: 0, 10: 1, 11: 2}
+    labelled = a["labels"] != 255
+    assert labelled.sum() > 100
+    for value, cls in expected.items():
+        here = labelled & (raw == value)
+        assert here.any() and (a["labels"][here] == cls).all(), value
+    assert (a["labels"][raw == 0] == 255).all()

@@ -15,8 +15,9 @@ from ssmseg.config import build_config, dump_config
 from ssmseg.data.io import ArraySource
 from ssmseg.engine import checkpoint as ckpt
 from ssmseg.errors import ConfigError, InputError
-from ssmseg.experiments.evaluate import chance_baselines, evaluate
+from ssmseg.experiments.evaluate import evaluate
 from ssmseg.models import build_model
+from ssmseg.tasks.segmentation.evaluate import chance_baselines
 from ssmseg.tasks.segmentation.inference import Normaliser, predict_batch, predict_scene
 from tests.data.helpers import write_tif
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import socket
 import subprocess
@@ -16,8 +15,8 @@ from ssmseg.config import build_config
 from ssmseg.engine import checkpoint as ckpt
 from ssmseg.engine import loop
 from ssmseg.engine.loop import DivergedError
-from ssmseg.experiments import train as train_mod
 from ssmseg.experiments.train import train
+from ssmseg.tasks.segmentation import task as seg_task
 from tests.conftest import REPO
 
 
@@ -35,7 +34,8 @@ def tiny(dataset, out, name, **over):
 
 
 def strip_timing(history):
-    return [{k: v for k, v in r.items() if k not in ("seconds", "samples_per_s")} for r in history]
+    machine = ("seconds", "val_seconds", "samples_per_s", "peak_memory_mb")  # timings and memory, not results
+    return [{k: v for k, v in r.items() if k not in machine} for r in history]
 
 
 def test_ssmu_net_learns_beyond_the_majority_baseline(synthetic_dataset, tmp_path):
@@ -96,7 +96,7 @@ def test_early_stopping_records_the_reason(synthetic_dataset, tmp_path):
 
 
 def test_divergence_guard_stops_and_keeps_the_last_good_checkpoint(synthetic_dataset, tmp_path, monkeypatch):
-    real = train_mod.build_loss
+    real = seg_task.build_loss
     calls = {"n": 0}
 
     def poisoned(*args, **kwargs):
@@ -109,7 +109,7 @@ def test_divergence_guard_stops_and_keeps_the_last_good_checkpoint(synthetic_dat
 
         return loss
 
-    monkeypatch.setattr(train_mod, "build_loss", poisoned)
+    monkeypatch.setattr(seg_task, "build_loss", poisoned)
     with pytest.raises(DivergedError, match="diverged at epoch 2"):
         train(tiny(synthetic_dataset, tmp_path, "nan"))
     state = ckpt.load(tmp_path / "nan" / "checkpoints" / "latest.pt")
@@ -119,6 +119,7 @@ def test_divergence_guard_stops_and_keeps_the_last_good_checkpoint(synthetic_dat
     assert json.loads((tmp_path / "nan" / "history.json").read_text())["stop_reason"] == "diverged"
 
 
+@pytest.mark.slow
 def test_two_cpu_processes_match_one_with_the_same_global_batch(synthetic_dataset, tmp_path):
     common = ["--set", f"data.dataset={synthetic_dataset}", "--set", "data.crop_size=16",
               "--set", "data.max_patches=16", "--set", "model.name=unet", "--set", "model.width=8",
@@ -149,9 +150,15 @@ def test_two_cpu_processes_match_one_with_the_same_global_batch(synthetic_datase
         torch.testing.assert_close(wa[k], wb[k], rtol=1e-3, atol=1e-5, msg=k)
 
 
-def test_bf16_autocast_and_gradient_accumulation_train(synthetic_dataset, tmp_path):
-    cfg = tiny(synthetic_dataset, tmp_path, "bf16", model={"name": "ssmu_net", "width": 8, "depth": 2, "d_state": 4,
-               "n_filters": 4}, train={"epochs": 2}, optim={"accumulate": 2},
-               runtime={"precision": "bf16", "deterministic": False})  # fmt: skip
-    result = train(cfg)
-    assert all(math.isfinite(r["train/loss"]) for r in result.history)
+def test_bf16_autocast_with_accumulation_tracks_fp32(synthetic_dataset, tmp_path):
+    """bf16 autocast (scan state in float32) follows the fp32 run closely and learns."""
+    model = {"name": "ssmu_net", "width": 8, "depth": 2, "d_state": 4, "n_filters": 4}
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        cfg = tiny(synthetic_dataset, tmp_path, precision, model=model, train={"epochs": 3}, optim={"accumulate": 2,
+                   "lr": 0.005}, runtime={"precision": precision}, schedule={"warmup_epochs": 0})  # fmt: skip
+        runs[precision] = [r["train/loss"] for r in train(cfg).history]
+    fp32, bf16 = runs["fp32"], runs["bf16"]
+    # Stated tolerance: 3% relative per epoch (bf16 keeps 8 bits of mantissa; the losses average 16 patches).
+    assert all(abs(b - a) / a < 0.03 for a, b in zip(fp32, bf16, strict=True)), runs
+    assert bf16[-1] < bf16[0]

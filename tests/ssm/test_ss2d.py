@@ -78,3 +78,17 @@ def test_fast_four_direction_path_equals_the_permutation_path():
     merged = block._cross_merge(scanned, 5, 7)
     torch.testing.assert_close(merged, 4 * xi)
     assert fast.shape == x.shape and block_perm(x).shape == x.shape
+
+
+@pytest.mark.parametrize(("h", "w"), [(4, 6), (5, 5)])
+def test_gather_path_equals_the_flip_transpose_path_in_values(h, w, monkeypatch):
+    """The gather/inverse-permutation path (any orders) must fold back exactly as the strided fast path."""
+    import ssmseg.ssm.ss2d as ss2d
+
+    block = SS2D(4, d_state=4)
+    x = torch.randn(2, block.d_inner, h, w)
+    y = torch.randn(2, len(block.orders), block.d_inner, h * w)
+    fast_scan, fast_merge = block._cross_scan(x), block._cross_merge(y, h, w)
+    monkeypatch.setattr(ss2d, "_FAST", set())
+    torch.testing.assert_close(block._cross_scan(x), fast_scan, rtol=0, atol=0)
+    torch.testing.assert_close(block._cross_merge(y, h, w), fast_merge, rtol=1e-6, atol=1e-6)

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from ssmseg.config.schema import AugmentConfig, LossConfig
-from ssmseg.data.augment import augment
 from ssmseg.data.sampling import EpochSampler
+from ssmseg.tasks.segmentation.augment import augment
 from ssmseg.tasks.segmentation.losses import build_loss, class_weights_from_counts, dice_loss
 from ssmseg.tasks.segmentation.metrics import confusion, metrics_from_confusion
 
@@ -71,3 +71,18 @@ def test_ranks_together_draw_the_single_process_batches():
     s = EpochSampler(10, seed=3)
     s.set_epoch(1)
     assert list(s) != list(EpochSampler(10, seed=3))
+
+
+def test_scale_jitter_keeps_the_mask_on_the_image():
+    """The image is drawn from the mask (value = 10 x class), so after a zoom the two must still agree."""
+    # Blocks of 6 pixels: a zoom about the centre moves every edge (quadrants about the centre would not move).
+    mask = ((torch.arange(32)[None, :] // 6 + torch.arange(32)[:, None] // 6) % 4).repeat(4, 1, 1)
+    image = (mask.float() * 10)[:, None].repeat(1, 2, 1, 1)
+    cfg = AugmentConfig(flips=False, rot90=False, scale_jitter=0.4)
+    out, m = augment(image, mask, cfg, torch.Generator().manual_seed(3), ignore_index=255)
+    value = out[:, 0] / 10
+    # Pixels inside a block (not blended across a boundary by the bilinear resampling), labelled.
+    pure = ((value - value.round()).abs() < 0.01) & (m != 255)
+    assert pure.float().mean() > 0.2
+    assert torch.equal(value.round()[pure].long(), m[pure])
+    assert not torch.equal(m, mask)  # it did zoom

@@ -1,0 +1,63 @@
+"""The Task protocol: the only task-facing type the engine knows.
+
+A task owns everything that knows about classes, masks, fields or solvers: its datasets, its model, the
+loss of one step (augmentation included), validation statistics, metrics, example images and checkpoint
+metadata. The loop (``engine/loop.py``) owns everything else: seeding, schedules, precision, accumulation,
+clipping, the divergence guard, history, checkpoints, early stopping, Ctrl-C, exact resume and DDP.
+
+Statistics are additive tensors (a confusion matrix; sums of squared error and counts): the loop sums
+them over batches and reduces them over ranks with one ``all_reduce`` per key, which makes DDP and exact
+resume free.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+
+
+@dataclass
+class StepOut:
+    """One batch's result: the mean loss (a 0-d tensor; differentiable in training), the number of samples
+    it averages over, and additive statistics (tensors summed over batches and ranks)."""
+
+    loss: Tensor
+    count: int
+    stats: dict[str, Tensor] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Task(Protocol):
+    """What the engine trains. ``monitor``/``mode`` are the defaults of ``train.monitor``/``train.mode``;
+    ``metric_names`` are the keys ``metrics`` returns (the loop adds ``loss``)."""
+
+    name: str
+    monitor: str
+    mode: Literal["max", "min"]
+    metric_names: tuple[str, ...]
+    train_set: Dataset
+    val_set: Dataset
+
+    def build_model(self) -> nn.Module: ...
+
+    def training_step(self, model: nn.Module, batch: dict[str, Tensor], gen: torch.Generator) -> StepOut: ...
+
+    def validation_step(self, model: nn.Module, batch: dict[str, Tensor]) -> StepOut: ...
+
+    def metrics(self, stats: dict[str, Tensor]) -> dict[str, float]: ...
+
+    def examples(self, model: nn.Module, batch: dict[str, Tensor]) -> dict[str, Tensor]: ...
+
+    def checkpoint_meta(self) -> dict[str, Any]: ...
+
+    def run_info(self) -> dict[str, Any]: ...
+
+
+def monitor_names(task: Task) -> list[str]:
+    """Every name ``train.monitor`` may take for this task."""
+    names = ["loss", *task.metric_names]
+    return [f"{part}/{n}" for part in ("val", "train") for n in names]

@@ -1,0 +1,110 @@
+"""Segmentation as a ``Task``: patch datasets, the loss (class weights included), augmentation, confusion
+statistics, OA/mIoU/F1/kappa, prediction panels and the checkpoint metadata eval needs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ssmseg.config import Config
+from ssmseg.data.datasets import PatchDataset
+from ssmseg.engine.task import StepOut
+from ssmseg.errors import ConfigError, InputError
+from ssmseg.models import build_model
+from ssmseg.tasks.segmentation.augment import augment
+from ssmseg.tasks.segmentation.losses import build_loss, class_weights_from_counts
+from ssmseg.tasks.segmentation.metrics import confusion, metrics_from_confusion
+from ssmseg.tasks.segmentation.visual import panel
+
+
+def part_counts(manifest: dict[str, Any], part: str, fold: int | None) -> list[int]:
+    """Labelled pixels per class in the part ("train" or "val") that a run (or cv fold) uses."""
+    counts = manifest["class_counts"]
+    if fold is None:
+        return counts[part]
+    if part == "val":
+        return counts[f"fold_{fold}"]
+    parts = [v for k, v in counts.items() if k.startswith("fold_") and k != f"fold_{fold}"]
+    return [sum(c) for c in zip(*parts, strict=True)]
+
+
+class SegmentationTask:
+    """Per-pixel classes from a prepared patch dataset (``ssmseg prep``)."""
+
+    name = "segmentation"
+    monitor = "val/miou"
+    mode = "max"
+    metric_names = ("oa", "miou", "mean_f1", "kappa")
+
+    def __init__(self, cfg: Config, dataset: Path, fold: int | None = None) -> None:
+        self.cfg, self.dataset, self.fold = cfg, Path(dataset), fold
+        self.train_set = PatchDataset(dataset, "train", fold)
+        self.val_set = PatchDataset(dataset, "val", fold)
+        self.manifest = self.train_set.manifest
+        if self.manifest.get("task", "segmentation") != "segmentation":
+            raise InputError(f"'{dataset}' is a {self.manifest['task']} dataset; give a segmentation dataset "
+                             f"or set task.name: {self.manifest['task']}")  # fmt: skip
+        self.num_classes, self.ignore_index = self.train_set.num_classes, self.train_set.ignore_index
+        self.classes: list[str] = self.manifest["classes"]
+        self.train_counts = part_counts(self.manifest, "train", fold)
+        if not any(self.train_counts):
+            raise InputError(f"'{dataset}' has no labelled pixel in its training patches; check the masks and "
+                             "prep.class_map/ignore_values, then prepare it again")  # fmt: skip
+        weights = None
+        if cfg.loss.class_weights == "auto":
+            weights = class_weights_from_counts(self.train_counts)
+        elif isinstance(cfg.loss.class_weights, list):
+            if len(cfg.loss.class_weights) != self.num_classes:
+                raise ConfigError(f"loss.class_weights has {len(cfg.loss.class_weights)} values for "
+                                  f"{self.num_classes} classes; give one per class or 'auto'")  # fmt: skip
+            weights = torch.tensor(cfg.loss.class_weights)
+        self.loss_fn = build_loss(cfg.loss, self.ignore_index, weights)
+
+    def build_model(self) -> nn.Module:
+        return build_model(self.cfg.model, self.train_set.bands, self.num_classes)
+
+    def _step(self, model: nn.Module, x: Tensor, y: Tensor) -> StepOut:
+        logits = model(x)
+        loss = self.loss_fn(logits, y)
+        cm = confusion(logits.detach().argmax(1), y, self.num_classes, self.ignore_index)
+        return StepOut(loss, len(x), {"confusion": cm})
+
+    def training_step(self, model: nn.Module, batch: dict[str, Tensor], gen: torch.Generator) -> StepOut:
+        """batch image (B, C, H, W) float, mask (B, H, W) long; augmented on the device."""
+        x, y = augment(batch["image"], batch["mask"], self.cfg.augment, gen, self.ignore_index)
+        return self._step(model, x, y)
+
+    def validation_step(self, model: nn.Module, batch: dict[str, Tensor]) -> StepOut:
+        return self._step(model, batch["image"], batch["mask"])
+
+    def metrics(self, stats: dict[str, Tensor]) -> dict[str, float]:
+        m = metrics_from_confusion(stats["confusion"].cpu().numpy(), self.classes)
+        return {k: m[k] for k in self.metric_names}
+
+    def examples(self, model: nn.Module, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Input, truth and prediction side by side for the first three patches: (3, H, 3 W + 8) uint8."""
+        pred = model(batch["image"][:3]).argmax(1)
+        palette = self.manifest["palette"]
+        return {
+            f"val/prediction_{i}": panel(batch["image"][i], batch["mask"][i], pred[i], palette, self.ignore_index)
+            for i in range(len(pred))
+        }
+
+    def checkpoint_meta(self) -> dict[str, Any]:
+        m, ds = self.manifest, self.train_set
+        return {
+            "model_name": self.cfg.model.name, "in_channels": ds.bands, "num_classes": self.num_classes,
+            "classes": self.classes, "palette": m["palette"], "ignore_index": self.ignore_index,
+            "dataset": str(self.dataset), "fold": self.fold, "labels": m["labels"], "band_names": m.get("band_names"),
+            "class_counts_train": self.train_counts, "nodata": m["sources"][0]["image"]["nodata"],
+            "normalization": {"method": m["normalize"], "stats_key": ds.stats_key,
+                              "offset": ds.offset.ravel().tolist(), "scale": ds.scale.ravel().tolist()},
+        }  # fmt: skip
+
+    def run_info(self) -> dict[str, Any]:
+        return {"dataset": str(self.dataset), "fold": self.fold, "classes": self.classes,
+                "class_counts_train": self.train_counts,
+                "class_counts_val": part_counts(self.manifest, "val", self.fold)}  # fmt: skip
