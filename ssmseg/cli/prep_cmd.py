@@ -20,7 +20,7 @@ def prep(
     set_: SetOpt = None,
     out: Path | None = typer.Option(None, "--out", "-o", help="Dataset folder to write (prep.out)."),
     synthetic: str | None = typer.Option(
-        None, "--synthetic", help="Prepare the built-in generated scene: hyperspectral or rgb."
+        None, "--synthetic", help="Prepare built-in generated data: hyperspectral or rgb scenes, or sinusoids fields."
     ),
     check: Path | None = typer.Option(
         None, "--check", help="Validate a dataset folder or a config file without writing anything."
@@ -28,7 +28,7 @@ def prep(
     force: bool = typer.Option(False, "--force", help="Replace an existing dataset folder built from other inputs."),
 ) -> None:
     """Cut scenes into normalised-on-load patches with spatial, stratified, leak-free splits and folds."""
-    from ssmseg.data.builtin import prepare_synthetic
+    from ssmseg.data.builtin import prepare_sinusoids, prepare_synthetic
     from ssmseg.data.check import check_dataset, check_sources
     from ssmseg.data.prepare import prepare
 
@@ -45,19 +45,32 @@ def prep(
     cfg = resolve_config(config, preset, set_)
     target = out or cfg.prep.out
     if synthetic is not None:
-        if synthetic not in ("hyperspectral", "rgb"):
-            raise UsageError(f"--synthetic '{synthetic}': choose hyperspectral or rgb")
-        result = prepare_synthetic(cfg, synthetic, target, force)
+        if synthetic not in ("hyperspectral", "rgb", "sinusoids"):
+            raise UsageError(f"--synthetic '{synthetic}': choose hyperspectral, rgb or sinusoids")
+        if synthetic == "sinusoids":
+            result = prepare_sinusoids(cfg, None if target is None else Path(target), force)
+        else:
+            result = prepare_synthetic(cfg, synthetic, target, force)
     else:
         if target is None:
             raise UsageError("say where to write the dataset: --out DIR (or prep.out in the config)")
-        result = prepare(cfg, Path(target), force)
+        if cfg.task.name == "reconstruction":
+            from ssmseg.data.prepare_fields import prepare_fields
+
+            result = prepare_fields(cfg, Path(target), force)
+        else:
+            result = prepare(cfg, Path(target), force)
     for note in result.warnings:
         typer.echo(f"warning: {note}", err=True)
     if result.up_to_date:
         typer.echo(f"{result.out}: up to date (same inputs and settings); nothing to do")
         return
-    _summary(result.manifest)
+    if result.manifest.get("task") == "reconstruction":
+        m = result.manifest
+        typer.echo(f"{m['count']} fields of {m['channels']}x{m['size'][0]}x{m['size'][1]}: "
+                   + ", ".join(f"{k} {v}" for k, v in m["counts"].items()))  # fmt: skip
+    else:
+        _summary(result.manifest)
     typer.echo(f"wrote {result.out}")
 
 

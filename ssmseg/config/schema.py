@@ -32,8 +32,10 @@ class DataConfig(Section):
         None,
         description="Prepared dataset folder (from `ssmseg prep`). Empty: the built-in synthetic dataset.",
     )
-    synthetic: Literal["hyperspectral", "rgb"] = Field(
-        "hyperspectral", description="Kind of built-in synthetic scene used when `dataset` is empty."
+    synthetic: Literal["hyperspectral", "rgb", "sinusoids"] = Field(
+        "hyperspectral",
+        description="Built-in synthetic data used when `dataset` is empty: a hyperspectral or rgb scene "
+        "(segmentation), or sinusoid fields (reconstruction; chosen automatically for task.name reconstruction).",
     )
     crop_size: int = Field(64, ge=8, description="Patch side in pixels.")
     batch_size: int = Field(8, ge=1, description="Patches per optimisation step and process.")
@@ -62,6 +64,27 @@ class SplitConfig(Section):
     )
     folds: int = Field(3, ge=2, description="Cross-validation folds assigned over the non-test blocks.")
     seed: int = Field(0, ge=0, description="Seed of the block assignment.")
+
+
+class FieldsPrepConfig(Section):
+    """`ssmseg prep` for reconstruction (task.name: reconstruction): fields from files or generated sinusoids."""
+
+    size: int | None = Field(
+        None,
+        ge=8,
+        le=1024,
+        description="Field side in pixels: files are cut into non-overlapping tiles of this size (edge remainders "
+        "dropped); empty: every file holds whole fields of one size (sinusoids: 32).",
+    )
+    mode: Literal["bands", "channels"] = Field(
+        "bands", description="Multi-band images: one field per band (bands), or the bands as channels of one field."
+    )
+    key: str | None = Field(None, description="Array name inside .npz/.mat files (empty: the only array).")
+    count: int = Field(1000, ge=10, description="Sinusoids: number of generated fields.")
+    n_terms: int = Field(4, ge=1, le=64, description="Sinusoids: 2D sinusoids summed per field.")
+    max_cycles: float = Field(4.0, gt=0, description="Sinusoids: most cycles of any term across the field.")
+    channels: int = Field(1, ge=1, le=16, description="Sinusoids: channels per field.")
+    seed: int = Field(0, ge=0, description="Sinusoids: generator seed.")
 
 
 class PrepConfig(Section):
@@ -101,11 +124,14 @@ class PrepConfig(Section):
         "zscore", description="Normalisation applied on load with statistics from training patches only."
     )
     split: SplitConfig = Field(default_factory=SplitConfig, description="Train/val/test split and folds.")
+    fields: FieldsPrepConfig = Field(
+        default_factory=FieldsPrepConfig, description="Reconstruction datasets: field size, layout, sinusoids."
+    )
     out: Path | None = Field(None, description="Dataset folder to write; empty: data.dataset.")
 
 
 class ModelConfig(Section):
-    """Which network, and its sizes."""
+    """Which network, and its sizes. Keys a model does not read must stay at their defaults (an error says so)."""
 
     name: str = Field("ssmu_net", description="Registered model name (`ssmseg models` lists them).")
     width: int = Field(32, ge=4, description="Channels of the first stage; later stages double it.")
@@ -128,6 +154,15 @@ class ModelConfig(Section):
     encoder_weights: Path | None = Field(
         None, description="CMT-UNet: local file of encoder weights to start from (nothing is downloaded)."
     )
+    backbone: Literal["mamba", "attention"] = Field(
+        "mamba", description="field_flow: sequence blocks over the tokens (Mamba, or attention to compare)."
+    )
+    order: Literal["hilbert", "rows", "random"] = Field(
+        "hilbert", description="field_flow: order of the point tokens fed to the scan (a space-filling curve)."
+    )
+    n_fourier: int = Field(64, ge=4, le=1024, description="field_flow: learnable Fourier features of coordinates.")
+    fourier_scale: float = Field(10.0, gt=0, description="field_flow: initial scale of the Fourier frequencies.")
+    heads: int = Field(4, ge=1, le=32, description="field_flow: attention heads (cross-attention and backbone).")
 
 
 class OptimConfig(Section):
@@ -176,7 +211,7 @@ class TrainConfig(Section):
 
 
 class LossConfig(Section):
-    """Segmentation loss."""
+    """The loss: segmentation losses by name; reconstruction trains by flow matching (`tv_weight` applies)."""
 
     name: Literal["ce", "dice", "ce_dice", "focal"] = Field("ce_dice", description="Loss function.")
     dice_weight: float = Field(1.0, ge=0, description="ce_dice: weight of the Dice term.")
@@ -184,6 +219,9 @@ class LossConfig(Section):
     focal_gamma: float = Field(2.0, ge=0, description="focal: focusing exponent.")
     class_weights: Literal["auto"] | list[float] | None = Field(
         None, description="Cross-entropy class weights: a list, `auto` (from class counts), or empty."
+    )
+    tv_weight: float = Field(
+        0.0, ge=0, description="Reconstruction: total-variation penalty on the one-step clean estimate; 0: off."
     )
 
 
@@ -207,6 +245,36 @@ class EvalConfig(Section):
     tta: bool = Field(False, description="Average predictions over flips and 90-degree rotations.")
     batch_size: int = Field(8, ge=1, description="Windows per forward pass.")
     save_png: bool = Field(False, description="Also write each scene's prediction as a colour PNG.")
+
+
+class ReconstructionConfig(Section):
+    """Sparse-field reconstruction by flow matching (task.name: reconstruction)."""
+
+    observed: float | tuple[float, float] = Field(
+        0.1,
+        description="Share of pixels observed per field in training: one fraction, or a [low, high] range drawn "
+        "per field (one model for several densities); each in (0, 1).",
+    )
+    val_solver: Literal["euler", "midpoint", "heun", "rk4", "dopri5"] = Field(
+        "euler", description="ODE solver of the validation solve and of `ssmseg eval`."
+    )
+    val_steps: int = Field(8, ge=1, le=1000, description="Steps of the validation solve and of `ssmseg eval`.")
+    eval_fractions: list[float] = Field(
+        [0.05, 0.1, 0.2], min_length=1, description="Observed fractions `ssmseg eval` reports, each in (0, 1)."
+    )
+    seed: int = Field(
+        0, ge=0, description="Seed of the fixed observed pixels, noise and times of validation and test fields."
+    )
+
+    @model_validator(mode="after")
+    def _fractions_in_range(self) -> ReconstructionConfig:
+        obs = self.observed if isinstance(self.observed, tuple) else (self.observed,)
+        bad = [f for f in (*obs, *self.eval_fractions) if not 0 < f < 1]
+        if bad:
+            raise ValueError(f"observed fractions must lie strictly between 0 and 1, got {bad}; e.g. 0.1")
+        if isinstance(self.observed, tuple) and self.observed[0] > self.observed[1]:
+            raise ValueError(f"observed range {list(self.observed)} is reversed; give [low, high]")
+        return self
 
 
 class CVConfig(Section):
@@ -263,6 +331,9 @@ class Config(BaseModel):
     augment: AugmentConfig = Field(default_factory=AugmentConfig, description="Augmentation.")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Sliding-window evaluation.")
     cv: CVConfig = Field(default_factory=CVConfig, description="Cross-validation.")
+    reconstruction: ReconstructionConfig = Field(
+        default_factory=ReconstructionConfig, description="Sparse-field reconstruction."
+    )
     sweep: SweepConfig = Field(default_factory=SweepConfig, description="Solver and step sweep.")
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig, description="Device, precision, outputs.")
 

@@ -36,6 +36,9 @@ class PatchDataset(Dataset):
     def __init__(self, folder: str | Path, split: str = "train", fold: int | None = None) -> None:
         self.folder = Path(folder)
         self.manifest = mf.load(self.folder)
+        if self.manifest.get("task", "segmentation") != "segmentation":
+            raise InputError(f"'{self.folder}' is a field (reconstruction) dataset; give a segmentation dataset or "
+                             "set task.name: reconstruction")  # fmt: skip
         self.indices, self.stats_key = select(self.manifest, split, fold)
         if not self.indices:
             raise InputError(f"'{self.folder}' has no {split} patches{'' if fold is None else f' in fold {fold}'}; "

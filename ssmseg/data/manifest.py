@@ -10,6 +10,12 @@ from ssmseg.errors import InputError
 
 FORMAT_VERSION = 2
 ARRAYS = ("images.npy", "labels.npy", "valid.npy")
+FIELD_ARRAYS = ("fields.npy",)
+
+
+def arrays_of(manifest: dict[str, Any] | None) -> tuple[str, ...]:
+    """The array files a dataset folder holds: patches for segmentation, fields for reconstruction."""
+    return FIELD_ARRAYS if (manifest or {}).get("task") == "reconstruction" else ARRAYS
 
 
 def write(folder: Path, manifest: dict[str, Any]) -> None:
@@ -22,12 +28,13 @@ def write(folder: Path, manifest: dict[str, Any]) -> None:
 def read_if_complete(folder: Path) -> dict[str, Any] | None:
     """The manifest of a complete dataset folder, else None."""
     path = Path(folder) / "manifest.json"
-    if not path.is_file() or not all((Path(folder) / a).is_file() for a in ARRAYS):
+    if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return None
+    return manifest if all((Path(folder) / a).is_file() for a in arrays_of(manifest)) else None
 
 
 def load(folder: Path) -> dict[str, Any]:
@@ -37,7 +44,7 @@ def load(folder: Path) -> dict[str, Any]:
         raise InputError(f"dataset folder '{folder}' does not exist; run `ssmseg prep` first or fix data.dataset")
     manifest = read_if_complete(folder)
     if manifest is None:
-        missing = [a for a in ("manifest.json", *ARRAYS) if not (folder / a).is_file()]
+        missing = [a for a in ("manifest.json", *ARRAYS, *FIELD_ARRAYS) if not (folder / a).is_file()]
         raise InputError(
             f"dataset folder '{folder}' is incomplete (missing {', '.join(missing) or 'a readable manifest'}); "
             "run `ssmseg prep` again"

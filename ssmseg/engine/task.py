@@ -33,7 +33,8 @@ class StepOut:
 @runtime_checkable
 class Task(Protocol):
     """What the engine trains. ``monitor``/``mode`` are the defaults of ``train.monitor``/``train.mode``;
-    ``metric_names`` are the keys ``metrics`` returns (the loop adds ``loss``)."""
+    ``metric_names`` are the keys ``metrics`` returns for validation (the loop adds ``loss``); a task whose
+    training steps report fewer sets ``train_metric_names``."""
 
     name: str
     monitor: str
@@ -59,5 +60,5 @@ class Task(Protocol):
 
 def monitor_names(task: Task) -> list[str]:
     """Every name ``train.monitor`` may take for this task."""
-    names = ["loss", *task.metric_names]
-    return [f"{part}/{n}" for part in ("val", "train") for n in names]
+    train = getattr(task, "train_metric_names", task.metric_names)  # what training steps report besides the loss
+    return [f"val/{n}" for n in ("loss", *task.metric_names)] + [f"train/{n}" for n in ("loss", *train)]

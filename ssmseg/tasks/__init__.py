@@ -17,7 +17,16 @@ def _segmentation(cfg: Config, dataset: Path, fold: int | None) -> Task:
     return SegmentationTask(cfg, dataset, fold)
 
 
-TASKS: dict[str, Callable[[Config, Path, int | None], Task]] = {"segmentation": _segmentation}
+def _reconstruction(cfg: Config, dataset: Path, fold: int | None) -> Task:
+    from ssmseg.tasks.reconstruction.task import ReconstructionTask
+
+    return ReconstructionTask(cfg, dataset, fold)
+
+
+TASKS: dict[str, Callable[[Config, Path, int | None], Task]] = {
+    "segmentation": _segmentation,
+    "reconstruction": _reconstruction,
+}
 
 
 def build_task(cfg: Config, dataset: Path, fold: int | None = None) -> Task:

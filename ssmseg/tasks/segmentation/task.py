@@ -44,9 +44,6 @@ class SegmentationTask:
         self.train_set = PatchDataset(dataset, "train", fold)
         self.val_set = PatchDataset(dataset, "val", fold)
         self.manifest = self.train_set.manifest
-        if self.manifest.get("task", "segmentation") != "segmentation":
-            raise InputError(f"'{dataset}' is a {self.manifest['task']} dataset; give a segmentation dataset "
-                             f"or set task.name: {self.manifest['task']}")  # fmt: skip
         self.num_classes, self.ignore_index = self.train_set.num_classes, self.train_set.ignore_index
         self.classes: list[str] = self.manifest["classes"]
         self.train_counts = part_counts(self.manifest, "train", fold)
