@@ -16,7 +16,7 @@ from typing import Any
 
 from ssmseg.errors import InputError, UsageError
 from ssmseg.report import analysis
-from ssmseg.report.runs import CV, Eval, Run, Sweep, discover
+from ssmseg.report.runs import CV, Eval, Run, Sweep, discover, number
 
 MAX_RUN_FIGURES = 3  # runs beyond this get only the overlaid figure
 
@@ -222,5 +222,16 @@ def _collect(report: dict[str, Any]) -> None:
             )
     for a in report["evals"] + report["sweeps"]:
         take(a, a["name"])
+    for a in report["evals"] + [e for r in report["runs"] for e in r["evals"]]:
+        if a.get("headline"):
+            h = a["headline"]
+            report["headlines"].append(f"{a['name']}: mIoU {analysis.fmt(h['miou'])}, OA {analysis.fmt(h['oa'])}")
+    for a in report["sweeps"] + [s for r in report["runs"] for s in r["sweeps"]]:
+        if a.get("best"):
+            b = a["best"]
+            report["headlines"].append(
+                f"{a['name']}: best {a['best_by']} {analysis.fmt(number(b.get(a['best_by'])))} dB "
+                f"({b.get('solver')}, steps {b.get('steps')}, NFE {b.get('nfe')})"
+            )
     for c in report["comparisons"]:
         report["missing"].extend({"source": f"{c['current']} vs {c['previous']}", "note": n} for n in c["notes"])

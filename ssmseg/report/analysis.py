@@ -795,7 +795,8 @@ def analyse_eval(ev: Eval) -> dict[str, Any]:
         "findings": [],
     }
     if ev.task == "reconstruction":
-        rows = [r for r in m.get("per_fraction", []) if isinstance(r, dict)]
+        fractions = m.get("per_fraction") if isinstance(m.get("per_fraction"), list) else []
+        rows = [r for r in fractions if isinstance(r, dict)]
         out["columns"] = list(dict.fromkeys(k for r in rows for k in r))
         out["rows"] = rows
         out["protocol"] = m.get("protocol") if isinstance(m.get("protocol"), dict) else {}
@@ -930,9 +931,9 @@ def analyse_sweep(sw: Sweep) -> dict[str, Any]:
                     sw.name,
                 )
             )
-    for solver in dict.fromkeys(r.get("solver") for r in scored):
+    for solver in dict.fromkeys(str(r.get("solver")) for r in scored):
         mine = sorted(
-            (r for r in scored if r.get("solver") == solver and np.isfinite(number(r.get("nfe")))),
+            (r for r in scored if str(r.get("solver")) == solver and np.isfinite(number(r.get("nfe")))),
             key=lambda r: number(r["nfe"]),
         )
         if len(mine) >= 2:

@@ -37,7 +37,14 @@ def _grid(n: int, cols: int = 4) -> tuple[Any, list[Any]]:
 
 
 def _save(fig: Any, out: Path, name: str) -> str:
-    fig.tight_layout()
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    if len(axes) == 1:
+        fig.tight_layout()
+    else:  # fixed margins in inches: tight_layout costs more than drawing a grid of panels
+        w, h = fig.get_size_inches()
+        fig.subplots_adjust(
+            left=0.5 / w, right=1 - 0.15 / w, bottom=0.45 / h, top=1 - 0.55 / h, wspace=0.3, hspace=0.55
+        )
     fig.savefig(out / name, dpi=DPI)
     plt.close(fig)
     return f"plots/{name}"
@@ -170,8 +177,8 @@ def sweep(out: Path, name: str, sw: dict[str, Any]) -> dict[str, Any] | None:
     fig, axes = _grid(1)
     ax = axes[0]
     data: dict[str, Any] = {}
-    for i, solver in enumerate(dict.fromkeys(r.get("solver") for r in rows)):
-        mine = sorted((r for r in rows if r.get("solver") == solver), key=lambda r: number(r["nfe"]))
+    for i, solver in enumerate(dict.fromkeys(str(r.get("solver")) for r in rows)):
+        mine = sorted((r for r in rows if str(r.get("solver")) == solver), key=lambda r: number(r["nfe"]))
         nfe = [number(r["nfe"]) for r in mine]
         data[str(solver)] = {"nfe": nfe}
         for key, style in (("psnr_sample", "-o"), ("psnr_mean", "--s")):

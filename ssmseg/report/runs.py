@@ -205,7 +205,8 @@ def read_run(path: Path) -> Run:
     absent_cols = [k for k in EPOCH_KEYS if k not in present]
     if records and absent_cols:
         missing.append(f"no per-epoch {', '.join(absent_cols)} in history.json: what needs them is skipped")
-    metric_names = [str(m) for m in history.get("metric_names", []) if isinstance(m, str)] or sorted(
+    names = history.get("metric_names") if isinstance(history.get("metric_names"), list) else []
+    metric_names = [m for m in names if isinstance(m, str)] or sorted(
         {k[4:] for k in present if k.startswith("val/") and k != "val/loss"}
     )
     monitor = history.get("monitor") if isinstance(history.get("monitor"), str) else None
@@ -345,7 +346,13 @@ def _is_run(path: Path) -> bool:
 
 def discover(path: Path) -> list[Source]:
     """What ``path`` holds: a run, a cv folder, or eval/sweep outputs (directly or one level down)."""
-    path = Path(path)
+    try:
+        return _discover(Path(path))
+    except OSError as exc:  # a folder that cannot be listed
+        raise InputError(f"cannot read '{exc.filename or path}': {exc.strerror or exc}; check its permissions") from exc
+
+
+def _discover(path: Path) -> list[Source]:
     if not path.exists():
         raise InputError(f"'{path}' does not exist; give a run, cv, eval or sweep folder")
     if path.is_file():

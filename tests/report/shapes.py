@@ -348,3 +348,19 @@ def write_cv(folder: Path, values: list[float], with_summary: bool = True) -> Pa
             )
         )
     return folder
+
+
+def reconstruction(n: int = 40) -> dict[str, Any]:
+    """A reconstruction run monitoring val/psnr (max) with psnr, rmse (min-type) and ssim."""
+    t = np.arange(1, n + 1, dtype=float)
+    psnr = 30 - 10 * np.exp(-t / 6) + _noise(n, 0.05)
+    h = history(psnr, psnr + 0.5, cosine_lr(n), monitor="val/psnr")
+    for i, rec in enumerate(h["epochs"]):
+        for key in [k for k in rec if k.split("/")[-1] in METRICS]:
+            del rec[key]
+        for split, p in (("train", psnr[i] + 0.5), ("val", psnr[i])):
+            rec[f"{split}/psnr"], rec[f"{split}/rmse"], rec[f"{split}/ssim"] = p, 10 ** (-p / 20), p / 40
+    h["task"], h["metric_names"] = "reconstruction", ["psnr", "rmse", "ssim"]
+    for key in ("classes", "class_counts_train", "class_counts_val"):
+        del h["run"][key]
+    return h

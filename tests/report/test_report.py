@@ -110,6 +110,29 @@ def test_a_failed_report_leaves_nothing_behind(tmp_path, monkeypatch):
     assert sorted(p.name for p in run.iterdir()) == ["config.yaml", "history.json"]
 
 
+def test_awkward_runs_still_get_a_report(tmp_path):
+    from tests.report.test_runs import v1
+
+    runs = [
+        shapes.write_run(tmp_path / "diverged", shapes.divergent(), shapes.config(40)),
+        shapes.write_run(tmp_path / "old", v1(shapes.clean(30, 0)), shapes.config(30)),
+        shapes.write_run(tmp_path / "empty", None, shapes.config(10)),
+        shapes.write_run(tmp_path / "recon", shapes.reconstruction(), shapes.config(40, 0, "val/psnr")),
+    ]
+    result = make_report(runs, out=tmp_path / "r")
+    data = json.loads((result.out / "report.json").read_text())
+    by = {r["name"]: r for r in data["runs"]}
+    assert [f["rule"] for f in by["diverged"]["findings"]] == ["divergence"]
+    assert any("format 1" in m for m in by["old"]["missing"]) and by["old"]["findings"] == []
+    assert any("no history.json" in m for m in by["empty"]["missing"]) and by["empty"]["summary"]["best_epoch"] is None
+    assert by["recon"]["findings"] == [] and any("no chance baseline for psnr" in m for m in by["recon"]["missing"])
+    (overlay,) = [f for f in data["figures"] if f["id"] == "runs_overlaid"]
+    assert set(overlay["data"]["runs"]) == {"diverged", "old", "recon"}
+    assert {"psnr", "rmse", "ssim", "miou"} <= set(overlay["data"]["panels"])
+    md = (result.out / "report.md").read_text()
+    assert "no history.json" in md and "stop_reason is 'diverged'" in md
+
+
 def test_cli_report(tmp_path):
     run = shapes.write_run(tmp_path / "run", shapes.undertrained(), shapes.config(30))
     res = runner.invoke(app, ["report", str(run), "--out", str(tmp_path / "r")])

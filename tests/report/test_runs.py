@@ -90,6 +90,22 @@ def test_bad_files_are_one_line_errors_naming_the_path(tmp_path, name, text, nee
     assert needle in msg and str(tmp_path / name) in msg and "\n" not in msg
 
 
+def test_wrong_types_are_missing_values_not_tracebacks(tmp_path):
+    hist = shapes.clean(20, 2)
+    hist["metric_names"], hist["best"], hist["run"] = 3, "x", [1]
+    hist["epochs"][4]["val/miou"] = {"a": 1}
+    a = analyse_run(read_run(shapes.write_run(tmp_path / "r", hist)))
+    assert a["summary"]["best_epoch"] is not None and a["summary"]["parameters"] is None
+    sweep = shapes.sweep()
+    sweep["rows"][0]["solver"], sweep["rows"][1]["nfe"] = ["odd"], "many"
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "sweep.json").write_text(json.dumps(sweep))
+    from ssmseg.report.analysis import analyse_sweep
+
+    (sw,) = discover(tmp_path / "s")
+    assert analyse_sweep(sw)["best"] is not None
+
+
 def test_a_folder_that_is_nothing_says_what_a_report_needs(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(InputError, match=r"history.json .* cv_summary.json .* metrics.json .* sweep.json"):
