@@ -241,5 +241,13 @@ def test_sweep_best_setting_gap_and_baseline(tmp_path):
     assert a["best"]["solver"] == "euler" and a["best"]["nfe"] == 1
     assert a["sample_mean_gap"]["median"] == pytest.approx(2.5)
     assert "below_baseline" not in {f["rule"] for f in a["findings"]}
+    falls = [f["evidence"]["solver"] for f in a["findings"] if f["rule"] == "psnr_falls_with_steps"]
+    assert falls == ["euler", "midpoint", "rk4"] and "sample_mean_gap" not in {f["rule"] for f in a["findings"]}
+    wide = shapes.sweep()
+    for r in wide["rows"]:
+        r["psnr_sample"] = r["psnr_mean"] - 4.5
+    (folder / "sweep.json").write_text(json.dumps(wide))
+    gap = [f for f in analyse_sweep(read_sweep(folder))["findings"] if f["rule"] == "sample_mean_gap"]
+    assert len(gap) == 1 and gap[0]["evidence"]["median_gap_db"] == pytest.approx(4.5)
     (folder / "sweep.json").write_text(json.dumps(shapes.sweep(baseline_psnr=31.0)))
     assert "below_baseline" in {f["rule"] for f in analyse_sweep(read_sweep(folder))["findings"]}
