@@ -31,6 +31,8 @@ def test_wheel_holds_every_module_and_preset(wheel):
     for preset in (REPO / "presets").glob("*.yaml"):
         assert f"ssmseg/presets/{preset.name}" in names
     assert "ssmseg/ssm/csrc/selective_scan.c" in names
+    for template in (REPO / "ssmseg" / "report" / "templates").glob("*.j2"):
+        assert f"ssmseg/report/templates/{template.name}" in names, f"{template} missing (pyproject package-data?)"
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "ssmseg = ssmseg.cli.app:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
