@@ -5,9 +5,9 @@ generated from them."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class Section(BaseModel):
@@ -284,15 +284,51 @@ class CVConfig(Section):
 
 
 class SweepConfig(Section):
-    """Reconstruction quality against ODE solver and step count."""
+    """`ssmseg sweep-steps`: reconstruction quality against ODE solver and step count, beside classical baselines."""
 
-    solvers: list[Literal["euler", "midpoint", "heun", "rk4"]] = Field(
-        ["euler", "heun"], min_length=1, description="ODE solvers to compare."
+    solvers: list[Literal["euler", "midpoint", "heun", "rk4", "dopri5"]] = Field(
+        ["euler", "midpoint", "heun", "rk4", "dopri5"],
+        min_length=1,
+        description="ODE solvers to compare: fixed-step ones run every step count of `steps`; dopri5 (adaptive) "
+        "runs once, with `atol`/`rtol`.",
     )
-    steps: list[int] = Field([1, 2, 4, 8, 16], min_length=1, description="Step counts to compare.")
-    observed_fraction: float = Field(
-        0.1, gt=0, lt=1, description="Fraction of pixels observed (the rest are reconstructed)."
+    steps: list[Annotated[int, Field(ge=1, le=10000)]] = Field(
+        [1, 2, 4, 8, 16, 32, 50, 100, 200],
+        min_length=1,
+        description="Step counts of the fixed-step solvers (time grid linspace(0, 1, steps + 1)); each at least 1.",
     )
+    atol: float = Field(1e-5, gt=0, description="dopri5's absolute tolerance (normalised units).")
+    rtol: float = Field(1e-5, gt=0, description="dopri5's relative tolerance.")
+    reference_atol: float = Field(
+        1e-5,
+        gt=0,
+        description="Absolute tolerance of the dopri5 reference solve each solve's solver error is "
+        "measured against (same starting noise).",
+    )
+    reference_rtol: float = Field(1e-5, gt=0, description="Relative tolerance of the dopri5 reference solve.")
+    samples: int = Field(8, ge=1, le=1000, description="Samples K drawn per field (`--samples`).")
+    baselines: list[Literal["mean", "nearest", "linear", "cubic", "rbf", "gp"]] = Field(
+        ["mean", "nearest", "linear", "cubic", "rbf", "gp"],
+        description="Classical baselines reconstructed from the same observed pixels; empty: none.",
+    )
+    observed: float | tuple[float, float] | None = Field(
+        None,
+        description="Share of pixels observed per test field: one fraction or a [low, high] range drawn per field; "
+        "empty: the run's reconstruction.observed.",
+    )
+    max_fields: int | None = Field(100, ge=1, description="Test fields used (the first ones); empty: all.")
+    batch_size: int = Field(16, ge=1, description="Fields per solve (every one of the K samples is solved apart).")
+    examples: int = Field(3, ge=0, le=16, description="Fields shown in the examples panel.")
+
+    @field_validator("observed")
+    @classmethod
+    def _observed_in_range(cls, value: float | tuple[float, float] | None) -> float | tuple[float, float] | None:
+        obs = () if value is None else value if isinstance(value, tuple) else (value,)
+        if not all(0 < f < 1 for f in obs):
+            raise ValueError(f"observed fractions must lie strictly between 0 and 1, got {list(obs)}; e.g. 0.1")
+        if isinstance(value, tuple) and value[0] > value[1]:
+            raise ValueError(f"observed range {list(value)} is reversed; give [low, high]")
+        return value
 
 
 class RuntimeConfig(Section):

@@ -1,0 +1,121 @@
+"""Figures written by ``ssmseg sweep-steps`` (matplotlib, Agg): PSNR and solver error against NFE, and a
+panel of example fields."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+LINES = (":", "-.", "--", (0, (1, 3)), (0, (5, 2, 1, 2)), (0, (3, 1)))
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, int | float) and math.isfinite(v)
+
+
+def sweep_plot(path: Path, rows: list[dict[str, Any]], baselines: list[dict[str, Any]], k: int) -> None:
+    """Three panels against NFE (log scale): PSNR of one sample, PSNR of the mean of K (baselines as
+    horizontal lines in both), and the solver error against the dopri5 reference."""
+    plt = _plt()
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    solvers = list(dict.fromkeys(r["solver"] for r in rows))
+    panels = (("psnr_sample", "one sample: PSNR (dB)"), ("psnr_mean", f"mean of {k} samples: PSNR (dB)"),
+              ("solver_error", "solver error: RMS distance to the reference"))  # fmt: skip
+    for ax, (key, title) in zip(axes, panels, strict=True):
+        for i, solver in enumerate(solvers):
+            mine = sorted((r for r in rows if r["solver"] == solver and _finite(r.get(key))), key=lambda r: r["nfe"])
+            if not mine:
+                continue
+            x = [r["nfe"] for r in mine]
+            y = [max(r[key], 1e-12) if key == "solver_error" else r[key] for r in mine]
+            style = "*" if len(mine) == 1 else "-o"
+            ax.plot(x, y, style, color=f"C{i}", ms=8 if len(mine) == 1 else 3, lw=1.2, label=solver)
+        if key != "solver_error":
+            for j, b in enumerate(x for x in baselines if _finite(x.get("psnr"))):
+                ax.axhline(b["psnr"], color="0.45", ls=LINES[j % len(LINES)], lw=1, label=f"{b['name']} (baseline)")
+        else:
+            ax.set_yscale("log")
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("NFE (model calls per sample)")
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3, which="both")
+    axes[1].legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _pick_steps(steps: list[int], n: int = 3) -> list[int]:
+    """A few step counts spread over the grid: the fewest, the most, and ones between (log-spaced)."""
+    if len(steps) <= n:
+        return steps
+    idx = np.unique(np.round(np.linspace(0, len(steps) - 1, n)).astype(int))
+    return [steps[i] for i in idx]
+
+
+def examples_panel(
+    path: Path, rows: list[dict[str, Any]], baselines: list[dict[str, Any]], examples: dict[str, Any],
+    baseline_preds: dict[str, Any], k: int,
+) -> None:  # fmt: skip
+    """One row per example field (channel 0): observed points, truth, one sample of each solver at a few
+    step counts (dopri5 once), the mean and per-pixel spread of K samples at the most accurate solve (the
+    lowest solver error: the model's own samples), and the best baseline (by PSNR)."""
+    plt = _plt()
+    settings = examples["settings"]
+    truth, observed = examples["truth"][:, 0].numpy(), examples["observed"][:, 0].numpy()
+    by_label = {(r["solver"], r["steps"]): r for r in rows}
+    shown = []
+    for solver in dict.fromkeys(s.solver for s in settings):
+        mine = [s for s in settings if s.solver == solver]
+        keep = _pick_steps([s.steps for s in mine]) if mine[0].steps is not None else [None]
+        shown += [s for s in mine if s.steps in keep]
+    scored = [r for r in rows if _finite(r.get("solver_error"))]
+    best = min(scored, key=lambda r: (r["solver_error"], -float(r["nfe"]))) if scored else rows[-1]
+    best_setting = next(s for s in settings if (s.solver, s.steps) == (best["solver"], best["steps"]))
+    base = max((b for b in baselines if _finite(b.get("psnr"))), key=lambda b: b["psnr"], default=None)
+    cols: list[tuple[str, Any, str]] = [("observed", None, "obs"), ("truth", truth, "field")]
+    for s in shown:
+        r = by_label[(s.solver, s.steps)]
+        cols.append((f"{s.label} ({r['nfe']} NFE)\none sample", settings[s]["sample"][:, 0].numpy(), "field"))
+    cols.append((f"mean of {k}\n{best_setting.label}", settings[best_setting]["mean"][:, 0].numpy(), "field"))
+    cols.append((f"spread (std) of {k}\n{best_setting.label}", settings[best_setting]["std"][:, 0].numpy(), "std"))
+    if base is not None:
+        cols.append((f"{base['name']}\n(best baseline)", baseline_preds[base["name"]][:, 0].numpy(), "field"))
+    n = len(truth)
+    fig, axes = plt.subplots(n, len(cols), figsize=(1.6 * len(cols), 1.75 * n + 0.3), squeeze=False)
+    for i in range(n):
+        lo, hi = float(truth[i].min()), float(truth[i].max())
+        for j, (title, img, kind) in enumerate(cols):
+            ax = axes[i, j]
+            if kind == "obs":
+                ax.imshow(np.where(observed[i], truth[i], np.nan), vmin=lo, vmax=hi, cmap="viridis",
+                          interpolation="nearest")  # fmt: skip
+                ax.set_facecolor("0.85")
+            elif kind == "std":  # black is 0; at least 5% of the field's range is bright (no noise blown up)
+                ax.imshow(img[i], cmap="magma", vmin=0, vmax=max(float(img[i].max()), 0.05 * (hi - lo), 1e-12),
+                          interpolation="nearest")  # fmt: skip
+            else:
+                ax.imshow(img[i], vmin=lo, vmax=hi, cmap="viridis", interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(title, fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)

@@ -1,0 +1,257 @@
+"""ssmseg sweep-steps with a field model whose velocity has a closed form, so the numbers can be checked
+against theory: fields of i.i.d. N(MU, SIGMA^2) pixels (in data units), and the exact flow-matching velocity
+for them, which carries noise z to MU + SIGMA z (in data units) and whose one Euler step from t = 0 lands on
+the posterior mean MU."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from torch import nn
+from typer.testing import CliRunner
+
+from ssmseg.cli.app import app
+from ssmseg.config import build_config, dump_config
+from ssmseg.data.fields import FieldStats, observed_masks
+from ssmseg.data.prepare_fields import prepare_fields
+from ssmseg.engine import checkpoint as ckpt
+from ssmseg.experiments import sweep as sw
+from ssmseg.models import registry
+from ssmseg.tasks.reconstruction.metrics import psnr, sample_statistics
+from ssmseg.tasks.reconstruction.sampling import sample_noise
+
+MU, SIGMA = 5.0, 2.0
+SIZE = 16
+runner = CliRunner()
+
+
+class GaussianFlow(nn.Module):
+    """The exact velocity E[x1 - x0 | x_t] for x1 ~ N(m, s^2) per pixel and x0 ~ N(0, 1), in normalised units
+    (it ignores the observed pixels: with independent pixels they say nothing about the others)."""
+
+    def __init__(self, m: float, s: float) -> None:
+        super().__init__()
+        self.m, self.s = m, s
+
+    def forward(self, x, t, values, mask):
+        assert x.shape == values.shape and mask.shape == (x.shape[0], 1, *x.shape[2:]) and t.shape == (x.shape[0],)
+        tb = t.to(x.dtype).reshape(-1, 1, 1, 1)
+        var = tb**2 * self.s**2 + (1 - tb) ** 2
+        return self.m + (tb * self.s**2 - (1 - tb)) * (x - tb * self.m) / var
+
+
+def write_fields(path, n: int, channels: int = 1, seed: int = 0):
+    fields = np.random.default_rng(seed).normal(MU, SIGMA, (n, channels, SIZE, SIZE)).astype(np.float32)
+    np.save(path, fields)
+    return path
+
+
+def prep(tmp_path, name: str, channels: int = 1):
+    stack = write_fields(tmp_path / f"{name}.npy", 30, channels)
+    cfg = build_config(explicit={"task": {"name": "reconstruction"}, "prep": {"images": [str(stack)]}})
+    return prepare_fields(cfg, tmp_path / name).out
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return prep(tmp_path_factory.mktemp("fields"), "gauss")
+
+
+@pytest.fixture
+def run(tmp_path, dataset, monkeypatch):
+    """A reconstruction run folder whose checkpoint holds the closed-form model (registered for the test)."""
+    manifest = json.loads((dataset / "manifest.json").read_text())
+    stats = FieldStats.from_dict(manifest["stats"]["train"])
+    m, s = (MU - stats.mean[0]) / stats.std[0], SIGMA / stats.std[0]
+    monkeypatch.setitem(registry.MODELS, "gauss_flow",
+                        registry.Entry(lambda cfg, c, k: GaussianFlow(m, s), {}, "closed-form test flow",
+                                       task="reconstruction"))  # fmt: skip
+    cfg = build_config(explicit={"task": {"name": "reconstruction"}, "model": {"name": "gauss_flow"},
+                                 "reconstruction": {"observed": 0.2}})  # fmt: skip
+    state = {"task": "reconstruction", "config": yaml.safe_load(dump_config(cfg)), "model": {}, "in_channels": 1,
+             "stats": stats.to_dict(), "stats_key": "train", "dataset": str(dataset), "fold": None,
+             "field_size": [SIZE, SIZE], "epoch": 1}  # fmt: skip
+    folder = tmp_path / "run"
+    ckpt.save(state, folder / "checkpoints" / "best.pt")
+    (folder / "config.yaml").write_text(dump_config(cfg))
+    return folder
+
+
+def sweep_config(**sweep):
+    base = {"solvers": ["euler", "midpoint", "heun", "rk4", "dopri5"], "steps": [1, 2, 8], "samples": 8,
+            "baselines": ["mean", "linear"], "examples": 2, "batch_size": 4}  # fmt: skip
+    return build_config(explicit={"task": {"name": "reconstruction"}, "model": {"name": "gauss_flow"},
+                                  "reconstruction": {"observed": 0.2}, "sweep": {**base, **sweep},
+                                  "runtime": {"device": "cpu"}})  # fmt: skip
+
+
+def row(result, solver, steps):
+    return next(r for r in result.rows if r["solver"] == solver and r["steps"] == steps)
+
+
+def test_numbers_match_theory_for_an_exact_velocity(run, dataset):
+    result = sw.sweep_steps(sweep_config(), run)
+    k = 8
+    # NFE is counted through the model wrapper: stages per step for the fixed-step solvers
+    for solver, per in (("euler", 1), ("midpoint", 2), ("heun", 2), ("rk4", 4)):
+        for steps in (1, 2, 8):
+            assert row(result, solver, steps)["nfe"] == per * steps
+    ref = row(result, "dopri5", None)
+    assert ref["nfe"] >= 8 and ref["solver_error"] == 0.0  # dopri5 at the reference tolerances is the reference
+    assert result.protocol["reference"]["nfe"] == ref["nfe"]
+    # one Euler step from t = 0 is the posterior mean MU: all K samples equal, spread 0
+    one = row(result, "euler", 1)
+    assert one["psnr_sample"] == pytest.approx(one["psnr_mean"], abs=1e-6) and one["spread"] < 1e-5
+    # the solver error falls with the order of the solver; rk4 at 8 steps is at the reference
+    assert row(result, "rk4", 8)["solver_error"] < 1e-3 < row(result, "euler", 8)["solver_error"]
+    assert row(result, "euler", 8)["solver_error"] < row(result, "euler", 2)["solver_error"]
+    # the reference samples are MU + SIGMA z in data units: recompute their PSNR from the noise directly
+    idx = torch.tensor(result.protocol["field_indices"])
+    truth = torch.from_numpy(np.load(dataset / "fields.npy")[idx.numpy()]).double()
+    obs = torch.from_numpy(np.concatenate([observed_masks(1, SIZE, SIZE, 0.2, 0, int(j)) for j in idx]))[:, None]
+    exact = MU + SIGMA * sample_noise(idx, k, (1, SIZE, SIZE), 0).double()
+    exact = torch.where(obs, truth, exact)
+    data_range = result.protocol["data_range"]
+    want = float(torch.stack([psnr(e, truth, data_range, obs) for e in exact]).mean())
+    assert ref["psnr_sample"] == pytest.approx(want, abs=0.02)
+    assert ref["psnr_mean"] == pytest.approx(float(psnr(exact.mean(0), truth, data_range, obs).mean()), abs=0.02)
+    # exact samples of an independent Gaussian: sample MSE 2 SIGMA^2, mean of K (1 + 1/K) SIGMA^2
+    assert ref["psnr_mean"] - ref["psnr_sample"] == pytest.approx(10 * math.log10(2 / (1 + 1 / k)), abs=0.5)
+    assert ref["rmse_sample"] == pytest.approx(SIGMA * math.sqrt(2), rel=0.1)
+    assert ref["spread"] == pytest.approx(SIGMA, rel=0.15)
+    assert ref["coverage90"] == pytest.approx(sw.expected_coverage(k), abs=0.06)
+    assert float(sample_statistics(exact, truth, obs)["coverage"].mean()) == pytest.approx(ref["coverage90"], abs=0.01)
+    # the mean baseline predicts about MU: its error is about SIGMA
+    mean_base = next(b for b in result.baselines if b["name"] == "mean")
+    assert mean_base["rmse"] == pytest.approx(SIGMA, rel=0.15)
+
+
+def test_outputs_folder_json_csv_figures_and_report(run):
+    before = sorted(p.relative_to(run) for p in run.rglob("*"))
+    cfg = sweep_config(solvers=["euler", "heun"], steps=[1, 4], samples=2)
+    first = sw.sweep_steps(cfg, run)
+    second = sw.sweep_steps(cfg, run)
+    assert (first.out, second.out) == (run / "sweep", run / "sweep-2")
+    assert not [p for p in run.iterdir() if p.name.endswith(".partial")]
+    kept = sorted(p.relative_to(run) for p in run.rglob("*") if not p.relative_to(run).parts[0].startswith("sweep"))
+    assert kept == before  # nothing we did not write was touched
+    files = {p.name for p in first.out.iterdir()}
+    assert files == {"sweep.json", "sweep.csv", "psnr_vs_nfe.png", "examples.png"}
+    data = json.loads((first.out / "sweep.json").read_text())
+    assert data["protocol"]["samples"] == 2 and data["protocol"]["fractions"] == [0.2]
+    assert {"torch", "torchdiffeq", "scipy", "scikit-learn"} <= set(data["protocol"]["versions"])
+    assert len(data["rows"]) == 4 and [b["name"] for b in data["baselines"]] == ["mean", "linear"]
+    assert data["conclusions"] and data["conclusions"][0].startswith("best setting")
+    lines = (first.out / "sweep.csv").read_text().splitlines()
+    assert lines[0].startswith("kind,name,steps,nfe") and len(lines) == 1 + 4 + 2
+    from ssmseg.report.analysis import analyse_sweep
+    from ssmseg.report.runs import discover
+
+    found = discover(run)[0]
+    assert [s.name for s in found.sweeps] == ["sweep", "sweep-2"]
+    analysis = analyse_sweep(found.sweeps[0])
+    assert analysis["best"] is not None and analysis["best_by"] == "psnr_mean"
+
+
+def test_a_failure_leaves_nothing_behind(run, monkeypatch):
+    def boom(*args, **kwargs):
+        raise RuntimeError("planted")
+
+    monkeypatch.setattr(sw, "run_baselines", boom)
+    with pytest.raises(RuntimeError, match="planted"):
+        sw.sweep_steps(sweep_config(steps=[1], solvers=["euler"], samples=1), run)
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.yaml"]
+    out = run.parent / "given"
+    out.mkdir()
+    with pytest.raises(RuntimeError, match="planted"):
+        sw.sweep_steps(sweep_config(steps=[1], solvers=["euler"], samples=1), run, out=out)
+    assert out.is_dir() and not any(out.iterdir())  # the user's empty folder stays, empty
+    assert not [p for p in run.parent.iterdir() if p.name.endswith(".partial")]
+
+
+def test_all_baselines_on_the_same_pixels(run):
+    cfg = sweep_config(solvers=["euler"], steps=[1], samples=1, max_fields=2,
+                       baselines=["mean", "nearest", "linear", "cubic", "rbf", "gp"])  # fmt: skip
+    result = sw.sweep_steps(cfg, run)
+    assert [b["name"] for b in result.baselines] == ["mean", "nearest", "linear", "cubic", "rbf", "gp"]
+    assert all(math.isfinite(b["psnr"]) and b["seconds"] >= 0 for b in result.baselines)
+    assert result.protocol["fields"] == 2
+
+
+def test_conclusions_follow_the_numbers():
+    def r(solver, steps, nfe, ps, pm, err, rmse=1.0, cov=0.7):
+        return {"solver": solver, "steps": steps, "nfe": nfe, "psnr_sample": ps, "psnr_mean": pm,
+                "solver_error": err, "rmse_sample": rmse, "coverage90": cov}  # fmt: skip
+
+    rows = [r("euler", 1, 1, 30.0, 30.0, 0.5), r("euler", 8, 8, 27.5, 29.6, 0.05), r("euler", 16, 16, 27.2, 29.5, 0.2),
+            r("euler", 64, 64, 27.0, 29.5, 0.01), r("rk4", 1, 4, 26.0, 28.0, 0.2), r("rk4", 8, 32, 27.0, 29.5, 0.001),
+            r("dopri5", None, 80, 27.0, 29.5, 0.0)]  # fmt: skip
+    lines = sw.conclude(rows, [{"name": "gp", "psnr": 28.0}], 8)
+    text = "\n".join(lines)
+    assert lines[0].startswith("best setting: euler, 1 step (1 NFE), PSNR 30.00 dB")
+    assert "euler: more steps hurt: one sample 30.00 -> 27.00 dB (-3.00)" in text
+    assert "from 64 steps on, the solver error" in text  # under 10% of 1.0 at 8 steps, not at 16, again at 64
+    assert "rk4: more steps helped" in text and "from 8 steps on" in text
+    assert "2.50 dB at the most accurate solve (dopri5 (80 NFE))" in text
+    assert "exact posterior samples give 2.50" in text
+    assert "one Euler step (a posterior-mean estimate): 30.00 dB" in text
+    assert "best baseline: gp 28.00 dB; the best mean of 8 beats it by 2.00 dB" in text
+    assert "too narrow" not in text  # 0.70 is about what K = 8 exact samples give
+    rows[-1]["coverage90"] = 0.4
+    assert "too narrow" in "\n".join(sw.conclude(rows, [], 8))
+
+
+def test_expected_coverage_of_exact_samples():
+    assert sw.expected_coverage(8) == pytest.approx(0.72, abs=0.02)
+    assert sw.expected_coverage(2) < sw.expected_coverage(8) < sw.expected_coverage(64) < 0.9
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def one_line_error(result, *needles):
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and result.output.startswith("error: "), result.output
+    for needle in needles:
+        assert needle in result.output, result.output
+
+
+def test_bad_input_is_one_line_exit_2(run, tmp_path):
+    one_line_error(invoke("sweep-steps", run, "--set", "sweep.solvers=[euler,rk45]"), "rk45", "dopri5", "midpoint")
+    one_line_error(invoke("sweep-steps", run, "--set", "sweep.steps=[0,4]"), "sweep.steps", "greater than or equal")
+    one_line_error(invoke("sweep-steps", run, "--samples", "0"), "--samples")
+    one_line_error(invoke("sweep-steps", tmp_path / "nothing"), "does not exist")
+    empty_run = tmp_path / "empty_run"
+    empty_run.mkdir()
+    (empty_run / "config.yaml").write_text("{}")
+    one_line_error(invoke("sweep-steps", empty_run), "no checkpoint")
+    seg = tmp_path / "seg"
+    ckpt.save({"model": {}, "config": {}}, seg / "checkpoints" / "best.pt")
+    one_line_error(invoke("sweep-steps", seg), "segmentation run", "reconstruction")
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "keep.txt").write_text("mine")
+    one_line_error(invoke("sweep-steps", run, "--out", full, "--set", "sweep.steps=[1]"), "not an empty folder")
+    assert (full / "keep.txt").read_text() == "mine"
+    two = prep(tmp_path, "two_channels", channels=2)
+    one_line_error(invoke("sweep-steps", run, "--fields", two, "--set", "sweep.steps=[1]"), "2 channel(s)", "takes 1")
+    assert not (run / "sweep").exists()
+
+
+def test_cli_prints_table_and_conclusions(run):
+    result = invoke("sweep-steps", run, "--samples", "2", "--set", "sweep.solvers=[euler,rk4]", "--set",
+                    "sweep.steps=[1,2]", "--set", "sweep.baselines=[mean]", "--set", "sweep.max_fields=3")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "rk4" in result.output and "- best setting:" in result.output
+    assert f"wrote {run / 'sweep'}" in result.output.replace("\n", "")
+    data = json.loads((run / "sweep" / "sweep.json").read_text())
+    assert data["protocol"]["samples"] == 2 and [r["steps"] for r in data["rows"]] == [1, 2, 1, 2]
