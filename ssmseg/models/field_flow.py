@@ -32,6 +32,7 @@ from ssmseg.ssm.order import POINT_ORDERS, grid_coords, point_order
 
 BACKBONES = ("mamba", "attention")
 DIRECTIONS = ("interleave", "both")
+OBS_BUCKET = 32
 
 
 def reverse_index(valid: torch.Tensor) -> torch.Tensor:
@@ -165,7 +166,7 @@ class FieldFlow(nn.Module):
     def __init__(
         self,
         in_channels: int = 1,
-        d_model: int = 64,
+        d_model: int = 48,
         n_layers: int = 4,
         d_state: int = 16,
         expand: int = 2,
@@ -235,7 +236,9 @@ class FieldFlow(nn.Module):
 
         # Observation tokens: the observed pixels in scan order, padded at the end to the batch's largest count.
         counts = m[..., 0].sum(1).long()
-        n_max = max(1, int(counts.max()))
+        # Rounded up to a multiple of 32: a handful of distinct lengths, so oneDNN reuses its convolution
+        # primitives (building one for every new length costs more than the whole observation encoder).
+        n_max = max(1, -(-int(counts.max()) // OBS_BUCKET) * OBS_BUCKET)
         idx = torch.argsort((m[..., 0] < 0.5).to(torch.uint8), dim=1, stable=True)[:, :n_max]
         valid = torch.arange(n_max, device=x_t.device)[None] < counts[:, None]
         o = (pos[idx] + self.obs_in(_gather(obs, idx))) * valid[..., None]

@@ -49,10 +49,12 @@ class ResBlock(nn.Module):
 class SS2DBlock(nn.Module):
     """x + SS2D(LayerNorm(x)), then x + MLP(LayerNorm(x)): a VMamba-style block on (B, C, H, W)."""
 
-    def __init__(self, channels: int, d_state: int = 16, expand: int = 2, mlp_ratio: float = 2.0) -> None:
+    def __init__(
+        self, channels: int, d_state: int = 16, expand: int = 2, mlp_ratio: float = 2.0, d_conv: int = 3
+    ) -> None:
         super().__init__()
         self.norm1 = nn.GroupNorm(1, channels)
-        self.ssm = SS2D(channels, d_state=d_state, expand=expand)
+        self.ssm = SS2D(channels, d_state=d_state, expand=expand, d_conv=d_conv)
         self.norm2 = nn.GroupNorm(1, channels)
         hidden = int(channels * mlp_ratio)
         self.mlp = nn.Sequential(nn.Conv2d(channels, hidden, 1), nn.GELU(), nn.Conv2d(hidden, channels, 1))
