@@ -238,7 +238,7 @@ class FieldFlow(nn.Module):
         counts = m[..., 0].sum(1).long()
         # Rounded up to a multiple of 32: a handful of distinct lengths, so oneDNN reuses its convolution
         # primitives (building one for every new length costs more than the whole observation encoder).
-        n_max = max(1, -(-int(counts.max()) // OBS_BUCKET) * OBS_BUCKET)
+        n_max = min(max(1, -(-int(counts.max()) // OBS_BUCKET) * OBS_BUCKET), h * w)
         idx = torch.argsort((m[..., 0] < 0.5).to(torch.uint8), dim=1, stable=True)[:, :n_max]
         valid = torch.arange(n_max, device=x_t.device)[None] < counts[:, None]
         o = (pos[idx] + self.obs_in(_gather(obs, idx))) * valid[..., None]
