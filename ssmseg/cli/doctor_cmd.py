@@ -7,12 +7,13 @@ from rich.console import Console
 from rich.table import Table
 
 from ssmseg.cli.app import app
-from ssmseg.doctor import collect
 
 
 @app.command("doctor")
 def doctor() -> None:
     """Print Python, torch, CUDA, devices, mamba-ssm, scan backends, rasterio/GDAL and CPU threads."""
+    from ssmseg.doctor import collect  # imports torch: only when asked, not for every command
+
     table = Table(title="ssmseg doctor", show_header=True)
     table.add_column("item")
     table.add_column("value", overflow="fold")

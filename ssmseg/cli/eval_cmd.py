@@ -23,6 +23,9 @@ def eval_cmd(
     preset: PresetOpt = None,
     set_: SetOpt = None,
     device: DeviceOpt = None,
+    samples: int | None = typer.Option(
+        None, "--samples", min=1, help="Reconstruction: K samples per field (reconstruction.samples)."
+    ),
 ) -> None:
     """Sliding-window inference with blending (eval.*), per-class metrics, GeoTIFF outputs and panels."""
     from ssmseg.engine import checkpoint as ckpt
@@ -30,11 +33,14 @@ def eval_cmd(
 
     state = ckpt.load(checkpoint)  # a bad checkpoint is reported before anything else
     base = ("checkpoint config", {k: v for k, v in state["config"].items() if k != "runtime"})
-    cfg = resolve_config(config, preset, set_, device=device, base=base)
+    extra = [f"reconstruction.samples={samples}"] if samples is not None else []
+    cfg = resolve_config(config, preset, [*(set_ or []), *extra], device=device, base=base)
     result = evaluate(cfg, checkpoint, out, list(inputs or []), list(masks or []), dataset)
     for note in result.warnings:
         typer.echo(f"warning: {note}", err=True)
-    if result.metrics:
+    if result.metrics and result.metrics.get("task") == "reconstruction":
+        _reconstruction_table(result.metrics)
+    elif result.metrics:
         m = result.metrics
         table = Table(
             title=f"OA {m['oa']:.4f}  mIoU {m['miou']:.4f}  mean F1 {m['mean_f1']:.4f}  kappa {m['kappa']:.4f}"
@@ -50,3 +56,16 @@ def eval_cmd(
         typer.echo(f"chance on the same pixels: majority class ({major['class']}) mIoU {major['miou']:.4f}, "
                    f"prior draw mIoU {drawn['miou']:.4f}")  # fmt: skip
     typer.echo(f"wrote {result.out}")
+
+
+def _reconstruction_table(m: dict) -> None:
+    p = m["protocol"]
+    table = Table(title=f"test fields: {p['solver']} {p['steps']} steps ({p['nfe_per_sample']} NFE), K={p['samples']}; "
+                  "PSNR/SSIM/RMSE on unobserved pixels")  # fmt: skip
+    for col in ("observed", "fields", "PSNR 1", f"PSNR mean {p['samples']}", "SSIM 1", "RMSE 1", "coverage 90%"):
+        table.add_column(col, justify="right")
+    for r in m["per_fraction"]:
+        cov = f"{r['coverage90']:.3f}" if "coverage90" in r else "-"
+        table.add_row(f"{r['fraction']:.0%}", str(r["fields"]), f"{r['psnr_sample']:.2f}", f"{r['psnr_mean']:.2f}",
+                      f"{r['ssim_sample']:.4f}", f"{r['rmse_sample']:.4g}", cov)  # fmt: skip
+    Console().print(table)

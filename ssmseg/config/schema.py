@@ -265,6 +265,9 @@ class ReconstructionConfig(Section):
     seed: int = Field(
         0, ge=0, description="Seed of the fixed observed pixels, noise and times of validation and test fields."
     )
+    samples: int = Field(
+        8, ge=1, le=256, description="K samples per field that `ssmseg eval` draws (one sample and their mean)."
+    )
 
     @model_validator(mode="after")
     def _fractions_in_range(self) -> ReconstructionConfig:
@@ -391,7 +394,8 @@ class Config(BaseModel):
                 f"prep.split.ratios: {list(self.prep.split.ratios)} sum to {sum(self.prep.split.ratios):g}; "
                 "make train, val and test shares sum to 1"
             )
-        if self.prep.split.block_size is not None and self.prep.split.block_size < self.data.crop_size:
+        segmentation = self.task.name == "segmentation"  # crops and blocks of patches; fields have their own size
+        if segmentation and self.prep.split.block_size is not None and self.prep.split.block_size < self.data.crop_size:
             problems.append(
                 f"prep.split.block_size: {self.prep.split.block_size} is smaller than data.crop_size "
                 f"({self.data.crop_size}); use at least the crop size"

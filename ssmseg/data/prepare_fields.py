@@ -99,7 +99,8 @@ def prepare_fields(cfg: Config, out: Path, force: bool = False, synthetic: bool 
     if existing is not None and existing.get("input_hash") == digest:
         return PrepResult(out, True, existing)
     if out.exists() and not force:
-        raise InputError(f"'{out}' already exists with other inputs; pass --force to replace it or choose another --out")
+        raise InputError(f"'{out}' already exists with other inputs; pass --force to replace it or choose another "
+                         "--out")  # fmt: skip
     fields = np.concatenate([a for _, a, _ in sources])
     if len(fields) < 3:
         raise InputError(f"only {len(fields)} fields; a dataset needs at least 3 (train, val, test)")
@@ -113,10 +114,11 @@ def prepare_fields(cfg: Config, out: Path, force: bool = False, synthetic: bool 
             stats[f"fold_{k}"] = field_stats(fields[part]).to_dict()
     origin = [(s, j) for s, (_, a, _) in enumerate(sources) for j in range(len(a))]
     manifest: dict[str, Any] = {
-        "format": mf.FORMAT_VERSION, "task": "reconstruction", "count": int(len(fields)),
+        "format": mf.FORMAT_VERSION, "task": "reconstruction", "count": len(fields),
         "channels": int(fields.shape[1]), "size": [int(fields.shape[2]), int(fields.shape[3])],
         "mode": fp.mode, "synthetic": synthetic, "input_hash": digest,
-        "sources": [{"path": p, "sha256": h, "fields": int(len(a))} for (p, a, _), h in zip(sources, hashes, strict=True)],
+        "sources": [{"path": p, "sha256": h, "fields": len(a)}
+                    for (p, a, _), h in zip(sources, hashes, strict=True)],
         "split": {**sp.model_dump(mode="json"), "mode": "random" if synthetic else sp.mode},
         "counts": {part: int((split == part).sum()) for part in ("train", "val", "test")},
         "fields": [{"source": s, "index": j, "split": str(split[i]), "fold": int(fold[i])}

@@ -28,7 +28,13 @@ def _segmentation(*args: Any) -> EvalResult:
     return run(*args)
 
 
-EVALUATORS: dict[str, Evaluator] = {"segmentation": _segmentation}
+def _reconstruction(*args: Any) -> EvalResult:
+    from ssmseg.tasks.reconstruction.evaluate import run
+
+    return run(*args)
+
+
+EVALUATORS: dict[str, Evaluator] = {"segmentation": _segmentation, "reconstruction": _reconstruction}
 
 
 def evaluator_for(state: dict[str, Any]) -> Evaluator:

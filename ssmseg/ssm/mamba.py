@@ -32,6 +32,47 @@ def init_A_log(d_inner: int, d_state: int) -> torch.Tensor:
     return torch.log(A)
 
 
+class _CausalConv1d(torch.autograd.Function):
+    """Depthwise causal convolution with a hand-written backward.
+
+    On CPU, aten's depthwise ``conv1d`` backward is the slowest op of the whole block (several times the
+    scan's backward, and seconds when the input is the strided view ``in_proj`` leaves); written as two
+    plain convolutions it costs about as much as the forward.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        x = x.contiguous()
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        k = weight.shape[-1]
+        return F.conv1d(x, weight, bias, padding=k - 1, groups=weight.shape[0])[..., : x.shape[-1]]
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, weight = ctx.saved_tensors
+        batch, dim, L = x.shape
+        k = weight.shape[-1]
+        grad = grad.contiguous()  # under autocast the forward ran in grad's dtype: so does the backward
+        w, xs = weight.to(grad.dtype), x.to(grad.dtype)
+        # y[t] = sum_j w[j] x[t-(k-1)+j], so dx[s] = sum_j w[j] dy[s+(k-1)-j]: the flipped kernel, anti-causal.
+        gx = F.conv1d(grad, w.flip(-1), padding=k - 1, groups=dim)[..., k - 1 :]
+        # dw[d, j] = sum_{b, t} dy[b, d, t] x_padded[b, d, t + j]: one grouped convolution over the batch axis.
+        xp = F.pad(xs, (k - 1, 0)).transpose(0, 1).reshape(1, dim * batch, L + k - 1)
+        gw = F.conv1d(xp, grad.transpose(0, 1).reshape(dim, batch, L), groups=dim).view(dim, 1, k)
+        gb = grad.sum((0, 2)).to(weight.dtype) if ctx.has_bias else None
+        return gx.to(x.dtype), gw.to(weight.dtype), gb
+
+
+def causal_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """Depthwise causal conv: x (batch, dim, L), weight (dim, 1, k) -> (batch, dim, L); output t sees x[<= t].
+
+    Equals ``F.conv1d(x, weight, bias, padding=k-1, groups=dim)[..., :L]``, which other devices run as is."""
+    if x.device.type != "cpu":
+        return F.conv1d(x, weight, bias, padding=weight.shape[-1] - 1, groups=weight.shape[0])[..., : x.shape[-1]]
+    return _CausalConv1d.apply(x, weight, bias)
+
+
 class Mamba(nn.Module):
     """Selective state-space block on token sequences (batch, length, d_model) -> same shape."""
 
@@ -71,10 +112,9 @@ class Mamba(nn.Module):
 
     def ssm_inputs(self, hidden: torch.Tensor) -> dict[str, torch.Tensor]:
         """The scan's inputs for (batch, L, d_model) tokens: u, delta (before bias), z, B, C."""
-        L = hidden.shape[1]
         xz = self.in_proj(hidden).transpose(1, 2)  # (batch, 2 d_inner, L)
         x, z = xz.chunk(2, dim=1)
-        x = F.silu(self.conv1d(x)[..., :L])  # causal: trim the right padding
+        x = F.silu(causal_conv1d(x, self.conv1d.weight, self.conv1d.bias))
         dt, B, C = self.x_proj(x.transpose(1, 2)).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         delta = (dt @ self.dt_proj.weight.T).transpose(1, 2)  # (batch, d_inner, L); bias added in the scan
         return {"u": x, "delta": delta, "z": z, "B": B.transpose(1, 2), "C": C.transpose(1, 2)}

@@ -125,7 +125,7 @@ def test_runtime_error_exit_code_and_debug_traceback(monkeypatch):
     def boom():
         raise InputError("scene.tif is unreadable; check the file")
 
-    monkeypatch.setattr("ssmseg.cli.doctor_cmd.collect", boom)
+    monkeypatch.setattr("ssmseg.doctor.collect", boom)
     assert_one_line_error(invoke("doctor"), 1, "scene.tif is unreadable")
     debug = invoke("--debug", "doctor")
     assert debug.exit_code == 1 and "Traceback" in debug.output
@@ -134,7 +134,7 @@ def test_runtime_error_exit_code_and_debug_traceback(monkeypatch):
 
 
 def test_unexpected_exception_is_one_line_without_traceback(monkeypatch):
-    monkeypatch.setattr("ssmseg.cli.doctor_cmd.collect", lambda: 1 / 0)
+    monkeypatch.setattr("ssmseg.doctor.collect", lambda: 1 / 0)
     assert_one_line_error(invoke("doctor"), 1, "ZeroDivisionError", "--debug")
 
 
@@ -151,7 +151,7 @@ def test_prep_help_and_bad_input(tmp_path):
                     "--set", f"prep.masks=[{tmp_path}/none.tif]")  # fmt: skip
     assert_one_line_error(result, 1, "matches no file")
     assert not (tmp_path / "ds").exists()
-    assert_one_line_error(invoke("prep", "--synthetic", "lidar"), 2, "hyperspectral or rgb")
+    assert_one_line_error(invoke("prep", "--synthetic", "lidar"), 2, "hyperspectral, rgb or sinusoids")
     assert_one_line_error(invoke("prep"), 2, "--out")
 
 

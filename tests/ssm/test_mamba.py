@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from ssmseg.ssm.cpu_kernel import load_kernel
-from ssmseg.ssm.mamba import Mamba
+from ssmseg.ssm.mamba import Mamba, causal_conv1d
 
 EXPECTED = {
     "in_proj.weight": (256, 64),
@@ -80,3 +80,30 @@ def test_bf16_autocast_stays_finite():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = block(x)
     assert torch.isfinite(out.float()).all()
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_causal_conv_matches_conv1d_and_its_gradients(bias):
+    """The hand-written backward equals aten's depthwise conv1d (float64 gradcheck and a direct comparison)."""
+    x = torch.randn(3, 5, 11, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(5, 1, 4, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(5, dtype=torch.float64, requires_grad=True) if bias else None
+    assert torch.autograd.gradcheck(causal_conv1d, (x, w, b))
+    out = causal_conv1d(x, w, b)
+    torch.testing.assert_close(out, F.conv1d(x, w, b, padding=3, groups=5)[..., :11])
+    # A strided input (what in_proj's transpose leaves) gives the same values and gradients.
+    xt = x.detach().transpose(1, 2).contiguous().transpose(1, 2).requires_grad_()
+    causal_conv1d(xt, w, b).square().sum().backward()
+    g_ref = torch.autograd.grad(F.conv1d(x, w, b, padding=3, groups=5)[..., :11].square().sum(), x)[0]
+    torch.testing.assert_close(xt.grad, g_ref)
+
+
+def test_bf16_autocast_backward_stays_finite():
+    block = Mamba(16, d_state=8)
+    x = torch.randn(2, 300, 16, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = block(x)
+    out.float().square().mean().backward()
+    assert x.grad.dtype == torch.float32 and torch.isfinite(x.grad).all()
+    for name, p in block.named_parameters():
+        assert p.grad is not None and p.grad.dtype == p.dtype and torch.isfinite(p.grad).all(), name

@@ -42,8 +42,14 @@ def sample_noise(indices: Tensor, k: int, shape: tuple[int, ...], seed: int) -> 
 
 
 def draw_samples(
-    model: nn.Module, values: Tensor, observed: Tensor, noise: Tensor, solver: str, steps: int,
-    atol: float = 1e-5, rtol: float = 1e-5,
+    model: nn.Module,
+    values: Tensor,
+    observed: Tensor,
+    noise: Tensor,
+    solver: str,
+    steps: int,
+    atol: float = 1e-5,
+    rtol: float = 1e-5,
 ) -> tuple[Tensor, int]:
     """K solves from the K noises (K, B, C, H, W); returns the samples with observed pixels set to their
     values, and the NFE of one solve (counted by wrapping the model, never inferred from ``steps``)."""

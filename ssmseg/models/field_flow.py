@@ -1,0 +1,254 @@
+"""FieldFlow: the point-set flow-matching model for sparse-field reconstruction.
+
+    forward(x_t (B, C, H, W), t (B,), observed (B, C, H, W), mask (B, 1, H, W)) -> velocity (B, C, H, W)
+
+Every pixel is a query token at its coordinates (x, y) in [0, 1]^2 (pixel centres, so any H x W is the same
+unit square): learnable Fourier features of the position, the current value x_t, the observed value and mask
+there, and an MLP time embedding. Every observed pixel is also an observation token (position + value); the
+counts differ across a batch, so observation tokens are padded at the end and carried with a validity mask.
+
+Both sequences are read along one order of the unit square (``hilbert`` by default; ``rows`` and ``random``
+for ablations: a scan over points in arbitrary order is a known trap). The observations pass through
+``max(1, n_layers // 2)`` encoder blocks; the queries through ``n_layers`` blocks of
+cross-attention to the observations (plus a learned null token, so a field with no observation is defined),
+a token mixer, and an MLP, each modulated by the time embedding (adaLN). The mixer is the ``backbone``:
+``mamba`` (a forward and a reversed Mamba scan, summed; dt comes from each token, never from the length) or
+``attention`` (all-pairs self-attention), with everything else identical.
+
+Padding never reaches real tokens: the forward scan is causal and padding sits at the end, the reversed scan
+reverses each field's real tokens only, attention masks padded keys, and padded tokens are zeroed after every
+block.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ssmseg.models.layers.embed import FourierFeatures, TimeEmbedding
+from ssmseg.ssm.mamba import Mamba
+from ssmseg.ssm.order import POINT_ORDERS, grid_coords, point_order
+
+BACKBONES = ("mamba", "attention")
+DIRECTIONS = ("interleave", "both")
+OBS_BUCKET = 32
+
+
+def reverse_index(valid: torch.Tensor) -> torch.Tensor:
+    """(B, L) validity (a prefix of True per row) -> (B, L) gather index reversing each row's valid prefix and
+    leaving the padding in place. It is its own inverse."""
+    L = valid.shape[1]
+    pos = torch.arange(L, device=valid.device).expand_as(valid)
+    n = valid.sum(1, keepdim=True)
+    return torch.where(pos < n, n - 1 - pos, pos)
+
+
+def _gather(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """x (B, L, D), index (B, L) -> x[b, index[b]]."""
+    return x.gather(1, index[..., None].expand(-1, -1, x.shape[-1]))
+
+
+def _reversed(fn: nn.Module, x: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    """fn applied to each sequence read backwards (only the valid prefix when padded), put back in place."""
+    if valid is None or bool(valid.all()):
+        return fn(x.flip(1)).flip(1)
+    rev = reverse_index(valid)
+    return _gather(fn(_gather(x, rev)), rev)
+
+
+class MambaMixer(nn.Module):
+    """Mamba scans on (B, L, d) in the directions given: ``("forward",)``, ``("reverse",)`` or both (summed).
+    Padding must sit at the end of each row (``valid`` a prefix): causal scans never read it."""
+
+    def __init__(self, d_model: int, d_state: int, expand: int, d_conv: int, directions: tuple[str, ...]) -> None:
+        super().__init__()
+        self.directions = directions
+        self.scans = nn.ModuleList(Mamba(d_model, d_state=d_state, d_conv=d_conv, expand=expand) for _ in directions)
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        out = 0
+        for direction, scan in zip(self.directions, self.scans, strict=True):
+            out = out + (scan(x) if direction == "forward" else _reversed(scan, x, valid))
+        return out
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention on (B, L, d); padded keys are masked (a padded token still sees itself)."""
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float) -> None:
+        super().__init__()
+        self.n_heads, self.dropout = n_heads, dropout
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        b, L, d = x.shape
+        q, k, v = self.qkv(x).view(b, L, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
+        mask = None
+        if valid is not None and not bool(valid.all()):
+            mask = (valid[:, None, :] | torch.eye(L, dtype=torch.bool, device=x.device))[:, None]
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+        return self.out(y.transpose(1, 2).reshape(b, L, d))
+
+
+class CrossAttention(nn.Module):
+    """Queries (B, Lq, d) attend to a memory (B, M, d) whose padded entries are masked."""
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float) -> None:
+        super().__init__()
+        self.n_heads, self.dropout = n_heads, dropout
+        self.q = nn.Linear(d_model, d_model)
+        self.kv = nn.Linear(d_model, 2 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+
+    def forward(self, x: torch.Tensor, mem: torch.Tensor, mem_valid: torch.Tensor) -> torch.Tensor:
+        b, L, d = x.shape
+        h, dh = self.n_heads, d // self.n_heads
+        q = self.q(x).view(b, L, h, dh).transpose(1, 2)
+        k, v = self.kv(mem).view(b, mem.shape[1], 2, h, dh).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mem_valid[:, None, None, :], dropout_p=self.dropout if self.training else 0.0
+        )
+        return self.out(y.transpose(1, 2).reshape(b, L, d))
+
+
+def _mlp(d_model: int, dropout: float, ratio: int = 2) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(d_model, ratio * d_model), nn.GELU(), nn.Dropout(dropout), nn.Linear(ratio * d_model, d_model)
+    )
+
+
+class ObservationBlock(nn.Module):
+    """x + mixer(LN x), then x + MLP(LN x), on padded observation tokens; padding is zeroed."""
+
+    def __init__(self, mixer: nn.Module, d_model: int, dropout: float) -> None:
+        super().__init__()
+        self.norm1, self.mixer = nn.LayerNorm(d_model), mixer
+        self.norm2, self.mlp = nn.LayerNorm(d_model), _mlp(d_model, dropout)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop(self.mixer(self.norm1(x), valid))
+        x = x + self.drop(self.mlp(self.norm2(x)))
+        return x * valid[..., None]
+
+
+class QueryBlock(nn.Module):
+    """Cross-attention to the observations, the mixer over the queries, an MLP; each pre-norm with a
+    time-dependent shift and scale (adaLN, starting at the identity)."""
+
+    def __init__(self, mixer: nn.Module, d_model: int, n_heads: int, dropout: float) -> None:
+        super().__init__()
+        self.norms = nn.ModuleList(nn.LayerNorm(d_model, elementwise_affine=False) for _ in range(3))
+        self.cross = CrossAttention(d_model, n_heads, dropout)
+        self.mixer = mixer
+        self.mlp = _mlp(d_model, dropout)
+        self.drop = nn.Dropout(dropout)
+        self.modulation = nn.Linear(d_model, 6 * d_model)
+        nn.init.zeros_(self.modulation.weight)
+        nn.init.zeros_(self.modulation.bias)
+
+    def forward(self, x: torch.Tensor, temb: torch.Tensor, mem: torch.Tensor, mem_valid: torch.Tensor) -> torch.Tensor:
+        mod = self.modulation(F.silu(temb))[:, None].chunk(6, dim=-1)
+
+        def pre(i: int) -> torch.Tensor:
+            return self.norms[i](x) * (1 + mod[2 * i]) + mod[2 * i + 1]
+
+        x = x + self.drop(self.cross(pre(0), mem, mem_valid))
+        x = x + self.drop(self.mixer(pre(1)))
+        return x + self.drop(self.mlp(pre(2)))
+
+
+class FieldFlow(nn.Module):
+    """Velocity of a flow-matching path on a field, from its sparse observations (see the module docstring)."""
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        d_model: int = 48,
+        n_layers: int = 4,
+        d_state: int = 16,
+        expand: int = 2,
+        d_conv: int = 4,
+        n_fourier: int = 64,
+        fourier_scale: float = 8.0,
+        backbone: str = "mamba",
+        order: str = "hilbert",
+        n_heads: int = 4,
+        dropout: float = 0.0,
+        directions: str = "interleave",
+    ) -> None:
+        super().__init__()
+        if directions not in DIRECTIONS:
+            raise ValueError(f"unknown directions '{directions}'; valid: {', '.join(DIRECTIONS)}")
+        if backbone not in BACKBONES:
+            raise ValueError(f"unknown backbone '{backbone}'; valid backbones: {', '.join(BACKBONES)}")
+        if order not in POINT_ORDERS:
+            raise ValueError(f"unknown order '{order}'; valid orders: {', '.join(POINT_ORDERS)}")
+        if d_model % n_heads:
+            raise ValueError(f"d_model ({d_model}) must be a multiple of n_heads ({n_heads})")
+        self.in_channels, self.backbone, self.order = in_channels, backbone, order
+        self.position = FourierFeatures(n_fourier, fourier_scale, d_model)
+        self.time = TimeEmbedding(d_model)
+        self.query_in = nn.Linear(2 * in_channels + 1, d_model)  # x_t, observed value, mask
+        self.obs_in = nn.Linear(in_channels, d_model)
+        self.null = nn.Parameter(torch.zeros(1, 1, d_model))  # always-visible memory entry
+        nn.init.normal_(self.null, std=0.02)
+
+        def mixer(i: int) -> nn.Module:
+            if backbone == "attention":
+                return SelfAttention(d_model, n_heads, dropout)
+            dirs = ("forward", "reverse") if directions == "both" else (("forward", "reverse")[i % 2],)
+            return MambaMixer(d_model, d_state, expand, d_conv, dirs)
+
+        n_obs = max(1, n_layers // 2)
+        self.obs_blocks = nn.ModuleList(ObservationBlock(mixer(i), d_model, dropout) for i in range(n_obs))
+        self.obs_norm = nn.LayerNorm(d_model)
+        self.blocks = nn.ModuleList(QueryBlock(mixer(i), d_model, n_heads, dropout) for i in range(n_layers))
+        self.head = nn.Sequential(nn.LayerNorm(d_model), nn.Linear(d_model, d_model), nn.GELU())
+        self.out = nn.Linear(d_model, in_channels)
+        nn.init.normal_(self.out.weight, std=1e-3)  # small initial velocities
+        nn.init.zeros_(self.out.bias)
+        self._orders: dict[tuple[int, int, str], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def grid_order(self, h: int, w: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(perm (H*W,), coords in sequence order (H*W, 2)) for an H x W field; cached per size."""
+        key = (h, w, str(device))
+        if key not in self._orders:
+            coords = grid_coords(h, w)
+            gen = torch.Generator().manual_seed(h * 100_003 + w)  # "random" is a fixed draw per size
+            perm = point_order(coords, self.order, generator=gen)
+            self._orders[key] = (perm.to(device), coords[perm].to(device))
+        return self._orders[key]
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, observed: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x_t.shape
+        perm, coords = self.grid_order(h, w, x_t.device)
+        pos = self.position(coords)  # (L, d), shared by the batch
+
+        def seq(a: torch.Tensor) -> torch.Tensor:  # (B, k, H, W) -> (B, L, k) in scan order
+            return a.flatten(2).index_select(2, perm).transpose(1, 2)
+
+        m = seq((mask > 0.5).to(x_t.dtype))
+        obs = seq(observed) * m
+        temb = self.time(t)
+
+        # Observation tokens: the observed pixels in scan order, padded at the end to the batch's largest count.
+        counts = m[..., 0].sum(1).long()
+        # Rounded up to a multiple of 32: a handful of distinct lengths, so oneDNN reuses its convolution
+        # primitives (building one for every new length costs more than the whole observation encoder).
+        n_max = min(max(1, -(-int(counts.max()) // OBS_BUCKET) * OBS_BUCKET), h * w)
+        idx = torch.argsort((m[..., 0] < 0.5).to(torch.uint8), dim=1, stable=True)[:, :n_max]
+        valid = torch.arange(n_max, device=x_t.device)[None] < counts[:, None]
+        o = (pos[idx] + self.obs_in(_gather(obs, idx))) * valid[..., None]
+        for block in self.obs_blocks:
+            o = block(o, valid)
+        mem = torch.cat([self.null.expand(b, -1, -1), self.obs_norm(o)], dim=1)
+        mem_valid = torch.cat([valid.new_ones(b, 1), valid], dim=1)
+
+        q = pos[None] + self.query_in(torch.cat([seq(x_t), obs, m], dim=-1)) + temb[:, None]
+        for block in self.blocks:
+            q = block(q, temb, mem, mem_valid)
+        v = self.out(self.head(q)).transpose(1, 2)  # (B, C, L) in scan order
+        return torch.empty_like(v).index_copy_(2, perm, v).view(b, c, h, w)
