@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -38,17 +39,19 @@ def sweep_cmd(
     cfg = resolve_config(config, preset, overrides, device=device, base=base)
     result = sweep_steps(cfg, run, fields, out)
     k = cfg.sweep.samples
-    table = Table(title=f"{result.protocol['fields']} test fields, K = {k} samples; PSNR/SSIM on unobserved pixels")
-    for col in ("solver", "steps", "NFE", "s", "PSNR 1", f"PSNR {k}", f"SSIM {k}", "cover90", "spread", "solver err"):
-        table.add_column(col, justify="right")
+    table = Table(title=f"{result.protocol['fields']} test fields, K = {k}: PSNR (dB) and SSIM on unobserved pixels, "
+                  "of one sample (1) and of the mean (K)", box=box.SIMPLE_HEAD)  # fmt: skip
+    for col in ("solver", "steps", "NFE", "sec", "PSNR 1", f"PSNR {k}", f"SSIM {k}", "cov90", "spread", "solver err"):
+        table.add_column(col, justify="right", no_wrap=True)
     for r in result.rows:
         table.add_row(r["solver"], "-" if r["steps"] is None else str(r["steps"]), str(r["nfe"]), _f(r["seconds"], 1),
                       _f(r["psnr_sample"]), _f(r["psnr_mean"]), _f(r["ssim_mean"], 3), _f(r["coverage90"], 3),
-                      _f(r["spread"], 3), f"{r['solver_error']:.2e}")  # fmt: skip
+                      _f(r["spread"], 3), f"{r['solver_error']:.1e}")  # fmt: skip
     for b in result.baselines:
         table.add_row(f"[dim]{b['name']}[/dim]", "", "", _f(b["seconds"], 1), _f(b["psnr"]), "", _f(b["ssim"], 3),
                       "", "", "")  # fmt: skip
-    Console().print(table)
+    console = Console()
+    (console if console.is_terminal else Console(width=120)).print(table)  # logs: no truncated columns
     for line in result.conclusions:
         typer.echo(f"- {line}")
     typer.echo(f"wrote {result.out}")

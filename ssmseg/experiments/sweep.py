@@ -411,7 +411,8 @@ def conclude(rows: list[dict[str, Any]], baselines: list[dict[str, Any]], k: int
         under = [r["solver_error"] <= SOLVER_ERROR_SHARE * r["rmse_sample"] for r in mine]
         settled = next((r for i, r in enumerate(mine) if all(under[i:])), None)  # and stays under
         if settled is not None:
-            line += (f"; from {settled['steps']} steps on, the solver error ({settled['solver_error']:.3g}) is under "
+            line += (f"; from {settled['steps']} step{'s' if settled['steps'] != 1 else ''} on, the solver error "
+                     f"({settled['solver_error']:.3g}) is under "
                      f"{SOLVER_ERROR_SHARE:.0%} of the error to the truth ({settled['rmse_sample']:.3g})")  # fmt: skip
         else:
             line += (

@@ -255,3 +255,44 @@ def test_cli_prints_table_and_conclusions(run):
     assert f"wrote {run / 'sweep'}" in result.output.replace("\n", "")
     data = json.loads((run / "sweep" / "sweep.json").read_text())
     assert data["protocol"]["samples"] == 2 and [r["steps"] for r in data["rows"]] == [1, 2, 1, 2]
+
+
+# ---------------------------------------------------------------------------------------------- end to end
+
+
+def sets(items):
+    return [x for item in items for x in ("--set", item)]
+
+
+def test_tiny_train_then_sweep(tmp_path, monkeypatch):
+    """ssmseg train (reconstruction, tiny field model, 1 epoch on tiny sinusoids), then sweep-steps on its run."""
+    if "field_unet" not in registry.MODELS:  # until the field models are registered
+        from ssmseg.models.field_unet import FieldUNet
+
+        entry = registry.Entry(lambda m, c, k: FieldUNet(c, m.width, m.depth, m.d_state, m.expand, m.d_conv),
+                               {"width": 8, "depth": 2, "d_state": 4}, "FiLM UNet with SS2D stages",
+                               task="reconstruction", uses=frozenset({"ss2d"}))  # fmt: skip
+        monkeypatch.setitem(registry.MODELS, "field_unet", entry)
+    quick = ["--set", "runtime.threads=1", "--set", "runtime.scan_backend=torch"]
+    settings = ["task.name=reconstruction", "model.name=field_unet", "model.width=8", "model.depth=2",
+                "model.d_state=4",
+                "train.epochs=1", "prep.fields.count=40", "prep.fields.size=16", "data.batch_size=8",
+                "reconstruction.val_steps=2", "runtime.name=tiny"]  # fmt: skip
+    trained = invoke("train", "--out", tmp_path / "runs", "--device", "cpu", *quick, *sets(settings))
+    assert trained.exit_code == 0, trained.output
+    run = tmp_path / "runs" / "tiny"
+    settings = [
+        "sweep.solvers=[euler,heun]",
+        "sweep.steps=[1,2]",
+        "sweep.max_fields=4",
+        "sweep.baselines=[mean,linear]",
+    ]
+    result = invoke("sweep-steps", run, "--samples", "2", *quick, *sets(settings))
+    assert result.exit_code == 0, result.output
+    data = json.loads((run / "sweep" / "sweep.json").read_text())
+    assert [(r["solver"], r["steps"], r["nfe"]) for r in data["rows"]] == [
+        ("euler", 1, 1), ("euler", 2, 2), ("heun", 1, 2), ("heun", 2, 4)
+    ]  # fmt: skip
+    assert data["protocol"]["fields"] == 4 and data["protocol"]["samples"] == 2 and data["protocol"]["own_dataset"]
+    assert all(math.isfinite(r["psnr_sample"]) and 0 <= r["coverage90"] <= 1 for r in data["rows"])
+    assert {"examples.png", "psnr_vs_nfe.png", "sweep.csv"} <= {p.name for p in (run / "sweep").iterdir()}
