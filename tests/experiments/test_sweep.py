@@ -40,6 +40,8 @@ class GaussianFlow(nn.Module):
 
     def forward(self, x, t, values, mask):
         assert x.shape == values.shape and mask.shape == (x.shape[0], 1, *x.shape[2:]) and t.shape == (x.shape[0],)
+        seen = values[mask.expand_as(values) > 0]  # observed values arrive normalised like the model's training data
+        assert abs(float(seen.mean()) - self.m) < 4 * self.s / len(seen) ** 0.5 + 0.05, float(seen.mean())
         tb = t.to(x.dtype).reshape(-1, 1, 1, 1)
         var = tb**2 * self.s**2 + (1 - tb) ** 2
         return self.m + (tb * self.s**2 - (1 - tb)) * (x - tb * self.m) / var
@@ -104,6 +106,8 @@ def test_numbers_match_theory_for_an_exact_velocity(run, dataset):
     ref = row(result, "dopri5", None)
     assert ref["nfe"] >= 8 and ref["solver_error"] == 0.0  # dopri5 at the reference tolerances is the reference
     assert result.protocol["reference"]["nfe"] == ref["nfe"]
+    solves = k * math.ceil(result.protocol["fields"] / 4)  # K samples per batch of 4 fields, each solved apart
+    assert result.timing["model_calls"] == solves * sum(r["nfe"] for r in result.rows)  # dopri5's row: the reference
     # one Euler step from t = 0 is the posterior mean MU: all K samples equal, spread 0
     one = row(result, "euler", 1)
     assert one["psnr_sample"] == pytest.approx(one["psnr_mean"], abs=1e-6) and one["spread"] < 1e-5
