@@ -71,11 +71,12 @@ def models_cmd(
     from ssmseg.config.schema import ModelConfig
     from ssmseg.models.registry import MODELS, build_model, count_parameters
 
-    table = Table(title=f"models ({bands} bands, {classes} classes)")
-    for col in ("name", "parameters", "tiny", "what"):
+    table = Table(title=f"models (segmentation: {bands} bands, {classes} classes; reconstruction: 1-channel fields)")
+    for col in ("name", "task", "parameters", "tiny", "what"):
         table.add_column(col)
     for name, entry in MODELS.items():
-        full = count_parameters(build_model(ModelConfig(name=name), bands, classes))
-        tiny = count_parameters(build_model(ModelConfig(name=name), bands, classes, tiny=True))
-        table.add_row(name, f"{full:,}", f"{tiny:,}", entry.summary)
+        c = bands if entry.task == "segmentation" else 1  # fields: one channel
+        full = count_parameters(build_model(ModelConfig(name=name), c, classes))
+        tiny = count_parameters(build_model(ModelConfig(name=name), c, classes, tiny=True))
+        table.add_row(name, entry.task, f"{full:,}", f"{tiny:,}", entry.summary)
     Console(width=140).print(table)

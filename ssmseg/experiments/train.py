@@ -25,7 +25,7 @@ from ssmseg.engine.precision import resolve as resolve_precision
 from ssmseg.engine.runtime import Runtime, barrier, setup_runtime, shutdown
 from ssmseg.engine.task import Task, monitor_names
 from ssmseg.errors import ConfigError, InputError
-from ssmseg.models.registry import count_parameters
+from ssmseg.models.registry import check_model_task, count_parameters
 from ssmseg.ssm import choose_backend
 from ssmseg.tasks import build_task
 
@@ -87,6 +87,7 @@ def train(
             dataset = resolve_dataset(cfg)  # prepares the built-in dataset on first use
         barrier(rt)
         dataset = resolve_dataset(cfg)
+        check_model_task(cfg.model.name, cfg.task.name)
         task = build_task(cfg, dataset, fold)
         cfg = with_task_defaults(cfg, task)
         state = _resume_state(run_dir, cfg, force) if resume is not None else None

@@ -12,6 +12,8 @@ from torch import nn
 from ssmseg.config.schema import ModelConfig
 from ssmseg.errors import ConfigError
 from ssmseg.models.cmt_unet import CMTUNet
+from ssmseg.models.field_flow import FieldFlow
+from ssmseg.models.field_unet import FieldUNet
 from ssmseg.models.micro_segformer import MicroSegFormer
 from ssmseg.models.ssmu_net import SSMUNet
 from ssmseg.models.unet import UNet
@@ -26,6 +28,12 @@ class Entry:
     uses: frozenset[str] = frozenset()  # model keys beyond width/depth/dropout that this model reads
 
 
+# Keys only some models read: a value other than the default for a model that ignores it is an error.
+SPECIFIC = ("d_state", "expand", "d_conv", "n_filters", "wavelet", "window", "encoder_weights", "backbone", "order",
+            "n_fourier", "fourier_scale", "heads")  # fmt: skip
+SSM = frozenset({"d_state", "expand", "d_conv"})
+
+
 MODELS: dict[str, Entry] = {
     "unet": Entry(
         lambda m, c, k: UNet(c, k, m.width, m.depth, m.dropout),
@@ -36,7 +44,7 @@ MODELS: dict[str, Entry] = {
         lambda m, c, k: SSMUNet(c, k, m.width, m.depth, m.d_state, m.expand, m.n_filters, m.dropout, m.d_conv),
         {"width": 8, "depth": 2, "d_state": 4, "n_filters": 4},
         "sinc band-pass filter bank + UNet with SS2D Mamba blocks",
-        uses=frozenset({"ss2d"}),
+        uses=SSM | {"ss2d", "n_filters"},
     ),
     "cmt_unet": Entry(
         lambda m, c, k: CMTUNet(
@@ -54,18 +62,52 @@ MODELS: dict[str, Entry] = {
         ),
         {"width": 8, "depth": 2, "d_state": 4, "window": 4},
         "residual CNN encoder + SS2D + multi-scale attention + wavelet conv + window-attention decoder",
-        uses=frozenset({"ss2d"}),
+        uses=SSM | {"ss2d", "wavelet", "window", "encoder_weights"},
     ),
     "micro_segformer": Entry(
         lambda m, c, k: MicroSegFormer(c, k, m.width, m.depth, m.dropout),
         {"width": 8, "depth": 2},
         "small hierarchical efficient-attention encoder + MLP decoder",
     ),
+    "field_flow": Entry(
+        lambda m, c, k: FieldFlow(
+            c,
+            m.width,
+            m.depth,
+            m.d_state,
+            m.expand,
+            m.d_conv,
+            m.n_fourier,
+            m.fourier_scale,
+            m.backbone,
+            m.order,
+            m.heads,
+            m.dropout,
+        ),
+        {"width": 16, "depth": 2, "d_state": 4, "n_fourier": 16, "heads": 2},
+        "points: learnable Fourier features, Hilbert-ordered Mamba (or attention), cross-attention; flow matching",
+        task="reconstruction",
+        uses=SSM | {"n_fourier", "fourier_scale", "backbone", "order", "heads"},
+    ),
+    "field_unet": Entry(
+        lambda m, c, k: FieldUNet(c, m.width, m.depth, m.d_state, m.expand, m.d_conv, dropout=m.dropout),
+        {"width": 8, "depth": 2, "d_state": 4},
+        "grid: UNet with SS2D stages and a time embedding modulating every stage; flow matching",
+        task="reconstruction",
+        uses=SSM | {"ss2d"},
+    ),
 }
 
 
-def model_names() -> list[str]:
-    return list(MODELS)
+def model_names(task: str | None = None) -> list[str]:
+    return [name for name, entry in MODELS.items() if task is None or entry.task == task]
+
+
+def check_model_task(name: str, task: str) -> None:
+    """A model of another task is a one-line config error naming the valid ones."""
+    if name in MODELS and MODELS[name].task != task:
+        raise ConfigError(f"model.name: {name} is a {MODELS[name].task} model; for {task} use "
+                          f"{' or '.join(model_names(task))}")  # fmt: skip
 
 
 def build_model(cfg: ModelConfig, in_channels: int, num_classes: int, tiny: bool = False) -> nn.Module:
@@ -73,6 +115,11 @@ def build_model(cfg: ModelConfig, in_channels: int, num_classes: int, tiny: bool
     if cfg.name not in MODELS:
         raise ConfigError(f"unknown model '{cfg.name}'; valid models: {', '.join(MODELS)}")
     entry = MODELS[cfg.name]
+    defaults = ModelConfig()
+    ignored = [k for k in SPECIFIC if k not in entry.uses and getattr(cfg, k) != getattr(defaults, k)]
+    if ignored:
+        raise ConfigError(f"model.{ignored[0]} is not read by {cfg.name} (set: {', '.join(ignored)}); remove it or "
+                          f"choose a model that uses it")  # fmt: skip
     if "ss2d" in entry.uses and cfg.d_conv % 2 == 0:
         raise ConfigError(f"model.d_conv: {cfg.name}'s SS2D blocks need an odd kernel to keep the map size, got "
                           f"{cfg.d_conv}; use 3 or 5")  # fmt: skip
