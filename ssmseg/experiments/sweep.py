@@ -47,7 +47,7 @@ from torch import Tensor, nn
 
 from ssmseg import __version__
 from ssmseg.config import Config
-from ssmseg.data.field_dataset import FieldDataset
+from ssmseg.data.field_dataset import FieldDataset, load_field_manifest
 from ssmseg.data.fields import FieldStats, denormalize, normalize
 from ssmseg.engine import checkpoint as ckpt
 from ssmseg.engine.runtime import setup_runtime, shutdown
@@ -137,7 +137,7 @@ def load_run(run: Path) -> tuple[Path, dict[str, Any]]:
 
 
 @dataclass
-class TestFields:
+class SweepFields:
     """The test fields: ``truth`` in data units, ``values`` normalised with the model's statistics."""
 
     truth: Tensor  # (N, C, H, W) float32
@@ -149,15 +149,14 @@ class TestFields:
     observed_fraction: float | tuple[float, float]
 
 
-def load_fields(cfg: Config, state: dict[str, Any], fields: Path | None, stats: FieldStats) -> TestFields:
+def load_fields(cfg: Config, state: dict[str, Any], fields: Path | None, stats: FieldStats) -> SweepFields:
     """The first ``sweep.max_fields`` test fields with their fixed observed pixels (``reconstruction.seed``)."""
     own = fields is None
     folder = Path(state["dataset"]) if own else Path(fields)
     if own and not folder.is_dir():
         raise InputError(f"the run's dataset '{folder}' is gone; give the test fields with --fields DATASET")
     fraction = cfg.sweep.observed if cfg.sweep.observed is not None else cfg.reconstruction.observed
-    probe = FieldDataset(folder, "test", None)
-    key = state.get("stats_key") if own and state.get("stats_key") in probe.manifest["stats"] else None
+    key = state.get("stats_key") if own and state.get("stats_key") in load_field_manifest(folder)["stats"] else None
     ds = FieldDataset(folder, "test", state.get("fold") if own else None, fraction=fraction,
                       seed=cfg.reconstruction.seed, stats_key=key)  # fmt: skip
     want = int(state["in_channels"])
@@ -169,27 +168,34 @@ def load_fields(cfg: Config, state: dict[str, Any], fields: Path | None, stats: 
     n = len(ds) if cfg.sweep.max_fields is None else min(len(ds), cfg.sweep.max_fields)
     items = [ds[i] for i in range(n)]
     truth = denormalize(torch.stack([it["field"] for it in items]), ds.stats)  # data units
-    return TestFields(truth, normalize(truth, stats).float(), torch.stack([it["observed"] for it in items]),
+    return SweepFields(truth, normalize(truth, stats).float(), torch.stack([it["observed"] for it in items]),
                       torch.stack([it["index"] for it in items]), folder, len(ds), fraction)  # fmt: skip
 
 
-def reserve_output(out: Path | None, run_dir: Path) -> Path:
-    """The output folder, created here and empty: ``--out`` if it is new or empty, else RUN/sweep, sweep-2, ..."""
+def check_out(out: Path | None) -> None:
+    """A given ``--out`` must be new or an empty folder (exit 2 otherwise)."""
+    if out is not None and Path(out).exists() and (not Path(out).is_dir() or any(Path(out).iterdir())):
+        raise UsageError(f"--out '{out}' exists and is not an empty folder; sweep-steps never writes into one: "
+                         "give a new folder")  # fmt: skip
+
+
+def reserve_output(out: Path | None, run_dir: Path) -> tuple[Path, bool]:
+    """The output folder, empty, and whether it was created here: ``--out`` if it is new or empty, else
+    RUN/sweep, sweep-2, ... (the first free name, created exclusively)."""
     if out is not None:
         out = Path(out)
-        if out.exists() and (not out.is_dir() or any(out.iterdir())):
-            raise UsageError(f"--out '{out}' exists and is not an empty folder; sweep-steps never writes into one: "
-                             "give a new folder")  # fmt: skip
+        check_out(out)
+        created = not out.exists()
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise InputError(f"cannot create '{out}': {exc.strerror or exc}; give a writable --out") from exc
-        return out
+        return out, created
     for k in range(1, 10_000):
         candidate = run_dir / ("sweep" if k == 1 else f"sweep-{k}")
         try:
             candidate.mkdir()
-            return candidate
+            return candidate, True
         except FileExistsError:
             continue
         except OSError as exc:
@@ -260,7 +266,7 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _check_model_takes(model: nn.Module, fields: TestFields, device: torch.device, name: str) -> None:
+def _check_model_takes(model: nn.Module, fields: SweepFields, device: torch.device, name: str) -> None:
     x = fields.values[:1].to(device)
     mask = fields.observed[:1].to(device).to(x.dtype)
     try:
@@ -274,7 +280,7 @@ def _check_model_takes(model: nn.Module, fields: TestFields, device: torch.devic
 
 
 def run_grid(
-    cfg: Config, model: nn.Module, fields: TestFields, stats: FieldStats, device: torch.device
+    cfg: Config, model: nn.Module, fields: SweepFields, stats: FieldStats, device: torch.device
 ) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
     """Reference and every setting, batch by batch; returns rows, example tensors and timings."""
     sc, k = cfg.sweep, cfg.sweep.samples
@@ -335,7 +341,7 @@ def run_grid(
     return rows, examples, timing
 
 
-def run_baselines(cfg: Config, fields: TestFields, data_range: float) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def run_baselines(cfg: Config, fields: SweepFields, data_range: float) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Each baseline on every field (data units, BLAS on one thread); rows and the examples' predictions."""
     from threadpoolctl import threadpool_limits
 
@@ -406,7 +412,7 @@ def conclude(rows: list[dict[str, Any]], baselines: list[dict[str, Any]], k: int
         line = (f"{solver}: more steps {verdict}: one sample {first['psnr_sample']:.2f} -> "
                 f"{last['psnr_sample']:.2f} dB ({d1:+.2f}) from {first['steps']} to {last['steps']} steps, mean of {k} "
                 f"{first['psnr_mean']:.2f} -> {last['psnr_mean']:.2f} dB ({dk:+.2f})")  # fmt: skip
-        if peak is not first and peak is not last:
+        if peak["psnr_sample"] > max(first["psnr_sample"], last["psnr_sample"]) + FLAT_DB:
             line += f"; one-sample PSNR peaks at {peak['steps']} steps ({peak['psnr_sample']:.2f} dB)"
         under = [r["solver_error"] <= SOLVER_ERROR_SHARE * r["rmse_sample"] for r in mine]
         settled = next((r for i, r in enumerate(mine) if all(under[i:])), None)  # and stays under
@@ -496,13 +502,14 @@ def _json_safe(x: Any) -> Any:
 def sweep_steps(cfg: Config, run: Path, fields: Path | None = None, out: Path | None = None) -> SweepResult:
     """Run the sweep for ``run`` (a run folder or checkpoint) and write its folder; see the module docstring."""
     path, state = load_run(run)
+    check_out(out)
     run_dir = Path(run) if Path(run).is_dir() else path.parent.parent
     rt = setup_runtime(cfg.runtime)
     try:
         model, stats = load_field_model(state, rt.device)
         test = load_fields(cfg, state, fields, stats)
         _check_model_takes(model, test, rt.device, state["config"]["model"]["name"])
-        dest = reserve_output(out, run_dir)
+        dest, created = reserve_output(out, run_dir)
         tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
         try:
             result = _run(cfg, state, path, run_dir, model, stats, test, rt.device, tmp)
@@ -513,7 +520,7 @@ def sweep_steps(cfg: Config, run: Path, fields: Path | None = None, out: Path | 
                 os.rename(tmp, dest)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
-            if out is None and dest.is_dir() and not any(dest.iterdir()):
+            if created and dest.is_dir() and not any(dest.iterdir()):
                 dest.rmdir()
             raise
         result.out = dest
@@ -524,7 +531,7 @@ def sweep_steps(cfg: Config, run: Path, fields: Path | None = None, out: Path | 
 
 def _run(
     cfg: Config, state: dict[str, Any], path: Path, run_dir: Path, model: nn.Module, stats: FieldStats,
-    test: TestFields, device: torch.device, tmp: Path,
+    test: SweepFields, device: torch.device, tmp: Path,
 ) -> SweepResult:  # fmt: skip
     from ssmseg.tasks.reconstruction import figures
 

@@ -175,6 +175,9 @@ def test_a_failure_leaves_nothing_behind(run, monkeypatch):
     with pytest.raises(RuntimeError, match="planted"):
         sw.sweep_steps(sweep_config(steps=[1], solvers=["euler"], samples=1), run, out=out)
     assert out.is_dir() and not any(out.iterdir())  # the user's empty folder stays, empty
+    with pytest.raises(RuntimeError, match="planted"):
+        sw.sweep_steps(sweep_config(steps=[1], solvers=["euler"], samples=1), run, out=run.parent / "new" / "sub")
+    assert not (run.parent / "new" / "sub").exists()  # a folder created for the sweep goes with it
     assert not [p for p in run.parent.iterdir() if p.name.endswith(".partial")]
 
 
@@ -206,6 +209,9 @@ def test_conclusions_follow_the_numbers():
     assert "one Euler step (a posterior-mean estimate): 30.00 dB" in text
     assert "best baseline: gp 28.00 dB; the best mean of 8 beats it by 2.00 dB" in text
     assert "too narrow" not in text  # 0.70 is about what K = 8 exact samples give
+    assert "peaks" not in text
+    rows[1]["psnr_sample"] = 30.5  # above both ends by more than 0.1 dB
+    assert "one-sample PSNR peaks at 8 steps (30.50 dB)" in "\n".join(sw.conclude(rows, [], 8))
     rows[-1]["coverage90"] = 0.4
     assert "too narrow" in "\n".join(sw.conclude(rows, [], 8))
 
@@ -246,6 +252,11 @@ def test_bad_input_is_one_line_exit_2(run, tmp_path):
     (full / "keep.txt").write_text("mine")
     one_line_error(invoke("sweep-steps", run, "--out", full, "--set", "sweep.steps=[1]"), "not an empty folder")
     assert (full / "keep.txt").read_text() == "mine"
+    small = tmp_path / "small.npy"
+    np.save(small, np.random.default_rng(0).normal(size=(12, 1, 4, 4)).astype(np.float32))
+    tiny = prepare_fields(build_config(explicit={"task": {"name": "reconstruction"},
+                                                 "prep": {"images": [str(small)]}}), tmp_path / "tiny").out  # fmt: skip
+    one_line_error(invoke("sweep-steps", run, "--fields", tiny, "--set", "sweep.steps=[1]"), "4x4", "at least 6x6")
     two = prep(tmp_path, "two_channels", channels=2)
     one_line_error(invoke("sweep-steps", run, "--fields", two, "--set", "sweep.steps=[1]"), "2 channel(s)", "takes 1")
     assert not (run / "sweep").exists()
@@ -268,15 +279,8 @@ def sets(items):
     return [x for item in items for x in ("--set", item)]
 
 
-def test_tiny_train_then_sweep(tmp_path, monkeypatch):
+def test_tiny_train_then_sweep(tmp_path):
     """ssmseg train (reconstruction, tiny field model, 1 epoch on tiny sinusoids), then sweep-steps on its run."""
-    if "field_unet" not in registry.MODELS:  # until the field models are registered
-        from ssmseg.models.field_unet import FieldUNet
-
-        entry = registry.Entry(lambda m, c, k: FieldUNet(c, m.width, m.depth, m.d_state, m.expand, m.d_conv),
-                               {"width": 8, "depth": 2, "d_state": 4}, "FiLM UNet with SS2D stages",
-                               task="reconstruction", uses=frozenset({"ss2d"}))  # fmt: skip
-        monkeypatch.setitem(registry.MODELS, "field_unet", entry)
     quick = ["--set", "runtime.threads=1", "--set", "runtime.scan_backend=torch"]
     settings = ["task.name=reconstruction", "model.name=field_unet", "model.width=8", "model.depth=2",
                 "model.d_state=4",
