@@ -20,15 +20,24 @@ def train_cmd(
     out: OutOpt = None,
     device: DeviceOpt = None,
     seed: SeedOpt = None,
-    resume: Path | None = typer.Option(None, "--resume", help="Continue the run in this folder exactly."),
-    force: bool = typer.Option(False, "--force", help="Resume even though the config differs."),
+    resume: Path | None = typer.Option(
+        None, "--resume", help="Continue the run in this folder exactly (its own config; --set on top is the change)."
+    ),
+    force: bool = typer.Option(False, "--force", help="Resume even though the change alters the run."),
 ) -> None:
     """Train a segmentation model (on the built-in synthetic dataset when data.dataset is empty)."""
+    from ssmseg.experiments import guards
     from ssmseg.experiments.train import train
 
-    if resume is not None and config is None and preset is None and not set_:
-        config = resume / "config.yaml"  # resume exactly what ran
-    cfg = resolve_config(config, preset, set_, out=out, device=device, seed=seed)
+    base = None
+    if resume is not None:  # start from what ran; options given now are the change
+        base = (f"run config '{resume / 'config.yaml'}'", guards.run_config(resume))
+    cfg = resolve_config(config, preset, set_, out=out, device=device, seed=seed, base=base)
+    if resume is not None:
+        done = guards.check_resume(resume, cfg, force, base[1])
+        if done:  # nothing to do: nothing is written
+            typer.echo(done)
+            return
     result = train(cfg, resume=resume, force=force)
     best = result.best
     typer.echo(f"{result.stop_reason}; best {cfg.train.monitor} {best['value']:.4f} at epoch {best['epoch']}")

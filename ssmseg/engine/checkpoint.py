@@ -47,18 +47,22 @@ def save(state: dict[str, Any], path: Path) -> None:
     tmp.replace(path)
 
 
-def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load on any device; a corrupt or foreign file is a one-line error."""
+def resolve(path: Path) -> Path:
+    """The checkpoint file that ``path`` names: itself, or a run folder's best.pt (else latest.pt)."""
     path = Path(path)
     if path.is_dir():
         for candidate in (path / "checkpoints" / "best.pt", path / "checkpoints" / "latest.pt", path / "best.pt"):
             if candidate.is_file():
-                path = candidate
-                break
-        else:
-            raise InputError(f"no checkpoint in run folder '{path}' (looked for checkpoints/best.pt and latest.pt)")
+                return candidate
+        raise InputError(f"no checkpoint in run folder '{path}' (looked for checkpoints/best.pt and latest.pt)")
     if not path.is_file():
         raise InputError(f"checkpoint '{path}' does not exist; check the path")
+    return path
+
+
+def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load on any device; a corrupt or foreign file is a one-line error."""
+    path = resolve(path)
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:

@@ -9,6 +9,8 @@ from typing import Any
 
 import torch
 
+from ssmseg.progress import epoch_line
+
 
 class RunLogger:
     """Writes only on the main process; on other ranks every method does nothing."""
@@ -38,6 +40,7 @@ class RunLogger:
             if isinstance(value, (int, float)) and key != "epoch" and math.isfinite(value):
                 self.tb.add_scalar(key, value, rec["epoch"])
         self.tb.flush()
+        epoch_line(rec)  # logs, CI and nohup see every epoch, not only the end
 
     def image(self, tag: str, image: torch.Tensor, epoch: int) -> None:
         """image (3, H, W) uint8."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ssmseg import outputs
 from ssmseg.config import Config
 from ssmseg.config.schema import ModelConfig
 from ssmseg.data.io import Source, open_source, raster_env
@@ -26,6 +26,7 @@ from ssmseg.data.labels import LabelMapping, parse_color
 from ssmseg.engine import checkpoint as ckpt
 from ssmseg.engine.runtime import setup_runtime, shutdown
 from ssmseg.errors import ConfigError, InputError
+from ssmseg.experiments import guards
 from ssmseg.models import build_model
 from ssmseg.progress import progress_bar
 from ssmseg.tasks.segmentation.figures import save_confusion, save_panel
@@ -123,14 +124,13 @@ def evaluate(
 ) -> EvalResult:
     """Evaluate or predict; writes into ``out`` (default: the run folder's ``eval/``)."""
     state = ckpt.load(checkpoint)
-    run_dir = checkpoint if checkpoint.is_dir() else checkpoint.parent.parent
-    out = Path(out) if out is not None else run_dir / "eval"
     if masks and len(masks) != len(inputs):
         raise ConfigError(f"{len(masks)} masks for {len(inputs)} inputs; give one --mask per --input, in order")
+    key = guards.eval_key(checkpoint, state, inputs, masks, dataset, cfg)
+    out = guards.eval_folder(checkpoint, out, key, inputs)  # a new folder, or this same evaluation redone
     rt = setup_runtime(cfg.runtime)
-    tmp = out.with_name(f".{out.name}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "vis").mkdir(parents=True)
+    tmp = outputs.staging(out)
+    (tmp / "vis").mkdir()
     try:
         model = load_model(state, rt.device)
         with raster_env():
@@ -138,13 +138,12 @@ def evaluate(
                 result = _scenes(cfg, state, model, rt.device, tmp, inputs, masks)
             else:
                 result = _test_split(cfg, state, model, rt.device, tmp, dataset)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-        result.out = out
+        guards.record_evaluated(tmp, result.metrics, guards.evaluated(checkpoint, state))
+        result.warnings += guards.trained_on(state, inputs)
+        result.out = outputs.publish(tmp, out, "eval", key, about=f"ssmseg eval of {checkpoint}")
         return result
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        outputs.discard(tmp)
         raise
     finally:
         shutdown(rt)
@@ -157,6 +156,7 @@ def _test_split(cfg: Config, state, model, device, out: Path, dataset: Path | No
     ds = PatchDataset(folder, "test", state.get("fold"))
     if ds.bands != state["in_channels"]:
         raise InputError(f"'{folder}' has {ds.bands} bands, the model {state['in_channels']}; use its own dataset")
+    guards.check_test_data(folder, ds.manifest, state)
     n = state["num_classes"]
     cm = torch.zeros(n, n, dtype=torch.int64)
     loader = torch.utils.data.DataLoader(ds, batch_size=cfg.eval.batch_size)
@@ -235,6 +235,9 @@ def _scenes(cfg: Config, state, model, device, out: Path, inputs, masks) -> Eval
         if mask is not None:
             mask.close()
     metrics = None
+    if masks and not cm.sum():
+        raise InputError(f"the masks ({', '.join(map(str, masks))}) hold no labelled pixel where the scenes have data; "
+                         "metrics would be empty: check the masks, or leave --mask out to predict only")  # fmt: skip
     if masks:
         metrics = _write_metrics(out, cm, state, {"split": "scenes", "inputs": [str(p) for p in inputs],
                                                   "tta": cfg.eval.tta, "blend": cfg.eval.blend})  # fmt: skip
