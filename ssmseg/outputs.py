@@ -204,12 +204,18 @@ def pick_name(parent: Path, name: str, kind: str, inputs: Any = None, option: st
 # --- creating, publishing, removing --------------------------------------------------------------------------
 
 
-def make_parents(path: Path, option: str = "--out") -> None:
-    """``path``'s parent folders; a file in the way or a permission problem is one line."""
+def make_parents(path: Path, option: str = "--out") -> list[Path]:
+    """Create ``path``'s missing parent folders and return them (deepest first); a file in the way or a
+    permission problem is one line."""
+    missing = [p for p in Path(path).parents if not p.exists()]
     try:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise io_error(exc, f"choose another {option}") from None
+    return missing
+
+
+_made_for: dict[Path, list[Path]] = {}  # staging folder -> the parent folders created for it
 
 
 def create_folder(
@@ -231,7 +237,7 @@ def create_folder(
                 ) from None
             continue
         except OSError as exc:
-            raise io_error(exc, f"choose another {option}") from None
+            raise io_error(exc, f"choose another {option}", path=candidate) from None
         write_marker(candidate, kind, inputs, patterns=patterns, about=about)
         return candidate
     raise OutputError(f"too many folders named '{path.name}-*' in '{path.parent}'; choose another {option}")
@@ -240,17 +246,29 @@ def create_folder(
 def staging(dest: Path, option: str = "--out") -> Path:
     """A new, exclusively created folder beside ``dest`` (hidden) to build an output in."""
     dest = Path(dest)
-    make_parents(dest, option)
+    made = make_parents(dest, option)
     try:
-        return Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
     except OSError as exc:
-        raise io_error(exc, f"choose another {option}") from None
+        _remove_empty(made)
+        raise io_error(exc, f"choose another {option}", path=dest) from None
+    _made_for[tmp] = made
+    return tmp
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for folder in folders:  # deepest first; a folder that is not empty (someone wrote there) stays
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def publish(tmp: Path, dest: Path, kind: str, inputs: Any = None, about: str = "", force: bool = False) -> Path:
     """Mark the staging folder ``tmp`` with every file it holds and move it to ``dest``; an existing ``dest`` is
     replaced only when ``claim`` allows it (ours, and the same inputs unless ``force``)."""
     tmp, dest = Path(tmp), Path(dest)
+    _made_for.pop(tmp, None)
     write_marker(tmp, kind, inputs, files=files_below(tmp), about=about)
     try:
         os.rename(tmp, dest)  # atomic when dest does not exist or is an empty folder
@@ -267,9 +285,10 @@ def publish(tmp: Path, dest: Path, kind: str, inputs: Any = None, about: str = "
 
 
 def discard(tmp: Path | None) -> None:
-    """Remove a staging folder this process created (after a failure)."""
+    """Remove a staging folder this process created (after a failure), and the parents created for it."""
     if tmp is not None:
         shutil.rmtree(tmp, ignore_errors=True)
+        _remove_empty(_made_for.pop(Path(tmp), []))
 
 
 def remove_own(folder: Path, kind: str, option: str = "runtime.name") -> None:
@@ -286,6 +305,18 @@ def remove_own(folder: Path, kind: str, option: str = "runtime.name") -> None:
         raise OutputError(f"'{folder}' holds files ssmseg did not write ({', '.join(foreign[:3])}); move them out "
                           f"or choose another {option}")  # fmt: skip
     shutil.rmtree(folder)
+
+
+def remove_if_empty(folder: Path) -> None:
+    """Remove a folder ssmseg created that holds nothing but its marker."""
+    folder = Path(folder)
+    if (
+        folder.is_dir()
+        and read_marker(folder) is not None
+        and not foreign_files(folder, {})
+        and not any(p.is_dir() for p in folder.iterdir())
+    ):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def broadcast(value: Any, rt: Any) -> Any:
@@ -316,9 +347,10 @@ _ADVICE = {
 }
 
 
-def io_error(exc: OSError, fix: str = "") -> InputError:
-    """One line for an ``OSError``: the path, what is wrong, and what to do."""
-    path = exc.filename
+def io_error(exc: OSError, fix: str = "", path: Path | str | None = None) -> InputError:
+    """One line for an ``OSError``: the path (``path``, else the one the error names), what is wrong, and what
+    to do."""
+    path = exc.filename if path is None else path
     why = _ADVICE.get(exc.errno or -1) or (exc.strerror or str(exc) or type(exc).__name__)
     if path is None:
         return InputError(f"I/O error: {why}{'; ' + fix if fix else '; check the files and folders in the command'}")
@@ -331,4 +363,8 @@ def io_error(exc: OSError, fix: str = "") -> InputError:
         fix = {errno.ENOSPC: full, errno.EDQUOT: full, errno.ENOENT: "check the path"}.get(
             exc.errno or -1, "choose a folder you can write to, or fix its permissions"
         )
-    return InputError(f"cannot use '{path}': {why}; {fix}")
+    return InputError(f"cannot write '{path}': {why}; {fix}" if _writing(exc) else f"cannot use '{path}': {why}; {fix}")
+
+
+def _writing(exc: OSError) -> bool:
+    return exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR)

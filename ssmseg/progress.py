@@ -49,12 +49,12 @@ def progress_bar(label: str, total: int) -> Iterator[Callable[[int], None]]:
 
 def info(message: str) -> None:
     if main_process():
-        console.print(message, highlight=False, markup=False)
+        console.print(message, highlight=False, markup=False, soft_wrap=True)
 
 
 def warn(message: str) -> None:
     if main_process():
-        console.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False)
+        console.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def epoch_line(rec: dict) -> None:

@@ -41,6 +41,9 @@ def run_cv(cfg: Config, folds: int | None = None, force: bool = False) -> dict[s
             result = train(cfg, fold=fold, run_dir=fold_dir)
         except Interrupted:
             raise guards.cv_stopped(root, fold, k) from None
+        except Exception:
+            outputs.remove_if_empty(root)  # a cv folder that holds nothing yet is not left behind
+            raise
         best_epoch = result.best["epoch"]
         rec = next(r for r in result.history if r["epoch"] == best_epoch)
         row = {"fold": fold, "best_epoch": best_epoch, **{m: rec[m] for m in METRICS}}

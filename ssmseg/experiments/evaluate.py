@@ -127,7 +127,7 @@ def evaluate(
     if masks and len(masks) != len(inputs):
         raise ConfigError(f"{len(masks)} masks for {len(inputs)} inputs; give one --mask per --input, in order")
     key = guards.eval_key(checkpoint, state, inputs, masks, dataset, cfg)
-    out = guards.eval_folder(checkpoint, out, key, inputs)  # a new folder, or this same evaluation redone
+    out = guards.eval_folder(checkpoint, out, key, inputs, dataset)  # a new folder, or this same evaluation redone
     rt = setup_runtime(cfg.runtime)
     tmp = outputs.staging(out)
     (tmp / "vis").mkdir()

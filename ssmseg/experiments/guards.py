@@ -38,11 +38,15 @@ class RunFinished(InputError):
 # --- before training -----------------------------------------------------------------------------------------
 
 
-def check_run_name(cfg: Config) -> None:
+def check_config(cfg: Config) -> None:
+    """Settings that cannot run, found before any folder is created."""
     name = cfg.runtime.name
     if name is not None and (not name.strip() or name in (".", "..") or "/" in name or os.sep in name):
         raise ConfigError(f"runtime.name '{name}' must be a plain folder name (no '/'); runtime.out_dir sets where "
                           "run folders go")  # fmt: skip
+    if cfg.task.name == "segmentation" and cfg.train.monitor not in SEGMENTATION_MONITORS:
+        raise ConfigError(f"train.monitor '{cfg.train.monitor}' is never recorded; use one of "
+                          f"{', '.join(SEGMENTATION_MONITORS)}")  # fmt: skip
 
 
 def _parts(manifest: dict[str, Any], fold: int | None) -> dict[str, list[int]]:
@@ -68,10 +72,7 @@ def check_training_data(dataset: Path, manifest: dict[str, Any], fold: int | Non
 def for_training(cfg: Config, dataset: Path, fold: int | None = None) -> Config:
     """Check what a run needs before any work; return the config that will actually run (a prepared dataset
     sets the crop size and the prep settings, which are recorded as they were)."""
-    check_run_name(cfg)
-    if cfg.task.name == "segmentation" and cfg.train.monitor not in SEGMENTATION_MONITORS:
-        raise ConfigError(f"train.monitor '{cfg.train.monitor}' is never recorded; use one of "
-                          f"{', '.join(SEGMENTATION_MONITORS)}")  # fmt: skip
+    check_config(cfg)
     manifest = mf.load(dataset)
     check_training_data(dataset, manifest, fold)
     if cfg.data.dataset is None:
@@ -225,7 +226,7 @@ CV_FILES = ("cv_summary.json", "cv_summary.csv", "fold_*/.ssmseg.json", *(f"fold
 def cv_folder(root: Path, cfg: Config, k: int) -> Path:
     """The cv folder: ``root`` when it is new, or our own cv folder of this same config and fold count (its
     completed folds are kept); otherwise a new name beside it."""
-    check_run_name(cfg)
+    check_config(cfg)
     key = _config_key(cfg, folds=k)
     try:
         if claim(root, "cv", key, option="runtime.name") == "same":
@@ -272,7 +273,9 @@ def run_folder_of(checkpoint: Path) -> Path:
     return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
 
 
-def eval_folder(checkpoint: Path, out: Path | None, key: dict[str, Any], inputs: list[Path]) -> Path:
+def eval_folder(
+    checkpoint: Path, out: Path | None, key: dict[str, Any], inputs: list[Path], dataset: Path | None = None
+) -> Path:
     """Where an evaluation goes: ``--out`` when it is new, empty, or this same evaluation; by default a new
     subfolder of the run's ``eval/`` per evaluation (``test``, ``<scene>``, then ``-2``, ``-3``, ...)."""
     if out is not None:
@@ -282,7 +285,7 @@ def eval_folder(checkpoint: Path, out: Path | None, key: dict[str, Any], inputs:
     if inputs:
         name = Path(inputs[0]).stem + (f"-and-{len(inputs) - 1}-more" if len(inputs) > 1 else "")
     else:
-        name = "test" if key["dataset"] is None else f"test-{Path(key['dataset']).name}"
+        name = "test" if dataset is None else f"test-{Path(dataset).name}"
     return pick_name(run_folder_of(checkpoint) / "eval", name, "eval", key)
 
 
