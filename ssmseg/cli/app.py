@@ -51,18 +51,28 @@ class SsmsegGroup(TyperGroup):
             return super().main(args=args, prog_name=prog_name or "ssmseg", standalone_mode=False, **extra)
         except SsmsegError as exc:
             return report_error(exc)
-        except Interrupted as exc:
-            typer.echo(f"interrupted: {exc}", err=True)
-            return 130
-        except KeyboardInterrupt:
-            typer.echo("error: interrupted", err=True)
-            return 130
+        except KeyboardInterrupt as exc:
+            return _interrupted(exc)
         except OSError as exc:  # any I/O fault not caught nearer its source: one line with the path
             from ssmseg.outputs import io_error
 
             return report_error(io_error(exc))
         except Exception as exc:
             return _click_exit(exc)
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as exc:  # caught here: typer would turn it into a silent Exit(130)
+            raise typer.Exit(_interrupted(exc)) from None
+
+
+def _interrupted(exc: KeyboardInterrupt) -> int:
+    """Ctrl-C: where it stopped and how to continue when the command knows (a training run), else one line."""
+    if _debugging():
+        traceback.print_exception(exc)
+    typer.echo(f"interrupted: {exc}" if isinstance(exc, Interrupted) else "interrupted", err=True)
+    return 130
 
 
 @contextlib.contextmanager
