@@ -266,21 +266,25 @@ def _remove_empty(folders: list[Path]) -> None:
 
 def publish(tmp: Path, dest: Path, kind: str, inputs: Any = None, about: str = "", force: bool = False) -> Path:
     """Mark the staging folder ``tmp`` with every file it holds and move it to ``dest``; an existing ``dest`` is
-    replaced only when ``claim`` allows it (ours, and the same inputs unless ``force``)."""
+    replaced only when ``claim`` allows it (ours, and the same inputs unless ``force``). On failure ``tmp`` is
+    removed."""
     tmp, dest = Path(tmp), Path(dest)
-    _made_for.pop(tmp, None)
-    write_marker(tmp, kind, inputs, files=files_below(tmp), about=about)
     try:
-        os.rename(tmp, dest)  # atomic when dest does not exist or is an empty folder
-        return dest
-    except OSError as exc:
-        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-            raise
-    claim(dest, kind, inputs, force=True)  # raises unless dest is provably ours
-    aside = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
-    os.rename(dest, aside / dest.name)
-    os.rename(tmp, dest)
-    shutil.rmtree(aside, ignore_errors=True)
+        write_marker(tmp, kind, inputs, files=files_below(tmp), about=about)
+        try:
+            os.rename(tmp, dest)  # atomic when dest does not exist or is an empty folder
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            claim(dest, kind, inputs, force=force)  # raises unless dest is provably ours
+            aside = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
+            os.rename(dest, aside / dest.name)
+            os.rename(tmp, dest)
+            shutil.rmtree(aside, ignore_errors=True)
+    except BaseException:
+        discard(tmp)
+        raise
+    _made_for.pop(tmp, None)
     return dest
 
 
