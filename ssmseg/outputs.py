@@ -174,16 +174,14 @@ def claim(
 
 
 def _check_parent(dest: Path, option: str) -> None:
-    """A file on the way to ``dest`` is named before any work is done."""
+    """A file on the way to ``dest`` is named before any work is done (permissions and read-only mounts are
+    reported by the first folder creation, with the real reason)."""
     for parent in dest.parents:
         if parent.exists() or parent.is_symlink():
             if not parent.is_dir():
                 raise OutputError(
                     f"cannot create '{dest}': '{parent}' is a file, not a folder; choose another {option}"
                 )
-            if not os.access(parent, os.W_OK | os.X_OK):
-                raise OutputError(f"cannot create '{dest}': no permission to write in '{parent}'; choose another "
-                                  f"{option}")  # fmt: skip
             return
 
 
@@ -215,7 +213,7 @@ def make_parents(path: Path, option: str = "--out") -> list[Path]:
     return missing
 
 
-_made_for: dict[Path, list[Path]] = {}  # staging folder -> the parent folders created for it
+_made_for: dict[Path, list[Path]] = {}  # a folder we created -> the parent folders created for it
 
 
 def create_folder(
@@ -225,7 +223,7 @@ def create_folder(
     """Create ``path`` exclusively and mark it; on a collision take ``path-2``, ``path-3``, ... (``unique``) or
     raise ``OutputError``. Returns the folder created."""
     path = Path(path)
-    make_parents(path, option)
+    made = make_parents(path, option)
     for k in range(1, 10_000):
         candidate = path if k == 1 else path.with_name(f"{path.name}-{k}")
         try:
@@ -237,8 +235,10 @@ def create_folder(
                 ) from None
             continue
         except OSError as exc:
+            _remove_empty(made)
             raise io_error(exc, f"choose another {option}", path=candidate) from None
         write_marker(candidate, kind, inputs, patterns=patterns, about=about)
+        _made_for[candidate] = made
         return candidate
     raise OutputError(f"too many folders named '{path.name}-*' in '{path.parent}'; choose another {option}")
 
@@ -309,6 +309,7 @@ def remove_own(folder: Path, kind: str, option: str = "runtime.name") -> None:
         raise OutputError(f"'{folder}' holds files ssmseg did not write ({', '.join(foreign[:3])}); move them out "
                           f"or choose another {option}")  # fmt: skip
     shutil.rmtree(folder)
+    _remove_empty(_made_for.pop(folder, []))
 
 
 def remove_if_empty(folder: Path) -> None:
@@ -321,6 +322,7 @@ def remove_if_empty(folder: Path) -> None:
         and not any(p.is_dir() for p in folder.iterdir())
     ):
         shutil.rmtree(folder, ignore_errors=True)
+        _remove_empty(_made_for.pop(folder, []))
 
 
 def broadcast(value: Any, rt: Any) -> Any:

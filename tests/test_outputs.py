@@ -41,7 +41,7 @@ def test_publish_replaces_its_own_folder_but_never_a_foreign_file(tmp_path):
     out = made(tmp_path, files=("new.txt",))
     assert sorted(p.name for p in out.iterdir()) == [MARKER, "new.txt"]
     (out / "user.txt").write_text("mine")
-    with pytest.raises(OutputError, match="user.txt"):
+    with pytest.raises(OutputError, match=r"user\.txt"):
         made(tmp_path, files=("newer.txt",))
     assert (out / "user.txt").read_text() == "mine" and (out / "new.txt").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no staging or set-aside folder is left
@@ -74,7 +74,7 @@ def test_remove_own_checks_kind_and_contents(tmp_path):
     (run / "checkpoints" / "latest.pt").write_bytes(b"")
     (run / "eval").mkdir()
     (run / "eval" / "notes.md").write_text("mine")
-    with pytest.raises(OutputError, match="notes.md"):
+    with pytest.raises(OutputError, match=r"notes\.md"):
         remove_own(run, "run")
     (run / "eval" / "notes.md").unlink()
     remove_own(run, "run")

@@ -66,7 +66,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
     """Read a YAML config file."""
     path = Path(path)
     if path.is_dir():
-        raise ConfigError(f"config file '{path}' is a folder; give a YAML file to --config")
+        raise ConfigError(f"config file '{path}' is a folder; give a YAML file")
     if not path.is_file():
         raise ConfigError(f"config file '{path}' does not exist; check the path given to --config")
     try:

@@ -175,7 +175,7 @@ def open_source(
     """Open any supported scene read-only. ``spatial`` (H, W) helps find a cube's band axis."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"'{path}' does not exist; check the path in prep.images/prep.masks")
+        raise InputError(f"'{path}' does not exist; check the path")
     suffix = path.suffix.lower()
     if suffix == ".npy":
         try:

@@ -92,7 +92,7 @@ def create_run_folder(run_dir: Path, cfg: Config, exact: bool) -> tuple[Path, Co
     """Create the run folder exclusively (a new name when it exists, unless ``exact``: a cv fold); return it
     and the config with the name it really got."""
     created = create_folder(run_dir, "run", _config_key(cfg), unique=not exact, patterns=RUN_FILES,
-                            about=f"ssmseg train, model {cfg.model.name}", option="runtime.name")  # fmt: skip
+                            about=f"ssmseg train, model {cfg.model.name}", option="--out")  # fmt: skip
     if created != Path(run_dir):
         info(f"'{run_dir}' already holds {describe(run_dir)}; this run is written to '{created}' "
              f"(to continue that run: ssmseg train --resume {run_dir})")  # fmt: skip
@@ -233,7 +233,7 @@ def cv_folder(root: Path, cfg: Config, k: int) -> Path:
             return root
     except OutputError:
         pass
-    created = create_folder(root, "cv", key, patterns=CV_FILES, about=f"ssmseg cv, {k} folds", option="runtime.name")
+    created = create_folder(root, "cv", key, patterns=CV_FILES, about=f"ssmseg cv, {k} folds", option="--out")
     if created != Path(root):
         info(f"'{root}' already holds {describe(root)}; this cross-validation is written to '{created}'")
     return created
