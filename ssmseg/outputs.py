@@ -137,6 +137,8 @@ def describe(path: Path) -> str:
         return "a dataset (manifest.json) not marked as written by ssmseg prep"
     if any((path / n).is_dir() and (path / n / "config.yaml").is_file() for n in names):
         return f"run folders ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})"
+    if any((path / n).is_dir() and read_marker(path / n) is not None for n in names):
+        return f"folders ssmseg wrote ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})"
     shown = ", ".join(names[:3]) + (f", ... ({len(names)} entries)" if len(names) > 3 else "")
     return f"files that ssmseg did not write ({shown})"
 

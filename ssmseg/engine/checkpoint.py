@@ -41,9 +41,14 @@ def save(state: dict[str, Any], path: Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    torch.save({"format": FORMAT, **state}, tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
+    try:
+        torch.save({"format": FORMAT, **state}, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+    except (RuntimeError, OSError) as exc:  # torch reports a full disk or a lost folder as a RuntimeError
+        tmp.unlink(missing_ok=True)
+        raise InputError(f"cannot write checkpoint '{path}' ({str(exc).splitlines()[0][:120]}); check the free "
+                         "space and permissions there (the previous checkpoint is kept)") from exc  # fmt: skip
     tmp.replace(path)
 
 

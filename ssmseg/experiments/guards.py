@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -210,6 +211,14 @@ def stopped(run_dir: Path, remove: bool) -> Interrupted:
                        f"ssmseg train --resume {run_dir}")  # fmt: skip
 
 
+def drop_unresumable(run_dir: Path, fresh: bool) -> None:
+    """After a failure: a run folder created by this command that holds no checkpoint to resume from is removed
+    (only when it holds nothing but what train wrote)."""
+    if fresh and not (Path(run_dir) / "checkpoints" / "latest.pt").is_file():
+        with contextlib.suppress(OutputError):
+            remove_own(run_dir, "run")
+
+
 # --- cross-validation ----------------------------------------------------------------------------------------
 
 
@@ -220,7 +229,9 @@ def check_folds(dataset: Path, k: int) -> None:
         check_training_data(dataset, manifest, fold)
 
 
-CV_FILES = ("cv_summary.json", "cv_summary.csv", "fold_*/.ssmseg.json", *(f"fold_*/{p}" for p in RUN_FILES))
+# What a cv folder may hold and still be continued: its folds (and evaluations of them) and the summary.
+CV_FILES = ("cv_summary.json", "cv_summary.csv", "fold_*/.ssmseg.json", "fold_*/eval/*",
+            *(f"fold_*/{p}" for p in RUN_FILES))  # fmt: skip
 
 
 def cv_folder(root: Path, cfg: Config, k: int) -> Path:

@@ -114,6 +114,9 @@ def train(
             result = fit(st, train_loader, val_loader, cfg, rt, run_dir)
         except KeyboardInterrupt:
             raise guards.stopped(run_dir, remove=rt.is_main and resume is None) from None
+        except Exception:
+            guards.drop_unresumable(run_dir, fresh=rt.is_main and resume is None)  # nothing half-made is left
+            raise
         return RunResult(run_dir, st.history, result["best"], result["stop_reason"])
     finally:
         shutdown(rt)

@@ -87,3 +87,13 @@ def test_config_yaml_records_what_the_dataset_fixed(world):
     manifest = json.loads((world.dataset / "manifest.json").read_text())
     assert saved["data"]["crop_size"] == manifest["crop_size"] == 16  # not the default 64 that never acted
     assert saved["prep"]["images"] == manifest["prep"]["images"]  # the prep settings that made the patches
+
+
+def test_a_checkpoint_that_cannot_be_written_is_one_line_and_leaves_no_run(world, tmp_path, monkeypatch):
+    def disk_full(*args, **kwargs):  # what torch raises when the disk fills up mid-write
+        raise RuntimeError("[enforce fail at inline_container.cc:603] . PytorchStreamWriter failed writing file")
+
+    monkeypatch.setattr("ssmseg.engine.checkpoint.torch.save", disk_full)
+    result = invoke("train", *TINY, "--set", f"data.dataset={world.dataset}", "--out", tmp_path)
+    assert_one_line_error(result, 1, "cannot write checkpoint", "best.pt", "free space")
+    assert list(tmp_path.iterdir()) == []  # no checkpoint was ever kept: the fresh run folder is removed
