@@ -360,18 +360,21 @@ def io_error(exc: OSError, fix: str = "", path: Path | str | None = None) -> Inp
     to do."""
     path = exc.filename if path is None else path
     why = _ADVICE.get(exc.errno or -1) or (exc.strerror or str(exc) or type(exc).__name__)
+    if not fix:
+        full = "free some space or write elsewhere"
+        fix = {errno.ENOSPC: full, errno.EDQUOT: full, errno.ENOENT: "check the path"}.get(
+            exc.errno or -1,
+            "choose a folder you can write to, or fix its permissions"
+            if _writing(exc)
+            else "check the files and folders named in the command",
+        )
     if path is None:
-        return InputError(f"I/O error: {why}{'; ' + fix if fix else '; check the files and folders in the command'}")
+        return InputError(f"I/O error: {why}; {fix}")
     if exc.errno in (errno.ENOTDIR, errno.EEXIST):
         blocker = next((p for p in Path(path).parents if p.exists() and not p.is_dir()), None)
         if blocker is not None:
             why = f"'{blocker}' is a file, not a folder"
-    if not fix:
-        full = "free some space or write elsewhere"
-        fix = {errno.ENOSPC: full, errno.EDQUOT: full, errno.ENOENT: "check the path"}.get(
-            exc.errno or -1, "choose a folder you can write to, or fix its permissions"
-        )
-    return InputError(f"cannot write '{path}': {why}; {fix}" if _writing(exc) else f"cannot use '{path}': {why}; {fix}")
+    return InputError(f"cannot {'write' if _writing(exc) else 'use'} '{path}': {why}; {fix}")
 
 
 def _writing(exc: OSError) -> bool:

@@ -38,6 +38,7 @@ def train_cmd(
         if done:  # nothing to do: nothing is written
             typer.echo(done)
             return
+    guards.check_config(cfg)  # before the built-in dataset is prepared or anything is built
     result = train(cfg, resume=resume, force=force)
     best = result.best
     typer.echo(f"{result.stop_reason}; best {cfg.train.monitor} {best['value']:.4f} at epoch {best['epoch']}")
@@ -56,9 +57,11 @@ def cv_cmd(
     force: bool = typer.Option(False, "--force", help="Retrain folds that already completed."),
 ) -> None:
     """k-fold cross-validation: one run per fold, then each fold's metrics and mean +- std."""
+    from ssmseg.experiments import guards
     from ssmseg.experiments.cv import METRICS, run_cv
 
     cfg = resolve_config(config, preset, set_, out=out, device=device, seed=seed)
+    guards.check_config(cfg)
     summary = run_cv(cfg, folds, force)
     table = Table(title=f"cross-validation ({len(summary['folds'])} folds), best epoch by {summary['monitor']}")
     for col in ("fold", "best epoch", *METRICS):

@@ -122,7 +122,8 @@ def _write_metrics(out: Path, cm: np.ndarray, state: dict[str, Any], protocol: d
 def evaluate(
     cfg: Config, checkpoint: Path, out: Path | None, inputs: list[Path], masks: list[Path], dataset: Path | None
 ) -> EvalResult:
-    """Evaluate or predict; writes into ``out`` (default: the run folder's ``eval/``)."""
+    """Evaluate or predict into ``out`` (new, empty, or this same evaluation's), by default a new folder under
+    the run's ``eval/``; never into a folder eval did not write."""
     state = ckpt.load(checkpoint)
     if masks and len(masks) != len(inputs):
         raise ConfigError(f"{len(masks)} masks for {len(inputs)} inputs; give one --mask per --input, in order")

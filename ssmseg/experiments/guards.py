@@ -261,7 +261,9 @@ def cv_stopped(root: Path, fold: int, k: int) -> Interrupted:
 def eval_key(checkpoint: Path, state: dict[str, Any], inputs: list[Path], masks: list[Path], dataset: Path | None,
              cfg: Config) -> dict[str, Any]:  # fmt: skip
     """Everything that determines an evaluation's outputs (the marker's inputs)."""
-    return {"checkpoint": str(Path(checkpoint).resolve()), "epoch": state.get("epoch"),
+    from ssmseg.engine.checkpoint import resolve
+
+    return {"checkpoint": str(resolve(checkpoint).resolve()), "epoch": state.get("epoch"),
             "inputs": [str(Path(p).resolve()) for p in inputs], "masks": [str(Path(p).resolve()) for p in masks],
             "dataset": None if inputs else str(dataset or state.get("dataset")),
             "eval": cfg.eval.model_dump(mode="json")}  # fmt: skip
