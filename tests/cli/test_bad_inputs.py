@@ -87,6 +87,7 @@ ROWS = [
     ("prep-check-missing-config", ["prep", "--check", "{bad}/absent.yaml"], 2, "does not exist"),
     ("prep-check-truncated-image", ["prep", "--check", "{cfg_trunc}"], 1, "truncated or damaged"),
     ("prep-check-damaged-dataset", ["prep", "--check", "{ds_trunc}"], 1, "problem"),
+    ("prep-check-not-a-dataset", ["prep", "--check", "{notes}"], 1, "missing manifest.json"),
     # --- train
     ("train-unknown-model", [*TRAIN, "--set", "model.name=segnet", "--out", "{new}"], 2, "unknown model 'segnet'"),
     ("train-missing-dataset", ["train", *TINY, "--set", "data.dataset={bad}/absent", "--out", "{new}"], 1,
