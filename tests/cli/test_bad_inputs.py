@@ -33,7 +33,7 @@ def pair(case: str, image: str = "*.tif", mask: str = "*.tif") -> list[str]:
 ROWS = [
     # --- prep: sources
     ("prep-no-out", ["prep", "--config", "{cfg}"], 2, "--out DIR"),
-    ("prep-synthetic-kind", ["prep", "--synthetic", "lidar"], 2, "hyperspectral or rgb"),
+    ("prep-synthetic-kind", ["prep", "--synthetic", "lidar"], 2, "hyperspectral, rgb or sinusoids"),
     ("prep-no-images", ["prep", "--out", "{new}"], 1, "no images given"),
     ("prep-no-match", [*PREP, "--set", "prep.images=[{bad}/none/*.tif]", "--out", "{new}"], 1,
      "matches no file"),
@@ -98,7 +98,7 @@ ROWS = [
      "labels.npy (truncated"),
     ("train-nothing-labelled", ["train", *TINY, "--set", "data.dataset={ds_nolabel}", "--out", "{new}"], 1,
      "training patches hold no labelled pixel"),
-    ("train-bad-monitor", [*TRAIN, "--set", "train.monitor=val/accuracy", "--out", "{new}"], 2, "never recorded"),
+    ("train-bad-monitor", [*TRAIN, "--set", "train.monitor=val/accuracy", "--out", "{new}"], 2, "not a segmentation"),
     ("train-name-is-path", [*TRAIN, "--set", "runtime.name=a/b", "--out", "{new}"], 2, "plain folder name"),
     ("train-prep-images-without-dataset", ["train", *TINY, "--set", "prep.images=[{src}/img/a.tif]", "--out", "{new}"],
      2, "data.dataset is empty"),
@@ -130,7 +130,7 @@ ROWS = [
      "of cv fold 0 hold no labelled"),
     ("cv-missing-dataset", ["cv", *TINY, "--set", "data.dataset={bad}/absent", "--out", "{new}"], 1, "does not exist"),
     ("cv-name-is-path", [*CV, "--set", "runtime.name=../x", "--out", "{new}"], 2, "plain folder name"),
-    ("cv-bad-monitor", [*CV, "--set", "train.monitor=miou", "--out", "{new}"], 2, "never recorded"),
+    ("cv-bad-monitor", [*CV, "--set", "train.monitor=miou", "--out", "{new}"], 2, "is not a segmentation metric"),
     ("cv-unknown-model", [*CV, "--set", "model.name=segnet", "--out", "{new}"], 2, "unknown model"),
     ("cv-out-below-file", [*CV, "--out", "{afile}/cv"], 1, "is a file, not a folder"),
     # --- eval

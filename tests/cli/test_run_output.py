@@ -71,7 +71,7 @@ def test_one_plain_line_per_epoch_when_output_is_not_a_terminal(world, tmp_path)
                     "--out", tmp_path)  # fmt: skip
     assert result.exit_code == 0
     lines = [line for line in result.output.splitlines() if line.startswith("epoch ")]
-    assert [line.split(":")[0] for line in lines] == ["epoch 1", "epoch 2"]
+    assert [line.split(":")[0] for line in lines] == ["epoch 1/2", "epoch 2/2"]
     assert all("train/loss" in line and "val/miou" in line for line in lines)
 
 
