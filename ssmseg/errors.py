@@ -34,3 +34,7 @@ class InputError(SsmsegError):
 
 class BackendUnavailableError(SsmsegError):
     """A forced backend or device cannot run here (exit 1)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a command, with one line saying where it stopped and how to continue (exit 130)."""

@@ -1,12 +1,18 @@
-"""Progress bars and messages: the only place the library talks to the terminal (stderr, rich)."""
+"""Progress bars and messages: the only place the library talks to the terminal (stderr, rich).
+
+Under torchrun only rank 0 prints. Bars are drawn on a terminal only; one plain line per epoch is printed
+everywhere, so logs, CI and nohup output show progress too.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
@@ -20,6 +26,11 @@ class RateColumn(ProgressColumn):
         return Text(f"{task.speed:.1f}/s" if task.speed else "", style="progress.data.speed")
 
 
+def main_process() -> bool:
+    """False on torchrun ranks other than 0 (they print nothing)."""
+    return (os.environ.get("RANK", "0") or "0") == "0"
+
+
 @contextmanager
 def progress_bar(label: str, total: int) -> Iterator[Callable[[int], None]]:
     """A bar on a terminal (nothing when output is not a terminal); yields advance(n=1)."""
@@ -31,28 +42,31 @@ def progress_bar(label: str, total: int) -> Iterator[Callable[[int], None]]:
         TimeRemainingColumn(),
         console=console,
         transient=True,
-        disable=not console.is_terminal,
+        disable=not (console.is_terminal and main_process()),
     ) as bar:
         task = bar.add_task(label, total=total)
         yield lambda n=1: bar.advance(task, n)
 
 
-def epoch_line(rec: dict[str, Any], monitor: str, best: dict[str, Any]) -> None:
-    """One plain line per finished epoch (kept in logs; the bars above are transient)."""
-    shown = [f"{k} {v:.4g}" for k, v in rec.items() if k.startswith(("train/loss", "val/")) and isinstance(v, float)]
-    star = " *" if best.get("epoch") == rec["epoch"] else ""
-    console.print(
-        f"epoch {rec['epoch']}: {', '.join(shown)}; lr {rec['lr']:.3g}; {rec['seconds']:.1f}+{rec['val_seconds']:.1f} s"
-        f"{star}",
-        highlight=False,
-        markup=False,
-        soft_wrap=True,
-    )
-
-
 def info(message: str) -> None:
-    console.print(message, highlight=False)
+    if main_process():
+        console.print(message, highlight=False, markup=False, soft_wrap=True)
 
 
 def warn(message: str) -> None:
-    console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+    if main_process():
+        console.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def epoch_line(rec: dict[str, Any], total: int | None = None, best: bool = False) -> None:
+    """One plain line per finished epoch (kept in logs, CI and nohup; the bars are transient): lr, training
+    loss, every validation value, its duration, and a star when it is the best so far."""
+    if not main_process():
+        return
+    shown = [f"lr {rec['lr']:.3g}"] if "lr" in rec else []
+    keys = ["train/loss", *(k for k in rec if k.startswith("val/"))]
+    shown += [f"{k} {rec[k]:.4f}" for k in keys if isinstance(rec.get(k), (int, float))]
+    seconds = sum(rec.get(k, 0.0) for k in ("seconds", "val_seconds"))
+    epoch = f"{rec.get('epoch', '?')}/{total}" if total else f"{rec.get('epoch', '?')}"
+    console.print(f"epoch {epoch}: {', '.join(shown)} ({seconds:.1f} s){' *' if best else ''}", highlight=False,
+                  markup=False, soft_wrap=True)  # fmt: skip

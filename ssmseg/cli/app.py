@@ -6,16 +6,18 @@ Exit codes: 0 success, 1 runtime failure, 2 usage or config error, 130 interrupt
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import traceback
+from collections.abc import Iterator
 from typing import Any
 
 import typer
 from typer.core import TyperGroup
 
 from ssmseg import __version__
-from ssmseg.errors import ConfigError, SsmsegError
+from ssmseg.errors import ConfigError, Interrupted, SsmsegError
 
 _state = {"debug": False}
 
@@ -40,16 +42,48 @@ class SsmsegGroup(TyperGroup):
 
     def main(self, args: Any = None, prog_name: str | None = None, **extra: Any) -> Any:
         extra.pop("standalone_mode", None)
-        try:
-            code = super().main(args=args, prog_name=prog_name or "ssmseg", standalone_mode=False, **extra)
-        except SsmsegError as exc:
-            code = report_error(exc)
-        except KeyboardInterrupt:
-            typer.echo("error: interrupted", err=True)
-            code = 130
-        except Exception as exc:
-            code = _click_exit(exc)
+        with _quiet_unless_rank_zero():
+            code = self._run(args, prog_name, extra)
         sys.exit(code if isinstance(code, int) else 0)
+
+    def _run(self, args: Any, prog_name: str | None, extra: dict[str, Any]) -> Any:
+        try:
+            return super().main(args=args, prog_name=prog_name or "ssmseg", standalone_mode=False, **extra)
+        except SsmsegError as exc:
+            return report_error(exc)
+        except KeyboardInterrupt as exc:
+            return _interrupted(exc)
+        except OSError as exc:  # any I/O fault not caught nearer its source: one line with the path
+            from ssmseg.outputs import io_error
+
+            return report_error(io_error(exc))
+        except Exception as exc:
+            return _click_exit(exc)
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as exc:  # caught here: typer would turn it into a silent Exit(130)
+            raise typer.Exit(_interrupted(exc)) from None
+
+
+def _interrupted(exc: KeyboardInterrupt) -> int:
+    """Ctrl-C: where it stopped and how to continue when the command knows (a training run), else one line."""
+    if _debugging():
+        traceback.print_exception(exc)
+    typer.echo(f"interrupted: {exc}" if isinstance(exc, Interrupted) else "interrupted", err=True)
+    return 130
+
+
+@contextlib.contextmanager
+def _quiet_unless_rank_zero() -> Iterator[None]:
+    """Under torchrun only rank 0 prints (every rank runs the same command); --debug lets every rank print."""
+    rank = os.environ.get("RANK", "0") or "0"
+    if rank == "0" or _debugging():
+        yield
+        return
+    with open(os.devnull, "w") as null, contextlib.redirect_stdout(null), contextlib.redirect_stderr(null):
+        yield
 
 
 def _click_exit(exc: Exception) -> int:

@@ -18,7 +18,9 @@ def eval_cmd(
     inputs: list[Path] | None = typer.Option(None, "--input", "-i", help="Scene to predict; repeatable."),
     masks: list[Path] | None = typer.Option(None, "--mask", "-m", help="Ground truth for each --input, in order."),
     dataset: Path | None = typer.Option(None, "--dataset", help="Prepared dataset (default: the run's)."),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Output folder (default: RUN/eval)."),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="A new output folder (default: a new subfolder of RUN/eval per evaluation)."
+    ),
     config: ConfigOpt = None,
     preset: PresetOpt = None,
     set_: SetOpt = None,

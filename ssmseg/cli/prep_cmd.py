@@ -25,7 +25,9 @@ def prep(
     check: Path | None = typer.Option(
         None, "--check", help="Validate a dataset folder or a config file without writing anything."
     ),
-    force: bool = typer.Option(False, "--force", help="Replace an existing dataset folder built from other inputs."),
+    force: bool = typer.Option(
+        False, "--force", help="Replace a dataset that prep wrote from other inputs (never any other folder)."
+    ),
 ) -> None:
     """Cut scenes into normalised-on-load patches with spatial, stratified, leak-free splits and folds."""
     from ssmseg.data.builtin import prepare_sinusoids, prepare_synthetic

@@ -20,15 +20,26 @@ def train_cmd(
     out: OutOpt = None,
     device: DeviceOpt = None,
     seed: SeedOpt = None,
-    resume: Path | None = typer.Option(None, "--resume", help="Continue the run in this folder exactly."),
-    force: bool = typer.Option(False, "--force", help="Resume even though the config differs."),
+    resume: Path | None = typer.Option(
+        None, "--resume", help="Continue the run in this folder exactly (its own config; --set on top is the change)."
+    ),
+    force: bool = typer.Option(False, "--force", help="Resume even though the change alters the run."),
 ) -> None:
-    """Train a segmentation model (on the built-in synthetic dataset when data.dataset is empty)."""
+    """Train a model: segmentation, or reconstruction with task.name=reconstruction (on the built-in synthetic
+    data when data.dataset is empty)."""
+    from ssmseg.experiments import guards
     from ssmseg.experiments.train import train
 
-    if resume is not None and config is None and preset is None and not set_:
-        config = resume / "config.yaml"  # resume exactly what ran
-    cfg = resolve_config(config, preset, set_, out=out, device=device, seed=seed)
+    base = None
+    if resume is not None:  # start from what ran; options given now are the change
+        base = (f"run config '{resume / 'config.yaml'}'", guards.run_config(resume))
+    cfg = resolve_config(config, preset, set_, out=out, device=device, seed=seed, base=base)
+    if resume is not None:
+        done = guards.check_resume(resume, cfg, force, base[1])
+        if done:  # nothing to do: nothing is written
+            typer.echo(done)
+            return
+    guards.check_config(cfg)  # before the built-in dataset is prepared or anything is built
     result = train(cfg, resume=resume, force=force)
     best = result.best
     typer.echo(f"{result.stop_reason}; best {result.monitor} {best['value']:.4f} at epoch {best['epoch']}")
@@ -47,9 +58,11 @@ def cv_cmd(
     force: bool = typer.Option(False, "--force", help="Retrain folds that already completed."),
 ) -> None:
     """k-fold cross-validation: one run per fold, then each fold's metrics and mean +- std."""
+    from ssmseg.experiments import guards
     from ssmseg.experiments.cv import run_cv
 
     cfg = resolve_config(config, preset, set_, out=out, device=device, seed=seed)
+    guards.check_config(cfg)
     summary = run_cv(cfg, folds, force)
     table = Table(title=f"cross-validation ({len(summary['folds'])} folds), best epoch by {summary['monitor']}")
     metrics = summary["metrics"]

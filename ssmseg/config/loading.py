@@ -65,13 +65,18 @@ def parse_yaml(text: str, source: str) -> dict[str, Any]:
 def read_yaml(path: Path) -> dict[str, Any]:
     """Read a YAML config file."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file '{path}' is a folder; give a YAML file")
     if not path.is_file():
         raise ConfigError(f"config file '{path}' does not exist; check the path given to --config")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read config file '{path}' ({exc}); check its permissions and encoding") from exc
-    return parse_yaml(text, str(path))
+    data = parse_yaml(text, str(path))
+    if not data:  # an empty file is almost always the wrong file, and would silently run the defaults
+        raise ConfigError(f"config file '{path}' holds no settings (it is empty); give the right file or leave it out")
+    return data
 
 
 def parse_overrides(items: Iterable[str]) -> dict[str, Any]:

@@ -4,19 +4,30 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 from ssmseg.config.schema import Config
+from ssmseg.data import manifest as mf
 from ssmseg.data.prepare import PrepResult, input_hash, prepare
 from ssmseg.data.synthetic import synthetic_prep_settings
-from ssmseg.errors import ConfigError
+from ssmseg.errors import ConfigError, InputError
 from ssmseg.paths import cache_root
+
+
+def _cache_error(detail: str) -> InputError:
+    return InputError(f"cannot write the built-in dataset to the cache folder '{cache_root()}' ({detail}); point "
+                      "SSMSEG_CACHE_DIR at a folder you can write to")  # fmt: skip
 
 
 def synthetic_config(cfg: Config, kind: str) -> Config:
     """cfg with its prep section pointing at the synthetic scene of ``kind``."""
     data = cfg.model_dump(mode="json")
-    data["prep"].update(synthetic_prep_settings(kind, cache_root()))
+    try:
+        data["prep"].update(synthetic_prep_settings(kind, cache_root()))
+    except OSError as exc:  # SSMSEG_CACHE_DIR is a file, read-only, or not ours to write
+        where = f": '{exc.filename}'" if exc.filename else ""
+        raise _cache_error(f"{exc.strerror or str(exc).split('. ')[0]}{where}") from None
     return Config.model_validate(data)
 
 
@@ -25,6 +36,13 @@ def prepare_synthetic(cfg: Config, kind: str, out: Path | None = None, force: bo
     scfg = synthetic_config(cfg, kind)
     if out is None:
         out = cache_root() / "datasets" / f"synthetic-{kind}-{input_hash(scfg, [kind])[:12]}"
+        if mf.read_if_complete(out) is None:
+            try:
+                out.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise _cache_error(exc.strerror or type(exc).__name__) from None
+            if not os.access(out.parent, os.W_OK | os.X_OK):
+                raise _cache_error(f"'{out.parent}' is not writable")
     return prepare(scfg, out, force=force)
 
 
@@ -43,6 +61,10 @@ def resolve_dataset(cfg: Config) -> Path:
     """data.dataset, or the built-in synthetic dataset of the task (prepared on first use) when it is empty."""
     if cfg.data.dataset is not None:
         return Path(cfg.data.dataset)
+    if cfg.prep.images or cfg.prep.masks:  # they would be silently replaced by the synthetic data
+        raise ConfigError("prep.images/prep.masks are set but data.dataset is empty, so the built-in synthetic data "
+                          "would be used instead; prepare them first (ssmseg prep --out DIR) and pass "
+                          "--set data.dataset=DIR")  # fmt: skip
     if cfg.task.name == "reconstruction" or cfg.data.synthetic == "sinusoids":
         if cfg.task.name != "reconstruction":
             raise ConfigError("data.synthetic: sinusoids are fields for task.name reconstruction; "

@@ -10,7 +10,7 @@ import numpy as np
 from ssmseg.config.schema import Config
 from ssmseg.data import manifest as mf
 from ssmseg.data.io import raster_env
-from ssmseg.data.pairing import find_pairs, label_mapping, open_pair, unknown_values
+from ssmseg.data.pairing import find_pairs, label_mapping, mask_strips, open_pair, unknown_error, unknown_values
 from ssmseg.data.prepare import read_window
 from ssmseg.data.splits import find_leaks
 from ssmseg.data.tiling import block_windows, make_blocks, overlap_pixels
@@ -52,7 +52,11 @@ def _check_sources(cfg: Config) -> CheckReport:
         report.problems.append(str(exc))
         return report
     fix = "prep.palette or prep.ignore_colors" if mapping.kind == "rgb" else "prep.class_map or prep.ignore_values"
+    lossy = {m.info.path for m in masks if m.lossy}
     for path, values in unknown_values(mapping, masks).items():
+        if path in lossy or Path(path).suffix.lower() in (".jpg", ".jpeg"):
+            report.problems.append(str(unknown_error({path: values}, mapping, lossy)))
+            continue
         listed = ", ".join(f"{v}: {n} px" for v, n in values.items())
         report.problems.append(f"'{path}': values matching no class ({listed}); add them to {fix}")
     stride = crop - overlap_pixels(cfg.prep.overlap, crop)
@@ -70,6 +74,12 @@ def _check_scene(image, mask, mapping, crop: int, stride: int, report: CheckRepo
     h, w = image.info.height, image.info.width
     if h < crop or w < crop:
         report.problems.append(f"'{image.info.path}' ({h}x{w}) is smaller than data.crop_size {crop}")
+        return
+    try:  # every pixel prep would read: a truncated or damaged image is found here, not halfway through prep
+        for _ in mask_strips(image):
+            pass
+    except InputError as exc:
+        report.problems.append(str(exc))
         return
     empty = 0
     windows = [rc for b in make_blocks(0, h, w, max(h, w)) for rc in block_windows(b, crop, stride, h, w, "pad")]

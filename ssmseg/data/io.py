@@ -44,6 +44,7 @@ class Source:
     """A scene of shape (bands, height, width) read window by window."""
 
     info: SourceInfo
+    lossy = False  # stored with lossy compression (JPEG): values at edges are not the values that were saved
 
     def read(self, row: int, col: int, h: int, w: int) -> np.ndarray:
         raise NotImplementedError
@@ -84,11 +85,20 @@ class RasterioSource(Source):
             nodata=None if ds.nodata is None else float(ds.nodata),
             descriptions=list(ds.descriptions) if any(ds.descriptions) else None,
         )
+        compression = getattr(ds.compression, "name", str(ds.compression or "")).lower()
+        self.lossy = ds.driver in ("JPEG", "JP2OpenJPEG", "WEBP") or compression in ("jpeg", "ojpeg", "webp")
 
     def read(self, row: int, col: int, h: int, w: int) -> np.ndarray:
+        from rasterio.errors import RasterioError
         from rasterio.windows import Window
 
-        return self._ds.read(window=Window(col, row, w, h))
+        try:
+            return self._ds.read(window=Window(col, row, w, h))
+        except RasterioError as exc:  # a truncated or damaged file opens but fails where its data is missing
+            raise InputError(
+                f"cannot read '{self.info.path}' at rows {row}-{row + h} ({str(exc).split('. ')[0]}); the file is "
+                "truncated or damaged: copy or export it again"
+            ) from exc
 
     def close(self) -> None:
         self._ds.close()
@@ -165,7 +175,7 @@ def open_source(
     """Open any supported scene read-only. ``spatial`` (H, W) helps find a cube's band axis."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"'{path}' does not exist; check the path in prep.images/prep.masks")
+        raise InputError(f"'{path}' does not exist; check the path")
     suffix = path.suffix.lower()
     if suffix == ".npy":
         try:

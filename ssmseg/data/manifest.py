@@ -6,6 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from numpy.lib import format as npy_format
+
 from ssmseg.errors import InputError
 
 FORMAT_VERSION = 2
@@ -26,7 +29,7 @@ def write(folder: Path, manifest: dict[str, Any]) -> None:
 
 
 def read_if_complete(folder: Path) -> dict[str, Any] | None:
-    """The manifest of a complete dataset folder, else None."""
+    """The manifest of a complete dataset folder (every array whole), else None."""
     path = Path(folder) / "manifest.json"
     if not path.is_file():
         return None
@@ -34,7 +37,30 @@ def read_if_complete(folder: Path) -> dict[str, Any] | None:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return None
-    return manifest if all((Path(folder) / a).is_file() for a in arrays_of(manifest)) else None
+    return manifest if isinstance(manifest, dict) and not damaged_arrays(folder, manifest) else None
+
+
+def damaged_arrays(folder: Path, manifest: dict[str, Any]) -> list[str]:
+    """'name (why)' for each array that is unreadable, truncated, or not one entry per manifest item."""
+    out = []
+    items = manifest.get("patches") if manifest.get("task") != "reconstruction" else manifest.get("fields")
+    for name in arrays_of(manifest):
+        path = Path(folder) / name
+        try:
+            with open(path, "rb") as f:
+                version = npy_format.read_magic(f)
+                read = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
+                shape, _, dtype = read(f)
+                expected = f.tell() + int(np.prod(shape)) * np.dtype(dtype).itemsize
+            size = path.stat().st_size
+        except (OSError, ValueError) as exc:
+            out.append(f"{name} ({type(exc).__name__})")
+            continue
+        if size < expected:
+            out.append(f"{name} (truncated: {size} of {expected} bytes)")
+        elif isinstance(items, list) and shape[:1] != (len(items),):
+            out.append(f"{name} ({shape[0] if shape else 0} entries, the manifest {len(items)})")
+    return out
 
 
 def load(folder: Path) -> dict[str, Any]:
@@ -44,7 +70,17 @@ def load(folder: Path) -> dict[str, Any]:
         raise InputError(f"dataset folder '{folder}' does not exist; run `ssmseg prep` first or fix data.dataset")
     manifest = read_if_complete(folder)
     if manifest is None:
-        missing = [a for a in ("manifest.json", *ARRAYS, *FIELD_ARRAYS) if not (folder / a).is_file()]
+        try:
+            whole = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            whole = None
+        whole = whole if isinstance(whole, dict) else None
+        missing = [a for a in ("manifest.json", *arrays_of(whole)) if not (folder / a).is_file()]
+        if not missing:
+            damaged = damaged_arrays(folder, whole) if whole is not None else []
+            if damaged:
+                raise InputError(f"dataset folder '{folder}' is damaged: {', '.join(damaged)}; prepare it again "
+                                 "(ssmseg prep --force with the same --out)")  # fmt: skip
         raise InputError(
             f"dataset folder '{folder}' is incomplete (missing {', '.join(missing) or 'a readable manifest'}); "
             "run `ssmseg prep` again"

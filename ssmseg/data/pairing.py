@@ -128,7 +128,18 @@ def unknown_values(mapping: LabelMapping, masks: list[Source]) -> dict[str, dict
     return out
 
 
-def unknown_error(unknown: dict[str, dict[str, int]], mapping: LabelMapping) -> InputError:
+def unknown_error(
+    unknown: dict[str, dict[str, int]], mapping: LabelMapping, lossy: set[str] | None = None
+) -> InputError:
+    """One line for mask values no class has; a lossy (JPEG) mask is named as the cause, not the palette."""
+    lossy_hit = [p for p in unknown if p in (lossy or set()) or Path(p).suffix.lower() in (".jpg", ".jpeg")]
+    if lossy_hit:
+        path = lossy_hit[0]
+        return InputError(
+            f"mask '{path}' is stored with lossy (JPEG) compression, which invents {len(unknown[path])} values "
+            "at class edges that no class has; masks must be stored losslessly: save it again as PNG or an "
+            "uncompressed/deflate GeoTIFF from the original labels"
+        )
     path, values = next(iter(unknown.items()))
     listed = ", ".join(f"{v} ({n} px)" for v, n in list(values.items())[:6])
     fix = (

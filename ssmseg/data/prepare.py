@@ -10,13 +10,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ssmseg import outputs
 from ssmseg.config.schema import Config
 from ssmseg.data import manifest as mf
 from ssmseg.data.io import Source, raster_env, sha256_file, window_transform
@@ -104,14 +104,13 @@ def _prepare(cfg: Config, out: Path, force: bool, stack: contextlib.ExitStack) -
     existing = mf.read_if_complete(out)
     if existing is not None and existing.get("input_hash") == digest:
         return PrepResult(out, True, existing)
-    if out.exists() and not force:
-        raise InputError(
-            f"'{out}' already exists with other inputs; pass --force to replace it or choose another --out"
-        )
+    # Only a dataset that prep wrote is ever replaced (with --force when its inputs differ); anything else is refused.
+    outputs.claim(out, "dataset", digest, force, mismatch=f"'{out}' holds a dataset prepared from other inputs; "
+                  "pass --force to replace it or choose another --out")  # fmt: skip
     mapping = label_mapping(prep, masks)
     unknown = unknown_values(mapping, masks)
     if unknown:
-        raise unknown_error(unknown, mapping)
+        raise unknown_error(unknown, mapping, {m.info.path for m in masks if m.lossy})
 
     overlap = overlap_pixels(prep.overlap, crop)
     stride = crop - overlap
@@ -133,9 +132,7 @@ def _prepare(cfg: Config, out: Path, force: bool, stack: contextlib.ExitStack) -
     order = sorted(range(len(windows)), key=lambda i: windows[i])  # row by row: one strip read per row
     windows, unit_of = [windows[i] for i in order], [unit_of[i] for i in order]
 
-    tmp = out.with_name(f".{out.name}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp = outputs.staging(out)
     try:
         manifest, notes = _write(cfg, tmp, images, masks, mapping, windows, unit_of, len(units), overlap)
         sources = [
@@ -145,11 +142,9 @@ def _prepare(cfg: Config, out: Path, force: bool, stack: contextlib.ExitStack) -
         ]  # fmt: skip
         manifest.update(input_hash=digest, sources=sources)
         mf.write(tmp, manifest)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
+        outputs.publish(tmp, out, "dataset", digest, about=f"ssmseg prep, {len(windows)} patches", force=True)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        outputs.discard(tmp)
         raise
     return PrepResult(out, False, manifest, notes)
 
@@ -210,9 +205,12 @@ def _write(cfg, tmp, images, masks, mapping, windows, unit_of, n_units, overlap)
             missing = [mapping.classes[k] for k in range(n_classes) if counts[split][k] == 0]
             if missing:
                 notes.append(f"classes missing from the {split} split: {', '.join(missing)}")
-    stats = _stats(patches, X, V, prep.split.folds, prep.split.seed)
-    for arr in (X, Y, V):
-        arr.close()
+    try:
+        _check_splits(patches, counts, prep, notes)
+        stats = _stats(patches, X, V, prep.split.folds, prep.split.seed)
+    finally:
+        for arr in (X, Y, V):
+            arr.close()
     manifest = {
         "format": mf.FORMAT_VERSION,
         "crop_size": crop,
@@ -235,6 +233,31 @@ def _write(cfg, tmp, images, masks, mapping, windows, unit_of, n_units, overlap)
         "prep": prep.model_dump(mode="json"),
     }
     return manifest, notes
+
+
+def _check_splits(patches, counts, prep, notes) -> None:
+    """A split that is asked for (a share above 0) must get patches with labelled pixels: without them training
+    learns nothing, validation measures nothing and test metrics are empty. Refused before anything is kept."""
+    n_blocks = len({p["block"] for p in patches})
+    if not sum(sum(counts[split]) for split in SPLITS):
+        raise InputError("the masks hold no labelled pixel inside the image's valid data: every value is ignored "
+                         "(prep.ignore_values/ignore_colors) or the image is nodata there; check the masks and the "
+                         "class settings")  # fmt: skip
+    for k, split in enumerate(SPLITS):
+        if prep.split.ratios[k] <= 0:
+            continue
+        has_patches = any(p["split"] == split for p in patches)
+        if not has_patches or not sum(counts[split]):
+            what = "got no patches" if not has_patches else "holds no labelled pixel"
+            raise InputError(
+                f"the {split} split {what} ({n_blocks} blocks for shares {list(prep.split.ratios)}"
+                f"{', after the buffer around training windows' if has_patches else ''}); use a smaller "
+                "prep.split.block_size or prep.split.buffer, larger or more scenes, or other prep.split.ratios"
+            )
+    empty = [f for f in range(prep.split.folds) if not sum(counts.get(f"fold_{f}", []))]
+    if empty:
+        notes.append(f"cv folds {', '.join(map(str, empty))} hold no labelled pixel: `ssmseg cv` will refuse this "
+                     "dataset (plain training works); use a smaller prep.split.block_size or fewer folds")  # fmt: skip
 
 
 def _class_counts(patches, Y, n_classes, folds, ignore):

@@ -41,24 +41,33 @@ def save(state: dict[str, Any], path: Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    torch.save({"format": FORMAT, **state}, tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
+    try:
+        torch.save({"format": FORMAT, **state}, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+    except (RuntimeError, OSError) as exc:  # torch reports a full disk or a lost folder as a RuntimeError
+        tmp.unlink(missing_ok=True)
+        raise InputError(f"cannot write checkpoint '{path}' ({str(exc).splitlines()[0][:120]}); check the free "
+                         "space and permissions there (the previous checkpoint is kept)") from exc  # fmt: skip
     tmp.replace(path)
 
 
-def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load on any device; a corrupt or foreign file is a one-line error."""
+def resolve(path: Path) -> Path:
+    """The checkpoint file that ``path`` names: itself, or a run folder's best.pt (else latest.pt)."""
     path = Path(path)
     if path.is_dir():
         for candidate in (path / "checkpoints" / "best.pt", path / "checkpoints" / "latest.pt", path / "best.pt"):
             if candidate.is_file():
-                path = candidate
-                break
-        else:
-            raise InputError(f"no checkpoint in run folder '{path}' (looked for checkpoints/best.pt and latest.pt)")
+                return candidate
+        raise InputError(f"no checkpoint in run folder '{path}' (looked for checkpoints/best.pt and latest.pt)")
     if not path.is_file():
         raise InputError(f"checkpoint '{path}' does not exist; check the path")
+    return path
+
+
+def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load on any device; a corrupt or foreign file is a one-line error."""
+    path = resolve(path)
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:

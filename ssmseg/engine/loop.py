@@ -205,7 +205,7 @@ def fit(st: FitState, train_loader, val_loader, cfg: Config, rt: Runtime, run_di
             logger.scalars(rec)
             if rt.is_main:
                 _log_examples(st, val_loader, cfg, rt, logger, epoch + 1)
-                epoch_line(rec, tc.monitor, st.best)
+                epoch_line(rec, tc.epochs, improved)
                 state = checkpoint_state(st, epoch)
                 if improved:
                     ckpt.save(state, ck_dir / "best.pt")

@@ -8,10 +8,12 @@ from typing import Any
 
 import numpy as np
 
+from ssmseg import outputs
 from ssmseg.config import Config
 from ssmseg.data import manifest as mf
 from ssmseg.data.builtin import resolve_dataset
-from ssmseg.errors import ConfigError
+from ssmseg.errors import ConfigError, Interrupted
+from ssmseg.experiments import guards
 from ssmseg.experiments.train import default_run_dir, train
 
 
@@ -28,7 +30,8 @@ def run_cv(cfg: Config, folds: int | None = None, force: bool = False) -> dict[s
     if k > prepared:
         raise ConfigError(f"--folds {k} is more than the {prepared} folds '{dataset}' was prepared with; "
                           f"use at most {prepared} or prepare again with prep.split.folds={k}")  # fmt: skip
-    root = default_run_dir(cfg)
+    guards.check_folds(dataset, k)  # every fold can train and validate, checked before the first one trains
+    root = guards.cv_folder(default_run_dir(cfg), cfg, k)  # ours with this config (completed folds kept), or new
     rows = []
     for fold in range(k):
         fold_dir = root / f"fold_{fold}"
@@ -36,7 +39,14 @@ def run_cv(cfg: Config, folds: int | None = None, force: bool = False) -> dict[s
         if done.is_file() and not force:
             rows.append(json.loads(done.read_text()))
             continue
-        result = train(cfg, fold=fold, run_dir=fold_dir)
+        outputs.remove_own(fold_dir, "run")  # an unfinished fold (or --force) starts over; only what train wrote
+        try:
+            result = train(cfg, fold=fold, run_dir=fold_dir)
+        except Interrupted:
+            raise guards.cv_stopped(root, fold, k) from None
+        except Exception:
+            outputs.remove_if_empty(root)  # a cv folder that holds nothing yet is not left behind
+            raise
         best_epoch = result.best["epoch"]
         rec = next(r for r in result.history if r["epoch"] == best_epoch)
         row = {"fold": fold, "best_epoch": best_epoch, **{m: rec[m] for m in fold_metrics(rec, result.monitor)}}

@@ -6,17 +6,18 @@ Outputs are built in a temporary folder and moved in place when complete; the ta
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ssmseg import outputs
 from ssmseg.config import Config
 from ssmseg.engine import checkpoint as ckpt
 from ssmseg.engine.runtime import setup_runtime, shutdown
 from ssmseg.errors import ConfigError, InputError
+from ssmseg.experiments import guards
 from ssmseg.tasks.results import EvalResult
 
 Evaluator = Callable[[Config, dict[str, Any], torch.device, Path, list[Path], list[Path], Path | None], EvalResult]
@@ -48,26 +49,25 @@ def evaluator_for(state: dict[str, Any]) -> Evaluator:
 def evaluate(
     cfg: Config, checkpoint: Path, out: Path | None, inputs: list[Path], masks: list[Path], dataset: Path | None
 ) -> EvalResult:
-    """Evaluate or predict; writes into ``out`` (default: the run folder's ``eval/``)."""
+    """Evaluate or predict into ``out`` (new, empty, or this same evaluation's), by default a new folder under
+    the run's ``eval/``; never into a folder eval did not write."""
     state = ckpt.load(checkpoint)
     run = evaluator_for(state)
-    run_dir = checkpoint if checkpoint.is_dir() else checkpoint.parent.parent
-    out = Path(out) if out is not None else run_dir / "eval"
     if masks and len(masks) != len(inputs):
         raise ConfigError(f"{len(masks)} masks for {len(inputs)} inputs; give one --mask per --input, in order")
+    key = guards.eval_key(checkpoint, state, inputs, masks, dataset, cfg)
+    out = guards.eval_folder(checkpoint, out, key, inputs, dataset)  # a new folder, or this same evaluation redone
     rt = setup_runtime(cfg.runtime)
-    tmp = out.with_name(f".{out.name}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "vis").mkdir(parents=True)
+    tmp = outputs.staging(out)
+    (tmp / "vis").mkdir()
     try:
         result = run(cfg, state, rt.device, tmp, inputs, masks, dataset)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-        result.out = out
+        guards.record_evaluated(tmp, result.metrics, guards.evaluated(checkpoint, state))
+        result.warnings += guards.trained_on(state, inputs)
+        result.out = outputs.publish(tmp, out, "eval", key, about=f"ssmseg eval of {checkpoint}")
         return result
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        outputs.discard(tmp)
         raise
     finally:
         shutdown(rt)

@@ -13,7 +13,7 @@ import yaml
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from ssmseg import __version__
+from ssmseg import __version__, outputs
 from ssmseg.config import Config, dump_config, save_config
 from ssmseg.data.builtin import resolve_dataset
 from ssmseg.data.sampling import EpochSampler
@@ -25,6 +25,7 @@ from ssmseg.engine.precision import resolve as resolve_precision
 from ssmseg.engine.runtime import Runtime, barrier, setup_runtime, shutdown
 from ssmseg.engine.task import Task, monitor_names
 from ssmseg.errors import ConfigError, InputError
+from ssmseg.experiments import guards
 from ssmseg.models.registry import check_model_task, count_parameters
 from ssmseg.ssm import choose_backend
 from ssmseg.tasks import build_task
@@ -41,19 +42,6 @@ class RunResult:
 
 def default_run_dir(cfg: Config) -> Path:
     return Path(cfg.runtime.out_dir) / (cfg.runtime.name or f"{cfg.model.name}-{time.strftime('%Y%m%d-%H%M%S')}")
-
-
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for k, v in d.items():
-        out.update(_flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-    return out
-
-
-def config_differences(saved: dict[str, Any], cfg: Config) -> list[str]:
-    """Dotted keys whose values differ between a saved config and ``cfg`` (runtime settings excluded)."""
-    a, b = _flatten(saved), _flatten(yaml.safe_load(dump_config(cfg)))
-    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k) and not k.startswith("runtime."))
 
 
 def with_task_defaults(cfg: Config, task: Task) -> Config:
@@ -87,6 +75,7 @@ def train(
             dataset = resolve_dataset(cfg)  # prepares the built-in dataset on first use
         barrier(rt)
         dataset = resolve_dataset(cfg)
+        cfg = guards.for_training(cfg, dataset, fold)  # refuse what cannot train; record what will run
         check_model_task(cfg.model.name, cfg.task.name)
         task = build_task(cfg, dataset, fold)
         cfg = with_task_defaults(cfg, task)
@@ -110,24 +99,26 @@ def train(
         if state is not None:
             restore(st, state)
         if rt.is_main:
-            run_dir.mkdir(parents=True, exist_ok=True)
+            if resume is None:  # created exclusively: a new name when it exists (a cv fold: exactly that name)
+                run_dir, cfg = guards.create_run_folder(run_dir, cfg, exact=fold is not None)
             save_config(cfg, run_dir / "config.yaml")
-        result = fit(st, train_loader, val_loader, cfg, rt, run_dir)
+        run_dir = outputs.broadcast(run_dir, rt)
+        try:
+            result = fit(st, train_loader, val_loader, cfg, rt, run_dir)
+        except KeyboardInterrupt:
+            raise guards.stopped(run_dir, remove=rt.is_main and resume is None) from None
+        except Exception:
+            guards.drop_unresumable(run_dir, fresh=rt.is_main and resume is None)  # nothing half-made is left
+            raise
         return RunResult(run_dir, st.history, result["best"], result["stop_reason"], cfg.train.monitor)
     finally:
         shutdown(rt)
 
 
 def _resume_state(run_dir: Path, cfg: Config, force: bool) -> dict[str, Any]:
-    saved_path = run_dir / "config.yaml"
-    if not saved_path.is_file():
-        raise InputError(f"'{run_dir}' is not a run folder (no config.yaml); give the folder train wrote")
-    diffs = config_differences(yaml.safe_load(saved_path.read_text()), cfg)
-    if diffs and not force:
-        raise ConfigError(
-            f"the config differs from the one '{run_dir}' was trained with ({', '.join(diffs[:8])}); "
-            "resume without options, or pass --force to continue with the new values"
-        )
+    done = guards.check_resume(run_dir, cfg, force)  # the run's own config; only a real change needs --force
+    if done:
+        raise guards.RunFinished(done)
     latest = run_dir / "checkpoints" / "latest.pt"
     if not latest.is_file():
         raise InputError(f"'{run_dir}' has no checkpoints/latest.pt to resume from; start a new run")

@@ -29,6 +29,19 @@ TASKS: dict[str, Callable[[Config, Path, int | None], Task]] = {
 }
 
 
+def task_class(name: str) -> type | None:
+    """The task class of a name (its monitor, mode and metric names are class attributes), or None."""
+    if name == "segmentation":
+        from ssmseg.tasks.segmentation.task import SegmentationTask
+
+        return SegmentationTask
+    if name == "reconstruction":
+        from ssmseg.tasks.reconstruction.task import ReconstructionTask
+
+        return ReconstructionTask
+    return None
+
+
 def build_task(cfg: Config, dataset: Path, fold: int | None = None) -> Task:
     """The task named ``cfg.task.name`` on a prepared dataset (and cv fold)."""
     if cfg.task.name not in TASKS:

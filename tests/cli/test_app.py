@@ -167,7 +167,9 @@ def test_train_cv_models_help_and_errors(tmp_path):
         assert invoke(command, "--help").exit_code == 0
     assert_one_line_error(invoke("train", "--set", "model.name=segnet", "--set", f"data.dataset={tmp_path}/nope",
                                  "--device", "cpu"), 1, "does not exist")  # fmt: skip
-    assert_one_line_error(invoke("train", "--resume", str(tmp_path)), 2, "does not exist")
+    assert_one_line_error(invoke("train", "--resume", str(tmp_path)), 1, "not a run folder (no config.yaml)")
+    assert_one_line_error(invoke("train", "--resume", str(tmp_path / "nope")), 1, "run folder", "does not exist")
+    assert "--config" not in invoke("train", "--resume", str(tmp_path / "nope")).output
     result = invoke("models")
     assert result.exit_code == 0 and "ssmu_net" in result.output and "micro_segformer" in result.output
 

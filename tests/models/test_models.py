@@ -7,12 +7,13 @@ import torch
 
 from ssmseg.config.schema import ModelConfig
 from ssmseg.errors import ConfigError
-from ssmseg.models import MODELS, build_model
+from ssmseg.models import build_model
 from ssmseg.models.layers.sinc import SincBandFilters
 from ssmseg.models.layers.wavelet import WaveletConv
+from ssmseg.models.registry import model_names
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", model_names("segmentation"))  # field models: tests/models/test_field_models.py
 @pytest.mark.parametrize(("bands", "size"), [(5, 32), (3, 24)])
 def test_forward_shape_and_gradients(name, bands, size):
     model = build_model(ModelConfig(name=name), bands, 4, tiny=True)

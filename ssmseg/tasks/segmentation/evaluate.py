@@ -22,6 +22,7 @@ from ssmseg.config.schema import ModelConfig
 from ssmseg.data.io import Source, open_source, raster_env
 from ssmseg.data.labels import LabelMapping, parse_color
 from ssmseg.errors import InputError
+from ssmseg.experiments import guards
 from ssmseg.models import build_model
 from ssmseg.progress import progress_bar
 from ssmseg.tasks.results import EvalResult
@@ -131,6 +132,7 @@ def _test_split(cfg: Config, state, model, device, out: Path, dataset: Path | No
     ds = PatchDataset(folder, "test", state.get("fold"))
     if ds.bands != state["in_channels"]:
         raise InputError(f"'{folder}' has {ds.bands} bands, the model {state['in_channels']}; use its own dataset")
+    guards.check_test_data(folder, ds.manifest, state)
     n = state["num_classes"]
     cm = torch.zeros(n, n, dtype=torch.int64)
     loader = torch.utils.data.DataLoader(ds, batch_size=cfg.eval.batch_size)
@@ -209,6 +211,9 @@ def _scenes(cfg: Config, state, model, device, out: Path, inputs, masks) -> Eval
         if mask is not None:
             mask.close()
     metrics = None
+    if masks and not cm.sum():
+        raise InputError(f"the masks ({', '.join(map(str, masks))}) hold no labelled pixel where the scenes have data; "
+                         "metrics would be empty: check the masks, or leave --mask out to predict only")  # fmt: skip
     if masks:
         metrics = _write_metrics(out, cm, state, {"split": "scenes", "inputs": [str(p) for p in inputs],
                                                   "tta": cfg.eval.tta, "blend": cfg.eval.blend})  # fmt: skip
