@@ -22,8 +22,9 @@ The batch-outer loop keeps only one batch of samples in memory. dopri5 controls 
 data-unit fields with BLAS limited to one thread, and the metrics run on one torch thread (their many
 small operations only lose from threads on a shared CPU); the model runs on ``runtime.threads``.
 
-Outputs go into a new folder (``RUN/sweep``, ``sweep-2``, ... or an empty ``--out``), built in a
-``.partial`` folder beside it and renamed into place: nothing that existed is replaced.
+Outputs go into a new folder (``RUN/sweep``, ``sweep-2``, ..., created exclusively, or a new or empty
+``--out``), built in a staging folder beside it and moved onto it when complete, with the ``.ssmseg.json``
+marker of ``ssmseg.outputs`` (kind ``sweep``): nothing that existed is replaced or removed.
 """
 
 from __future__ import annotations
@@ -31,9 +32,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -45,13 +43,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ssmseg import __version__
+from ssmseg import __version__, outputs
 from ssmseg.config import Config
 from ssmseg.data.field_dataset import FieldDataset, load_field_manifest
 from ssmseg.data.fields import FieldStats, denormalize, normalize
 from ssmseg.engine import checkpoint as ckpt
 from ssmseg.engine.runtime import setup_runtime, shutdown
 from ssmseg.errors import InputError, UsageError
+from ssmseg.experiments.guards import run_folder_of
 from ssmseg.progress import progress_bar
 from ssmseg.tasks.reconstruction import baselines as bl
 from ssmseg.tasks.reconstruction.metrics import metrics_from_sums, reconstruction_sums, sample_statistics, sample_sums
@@ -173,34 +172,32 @@ def load_fields(cfg: Config, state: dict[str, Any], fields: Path | None, stats: 
 
 
 def check_out(out: Path | None) -> None:
-    """A given ``--out`` must be new or an empty folder (exit 2 otherwise)."""
-    if out is not None and Path(out).exists() and (not Path(out).is_dir() or any(Path(out).iterdir())):
-        raise UsageError(f"--out '{out}' exists and is not an empty folder; sweep-steps never writes into one: "
-                         "give a new folder")  # fmt: skip
+    """A given ``--out`` must be new or an empty folder, reachable (no file on the way); checked before any work."""
+    if out is None:
+        return
+    out = Path(out)
+    if out.is_symlink() or (out.exists() and (not out.is_dir() or any(out.iterdir()))):
+        raise outputs.OutputError(f"'{out}' already holds {outputs.describe(out)}; sweep-steps writes only into a "
+                                  "new or empty folder: choose another --out")  # fmt: skip
+    outputs.claim(out, "sweep", option="--out")
 
 
-def reserve_output(out: Path | None, run_dir: Path) -> tuple[Path, bool]:
-    """The output folder, empty, and whether it was created here: ``--out`` if it is new or empty, else
-    RUN/sweep, sweep-2, ... (the first free name, created exclusively)."""
-    if out is not None:
-        out = Path(out)
+def sweep_key(path: Path, state: dict[str, Any], cfg: Config, fields: Path | None) -> dict[str, Any]:
+    """Everything that determines a sweep's outputs (its marker's inputs)."""
+    return {"checkpoint": str(Path(path).resolve()), "epoch": state.get("epoch"),
+            "fields": str(Path(fields).resolve()) if fields is not None else str(state.get("dataset")),
+            "sweep": cfg.sweep.model_dump(mode="json"), "seed": cfg.reconstruction.seed,
+            "observed": cfg.reconstruction.observed}  # fmt: skip
+
+
+def reserve_output(out: Path | None, run_dir: Path, key: dict[str, Any], about: str) -> tuple[Path, bool]:
+    """The (empty or marker-only) output folder and whether it was created here: ``--out`` when it is new or
+    empty, else RUN/sweep, RUN/sweep-2, ... (the first name free, created exclusively and marked)."""
+    if out is not None and Path(out).is_dir():
         check_out(out)
-        created = not out.exists()
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise InputError(f"cannot create '{out}': {exc.strerror or exc}; give a writable --out") from exc
-        return out, created
-    for k in range(1, 10_000):
-        candidate = run_dir / ("sweep" if k == 1 else f"sweep-{k}")
-        try:
-            candidate.mkdir()
-            return candidate, True
-        except FileExistsError:
-            continue
-        except OSError as exc:
-            raise InputError(f"cannot write into '{run_dir}': {exc.strerror or exc}; give --out DIR") from exc
-    raise InputError(f"'{run_dir}' already holds 9999 sweeps; give --out DIR")
+        return Path(out), False  # the user's empty folder: the staged output is renamed onto it
+    dest = run_dir / "sweep" if out is None else Path(out)
+    return outputs.create_folder(dest, "sweep", key, unique=out is None, about=about), True
 
 
 # ---------------------------------------------------------------------------------------------- the sweep
@@ -503,27 +500,24 @@ def sweep_steps(cfg: Config, run: Path, fields: Path | None = None, out: Path | 
     """Run the sweep for ``run`` (a run folder or checkpoint) and write its folder; see the module docstring."""
     path, state = load_run(run)
     check_out(out)
-    run_dir = Path(run) if Path(run).is_dir() else path.parent.parent
+    run_dir = run_folder_of(path)
+    key, about = sweep_key(path, state, cfg, fields), f"ssmseg sweep-steps of {path}"
     rt = setup_runtime(cfg.runtime)
     try:
         model, stats = load_field_model(state, rt.device)
         test = load_fields(cfg, state, fields, stats)
         _check_model_takes(model, test, rt.device, state["config"]["model"]["name"])
-        dest, created = reserve_output(out, run_dir)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
+        dest, created = reserve_output(out, run_dir, key, about)
+        tmp = None
         try:
+            tmp = outputs.staging(dest)
             result = _run(cfg, state, path, run_dir, model, stats, test, rt.device, tmp)
-            try:
-                os.rename(tmp, dest)  # onto the empty folder reserved above (ours, or an empty --out)
-            except OSError:
-                dest.rmdir()
-                os.rename(tmp, dest)
+            result.out = outputs.publish(tmp, dest, "sweep", key, about=about)  # onto the folder reserved above
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if created and dest.is_dir() and not any(dest.iterdir()):
-                dest.rmdir()
+            outputs.discard(tmp)
+            if created:
+                outputs.remove_own(dest, "sweep", option="--out")
             raise
-        result.out = dest
         return result
     finally:
         shutdown(rt)

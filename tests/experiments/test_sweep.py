@@ -145,7 +145,9 @@ def test_outputs_folder_json_csv_figures_and_report(run):
     kept = sorted(p.relative_to(run) for p in run.rglob("*") if not p.relative_to(run).parts[0].startswith("sweep"))
     assert kept == before  # nothing we did not write was touched
     files = {p.name for p in first.out.iterdir()}
-    assert files == {"sweep.json", "sweep.csv", "psnr_vs_nfe.png", "examples.png"}
+    assert files == {"sweep.json", "sweep.csv", "psnr_vs_nfe.png", "examples.png", ".ssmseg.json"}
+    marker = json.loads((first.out / ".ssmseg.json").read_text())
+    assert marker["kind"] == "sweep" and ".ssmseg.json" not in marker["files"] and "sweep.json" in marker["files"]
     data = json.loads((first.out / "sweep.json").read_text())
     assert data["protocol"]["samples"] == 2 and data["protocol"]["fractions"] == [0.2]
     assert {"torch", "torchdiffeq", "scipy", "scikit-learn"} <= set(data["protocol"]["versions"])
@@ -250,8 +252,9 @@ def test_bad_input_is_one_line_exit_2(run, tmp_path):
     full = tmp_path / "full"
     full.mkdir()
     (full / "keep.txt").write_text("mine")
-    one_line_error(invoke("sweep-steps", run, "--out", full, "--set", "sweep.steps=[1]"), "not an empty folder")
-    assert (full / "keep.txt").read_text() == "mine"
+    refused = invoke("sweep-steps", run, "--out", full, "--set", "sweep.steps=[1]")  # a folder refusal: exit 1
+    assert refused.exit_code == 1 and refused.output.startswith("error: ") and "new or empty folder" in refused.output
+    assert (full / "keep.txt").read_text() == "mine" and sorted(p.name for p in full.iterdir()) == ["keep.txt"]
     small = tmp_path / "small.npy"
     np.save(small, np.random.default_rng(0).normal(size=(12, 1, 4, 4)).astype(np.float32))
     tiny = prepare_fields(build_config(explicit={"task": {"name": "reconstruction"},
