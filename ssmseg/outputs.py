@@ -35,6 +35,7 @@ KINDS = {
     "cv": "a cross-validation run",
     "dataset": "a prepared dataset",
     "eval": "evaluation outputs",
+    "baseline": "classical baselines",
 }
 # What a run folder may hold, as written by train (a run folder grows, so it is described by patterns).
 RUN_FILES = (

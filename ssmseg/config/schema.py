@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class Section(BaseModel):
@@ -180,12 +180,13 @@ class BaselineConfig(Section):
     max_depth: int | None = Field(None, ge=1, description="random_forest: tree depth limit; empty: none.")
     max_iter: int = Field(300, ge=10, description="logistic: solver iterations.")
 
-    @model_validator(mode="after")
-    def _odd_windows(self) -> BaselineConfig:
-        bad = [w for w in self.windows if w < 3 or w % 2 == 0]
+    @field_validator("windows")
+    @classmethod
+    def _odd_windows(cls, windows: list[int]) -> list[int]:
+        bad = [w for w in windows if w < 3 or w % 2 == 0]
         if bad:
-            raise ValueError(f"windows {bad} must be odd and at least 3, e.g. [3, 7]")
-        return self
+            raise ValueError(f"{bad} must be odd and at least 3, e.g. [3, 7]")
+        return windows
 
 
 class ModelConfig(Section):
