@@ -176,8 +176,8 @@ class BaselineConfig(Section):
         description="random_forest: local statistics are computed on this many principal components of the "
         "spectrum (all bands when there are no more).",
     )
-    trees: int = Field(100, ge=1, description="random_forest: number of trees.")
-    max_depth: int | None = Field(None, ge=1, description="random_forest: tree depth limit; empty: none.")
+    trees: int = Field(50, ge=1, description="random_forest: number of trees.")
+    max_depth: int | None = Field(20, ge=1, description="random_forest: tree depth limit; empty: none.")
     max_iter: int = Field(300, ge=10, description="logistic: solver iterations.")
 
     @field_validator("windows")

@@ -26,6 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn.ensemble import RandomForestClassifier  # imported here, not inside a method's timing
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from ssmseg import outputs
 from ssmseg.config import Config
@@ -88,8 +93,10 @@ class Features:
         if bands <= self.components:
             self.basis = np.eye(bands, dtype=np.float32)
             return
-        _, _, vt = np.linalg.svd(spectra - self.mean, full_matrices=False)
-        self.basis = vt[: self.components].astype(np.float32)
+        sample = spectra[:: max(1, len(spectra) // 20_000)]  # the sample is random already; 20000 rows suffice
+        centred = (sample - self.mean).astype(np.float64)
+        _, vectors = np.linalg.eigh(centred.T @ centred)  # eigenvalues ascending: the last are the leading ones
+        self.basis = vectors[:, ::-1][:, : self.components].T.astype(np.float32)
 
     def context(self, image: np.ndarray) -> np.ndarray:
         """(bands, h, w) -> (2 * len(windows) * k, h, w): local mean and std of the components."""
@@ -147,7 +154,12 @@ def run_baseline(cfg: Config, dataset: Path, fold: int | None = None, out: Path 
     else:
         outputs.claim(out, "baseline", key, mismatch=f"'{out}' holds baselines of other settings; choose another "
                       "--out")  # fmt: skip
-    results, notes = _fit_and_score(train, test, bc, seed, fold, dataset, cfg.runtime.threads)
+    from threadpoolctl import threadpool_limits
+
+    # BLAS on one thread unless runtime.threads says otherwise: these matrices are small, and a multithreaded
+    # OpenBLAS on a busy machine was measured 20-50x slower (threads spinning for cores others hold).
+    with threadpool_limits(limits=cfg.runtime.threads or 1, user_api="blas"):
+        results, notes = _fit_and_score(train, test, bc, seed, fold, dataset, cfg.runtime.threads)
     tmp = outputs.staging(out)
     try:
         _write(tmp, results)
@@ -280,11 +292,6 @@ def _fit(method, x_spec, x_ctx, y, counts, bc, seed, threads, notes):
         notes.append(f"{method}: the training sample holds one class only; it predicts that class")
         return _Constant(int(y[0]))
     if method == "logistic":
-        from sklearn.exceptions import ConvergenceWarning
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
-
         model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=bc.max_iter))
 
         with warnings.catch_warnings(record=True) as caught:
@@ -293,8 +300,6 @@ def _fit(method, x_spec, x_ctx, y, counts, bc, seed, threads, notes):
         if any(issubclass(w.category, ConvergenceWarning) for w in caught):
             notes.append(f"logistic: not converged in {bc.max_iter} iterations; raise baseline.max_iter")
         return model
-    from sklearn.ensemble import RandomForestClassifier
-
     model = RandomForestClassifier(n_estimators=bc.trees, max_depth=bc.max_depth, n_jobs=threads or -1,
                                    random_state=seed)  # fmt: skip
     model.fit(np.concatenate([x_spec, x_ctx], 1), y)
