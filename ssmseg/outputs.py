@@ -36,6 +36,7 @@ KINDS = {
     "dataset": "a prepared dataset",
     "eval": "evaluation outputs",
     "sweep": "a solver/step sweep",
+    "baseline": "classical baselines",
 }
 # What a run folder may hold, as written by train (a run folder grows, so it is described by patterns).
 RUN_FILES = (

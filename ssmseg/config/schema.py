@@ -64,6 +64,11 @@ class SplitConfig(Section):
     )
     folds: int = Field(3, ge=2, description="Cross-validation folds assigned over the non-test blocks.")
     seed: int = Field(0, ge=0, description="Seed of the block assignment.")
+    test: list[str] = Field(
+        [],
+        description="Image files or glob patterns whose whole scenes go to the test split (held-out scenes); "
+        "the other sources are split as configured.",
+    )
 
 
 class FieldsPrepConfig(Section):
@@ -91,9 +96,15 @@ class PrepConfig(Section):
     """`ssmseg prep`: from source scenes to a dataset folder of normalised-on-load patches."""
 
     images: list[str] = Field([], description="Image files or glob patterns (GeoTIFF, TIFF, JPEG/PNG, .mat, .npy).")
-    masks: list[str] = Field([], description="Mask files or glob patterns, paired with images by name.")
+    masks: list[str] = Field(
+        [],
+        description="Mask files or glob patterns, paired with images by file stem; files of the same name in "
+        "several folders (tile_1/images/x.jpg, tile_1/masks/x.png) pair by their nearest common folder.",
+    )
     pair_pattern: str | None = Field(
-        None, description="Regex whose first group is the pairing key of a file name; empty: the file stem."
+        None,
+        description="Regex whose groups (joined by '/') are the pairing key; searched in the file name, or in the "
+        r"whole path when it contains '/', e.g. '(tile_\d+)/\w+/(.+)\.\w+$'; empty: the file stem.",
     )
     reader: Literal["auto", "rasterio", "tifffile"] = Field(
         "auto", description="TIFF reader: rasterio (GDAL, windowed, georeferenced) or tifffile; auto: rasterio."
@@ -102,6 +113,23 @@ class PrepConfig(Section):
     mask_key: str | None = Field(None, description="Array name inside mask .mat files (empty: the only array).")
     band_axis: int | None = Field(
         None, description="Band axis of .mat/.npy cubes; empty: the axis that is not one of two equal-sized ones."
+    )
+    rows_key: str | None = Field(
+        None,
+        description="Flattened .mat cubes (bands, pixels): name of the scalar holding the row count; empty: "
+        "found by name (nRow, nrows, rows, height, lines, ...).",
+    )
+    cols_key: str | None = Field(
+        None, description="Flattened .mat cubes: name of the scalar holding the column count; empty: found by name."
+    )
+    flat_order: Literal["column", "row"] = Field(
+        "column",
+        description="Pixel order of flattened cubes: column (MATLAB's column-major, as distributed) or row.",
+    )
+    labels_from: Literal["values", "argmax"] = Field(
+        "values",
+        description="values: the mask holds class values; argmax: it holds per-class maps (abundances, "
+        "probabilities; (classes, H, W), (H, W, classes) or flattened) and the class is the largest.",
     )
     palette: dict[str, str] | None = Field(
         None, description='RGB masks: colour to class name, e.g. {"#3C1098": building}; in class order.'
@@ -128,6 +156,37 @@ class PrepConfig(Section):
         default_factory=FieldsPrepConfig, description="Reconstruction datasets: field size, layout, sinusoids."
     )
     out: Path | None = Field(None, description="Dataset folder to write; empty: data.dataset.")
+
+
+class BaselineConfig(Section):
+    """`ssmseg baseline`: classical per-pixel classifiers on the same split and pixels as eval."""
+
+    methods: list[Literal["majority", "logistic", "random_forest"]] = Field(
+        ["majority", "logistic", "random_forest"], min_length=1, description="Baselines to fit and score."
+    )
+    max_train_pixels: int = Field(
+        200_000, ge=100, description="Labelled training pixels drawn at random (without replacement) to fit on."
+    )
+    windows: list[int] = Field(
+        [3, 7], description="random_forest: sides of the windows of local mean and std features (odd, >= 3)."
+    )
+    context_components: int = Field(
+        8,
+        ge=1,
+        description="random_forest: local statistics are computed on this many principal components of the "
+        "spectrum (all bands when there are no more).",
+    )
+    trees: int = Field(50, ge=1, description="random_forest: number of trees.")
+    max_depth: int | None = Field(20, ge=1, description="random_forest: tree depth limit; empty: none.")
+    max_iter: int = Field(300, ge=10, description="logistic: solver iterations.")
+
+    @field_validator("windows")
+    @classmethod
+    def _odd_windows(cls, windows: list[int]) -> list[int]:
+        bad = [w for w in windows if w < 3 or w % 2 == 0]
+        if bad:
+            raise ValueError(f"{bad} must be odd and at least 3, e.g. [3, 7]")
+        return windows
 
 
 class ModelConfig(Section):
@@ -374,6 +433,9 @@ class Config(BaseModel):
         default_factory=ReconstructionConfig, description="Sparse-field reconstruction."
     )
     sweep: SweepConfig = Field(default_factory=SweepConfig, description="Solver and step sweep.")
+    baseline: BaselineConfig = Field(
+        default_factory=BaselineConfig, description="Classical baselines (`ssmseg baseline`)."
+    )
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig, description="Device, precision, outputs.")
 
     @model_validator(mode="after")

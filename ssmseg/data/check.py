@@ -10,7 +10,15 @@ import numpy as np
 from ssmseg.config.schema import Config
 from ssmseg.data import manifest as mf
 from ssmseg.data.io import raster_env
-from ssmseg.data.pairing import find_pairs, label_mapping, mask_strips, open_pair, unknown_error, unknown_values
+from ssmseg.data.pairing import (
+    crs_note,
+    find_pairs,
+    label_mapping,
+    mask_strips,
+    open_pair,
+    unknown_error,
+    unknown_values,
+)
 from ssmseg.data.prepare import read_window
 from ssmseg.data.splits import find_leaks
 from ssmseg.data.tiling import block_windows, make_blocks, overlap_pixels
@@ -53,7 +61,12 @@ def _check_sources(cfg: Config) -> CheckReport:
         return report
     fix = "prep.palette or prep.ignore_colors" if mapping.kind == "rgb" else "prep.class_map or prep.ignore_values"
     lossy = {m.info.path for m in masks if m.lossy}
-    for path, values in unknown_values(mapping, masks).items():
+    try:
+        unknown = unknown_values(mapping, masks)
+    except InputError as exc:  # a mask that cannot be decoded at all (named in the message)
+        report.problems.append(str(exc))
+        return report
+    for path, values in unknown.items():
         if path in lossy or Path(path).suffix.lower() in (".jpg", ".jpeg"):
             report.problems.append(str(unknown_error({path: values}, mapping, lossy)))
             continue
@@ -66,6 +79,9 @@ def _check_sources(cfg: Config) -> CheckReport:
         finally:
             image.close()
             mask.close()
+    note = crs_note([i for i, _ in opened])
+    if note:
+        report.notes.append(note)
     report.notes.append(f"{len(opened)} image/mask pairs, {len(mapping.classes)} classes: {', '.join(mapping.classes)}")
     return report
 
@@ -84,13 +100,11 @@ def _check_scene(image, mask, mapping, crop: int, stride: int, report: CheckRepo
     empty = 0
     windows = [rc for b in make_blocks(0, h, w, max(h, w)) for rc in block_windows(b, crop, stride, h, w, "pad")]
     for r, c in windows:
-        labels, _ = mapping.decode(read_window(mask, r, c, crop)[0])
+        labels, _ = mapping.decode(read_window(mask, r, c, crop)[0], mask.info.path)
         if (labels == mapping.ignore_index).all():
             empty += 1
     if empty:
         report.notes.append(f"'{image.info.path}': {empty} of {len(windows)} crops hold no labelled pixel")
-    if image.info.crs is None:
-        report.notes.append(f"'{image.info.path}' has no CRS: outputs will not be georeferenced")
 
 
 def check_dataset(folder: Path) -> CheckReport:

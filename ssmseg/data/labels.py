@@ -47,15 +47,23 @@ class LabelMapping:
     values: dict[int, int] = field(default_factory=dict)  # raw value (or packed colour) -> class
     ignored: set[int] = field(default_factory=set)  # raw values (or packed colours) -> ignore
 
-    def decode(self, mask: np.ndarray) -> tuple[np.ndarray, dict[int, int]]:
-        """mask (bands, h, w) -> labels (h, w) uint8 and {unknown raw value: pixel count}."""
+    def decode(self, mask: np.ndarray, path: str | None = None) -> tuple[np.ndarray, dict[int, int]]:
+        """mask (bands, h, w) -> labels (h, w) uint8 and {unknown raw value: pixel count}; ``path`` names the
+        mask in errors."""
+        name = f"mask '{path}'" if path else "the mask"
         if self.kind == "rgb":
             if mask.shape[0] < 3:
-                raise InputError("an RGB palette was given but the mask has one band; use classes/class_map instead")
+                raise InputError(
+                    f"{name} has {mask.shape[0]} band(s) and no colour table, but prep.palette expects RGB colours; "
+                    "for index masks use prep.classes/class_map instead of prep.palette"
+                )
             raw = _pack(mask[:3])
         else:
             if mask.shape[0] != 1:
-                raise InputError(f"index masks need one band, got {mask.shape[0]}; set prep.palette for RGB masks")
+                raise InputError(
+                    f"{name} has {mask.shape[0]} bands; index masks need one: set prep.palette for colour masks, "
+                    "or prep.labels_from: argmax for per-class maps"
+                )
             raw = mask[0].astype(np.int64)
         keys = np.array(sorted(self.values), dtype=np.int64)
         out = np.full(raw.shape, self.ignore_index, dtype=np.uint8)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import glob
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from ssmseg.config.schema import PrepConfig
-from ssmseg.data.io import Source, open_source
+from ssmseg.data.io import ArgmaxSource, Flat, NeedsSceneSize, PaletteSource, Source, open_source
 from ssmseg.data.labels import LabelMapping, build_mapping
 from ssmseg.errors import InputError
 
@@ -38,46 +38,96 @@ def expand(patterns: list[str], what: str) -> list[Path]:
 
 
 def pair_key(path: Path, pattern: str | None) -> str:
+    """The file stem, or the groups of ``pattern`` joined by '/' (searched in the whole path when the pattern
+    holds a '/', else in the file name)."""
     if pattern is None:
         return path.stem
-    match = re.search(pattern, path.name)
-    if not match or not match.groups():
-        raise InputError(f"prep.pair_pattern '{pattern}' has no group matching '{path.name}'; adjust the regex")
-    return match.group(1)
+    where = path.as_posix() if "/" in pattern else path.name
+    try:
+        match = re.search(pattern, where)
+    except re.error as exc:
+        raise InputError(f"prep.pair_pattern '{pattern}' is not a valid regex ({exc}); fix it") from None
+    groups = [g for g in match.groups() if g is not None] if match else []
+    if not groups:
+        raise InputError(f"prep.pair_pattern '{pattern}' has no group matching '{where}'; adjust the regex")
+    return "/".join(groups)
+
+
+def _shared_depth(a: Path, b: Path) -> int:
+    """How many leading folders two files' (absolute) paths share."""
+    n = 0
+    for x, y in zip(a.resolve().parent.parts, b.resolve().parent.parts, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 def find_pairs(prep: PrepConfig) -> list[Pair]:
-    """Every image with its mask, matched by key (the file stem, or prep.pair_pattern's first group)."""
+    """Every image with its mask, matched by key (the file stem, or prep.pair_pattern's groups). Files of the
+    same name in several folders (tile_1/images/x.jpg, tile_1/masks/x.png, tile_2/...) pair with the mask whose
+    path shares the most folders with the image's."""
     if not prep.images:
         raise InputError("no images given; set prep.images (files or glob patterns), or use --synthetic")
     if not prep.masks:
         raise InputError("no masks given; set prep.masks (files or glob patterns) to pair with prep.images")
     images = expand(prep.images, "images")
-    masks = {}
+    masks: dict[str, list[Path]] = {}
     for m in expand(prep.masks, "masks"):
-        key = pair_key(m, prep.pair_pattern)
-        if key in masks:
-            raise InputError(f"masks '{masks[key]}' and '{m}' share the key '{key}'; set prep.pair_pattern")
-        masks[key] = m
-    pairs = []
+        masks.setdefault(pair_key(m, prep.pair_pattern), []).append(m)
+    pairs, taken = [], {}
     for image in images:
         key = pair_key(image, prep.pair_pattern)
-        if key not in masks:
+        candidates = masks.get(key, [])
+        if not candidates:
             raise InputError(
                 f"image '{image}' has no mask (key '{key}' not among prep.masks); add its mask or set prep.pair_pattern"
             )
-        pairs.append(Pair(key, image, masks.pop(key)))
-    if masks:
-        extra = next(iter(masks.values()))
-        raise InputError(f"mask '{extra}' has no image; add its image to prep.images or remove the mask")
+        depth = [_shared_depth(image, m) for m in candidates]
+        best = [m for m, d in zip(candidates, depth, strict=True) if d == max(depth)]
+        if len(best) > 1:
+            raise InputError(
+                f"image '{image}' matches masks '{best[0]}' and '{best[1]}' equally (key '{key}'); set "
+                "prep.pair_pattern to a regex over the path, e.g. '(tile_\\d+)/\\w+/(.+)\\.\\w+$'"
+            )
+        mask = best[0]
+        if str(mask) in taken:
+            raise InputError(
+                f"images '{taken[str(mask)]}' and '{image}' both pair with mask '{mask}'; give each image its own "
+                "mask or set prep.pair_pattern"
+            )
+        taken[str(mask)] = image
+        pairs.append(Pair(key, image, mask))
+    extra = [m for group in masks.values() for m in group if str(m) not in taken]
+    if extra:
+        raise InputError(f"mask '{extra[0]}' has no image; add its image to prep.images or remove the mask")
     return pairs
 
 
 def open_pair(pair: Pair, prep: PrepConfig) -> tuple[Source, Source]:
-    """Open image and mask; sizes and CRS must agree."""
-    mask = open_source(pair.mask, prep.reader, prep.mask_key, band_axis=None)
+    """Open image and mask; sizes and CRS must agree. The mask is opened first (its size tells a cube's band
+    axis), unless its layout needs the scene's size (flattened per-class maps): then the image first."""
+    flat = Flat(prep.rows_key, prep.cols_key, prep.flat_order)
+    maps = prep.labels_from == "argmax"
+
+    def _mask(spatial: tuple[int, int] | None) -> Source:
+        return open_source(pair.mask, prep.reader, prep.mask_key, None, spatial, replace(flat, required=False), maps)
+
+    def _image(spatial: tuple[int, int] | None) -> Source:
+        return open_source(pair.image, prep.reader, prep.image_key, prep.band_axis, spatial, flat)
+
+    try:
+        mask = _mask(None)
+    except NeedsSceneSize:
+        image = _image(None)
+        mask = _mask((image.info.height, image.info.width))
+    else:
+        image = _image((mask.info.height, mask.info.width))
+    if maps:
+        mask = ArgmaxSource(mask)
+    elif prep.palette and getattr(mask, "colormap", None):
+        mask = PaletteSource(mask, mask.colormap)  # palette-indexed PNG/GeoTIFF: decoded through its table
     spatial = (mask.info.height, mask.info.width)
-    image = open_source(pair.image, prep.reader, prep.image_key, prep.band_axis, spatial=spatial)
     if (image.info.height, image.info.width) != spatial:
         raise InputError(
             f"'{pair.image}' is {image.info.height}x{image.info.width} but its mask '{pair.mask}' is "
@@ -88,6 +138,16 @@ def open_pair(pair: Pair, prep: PrepConfig) -> tuple[Source, Source]:
             f"'{pair.image}' ({image.info.crs}) and '{pair.mask}' ({mask.info.crs}) have different CRS; reproject one"
         )
     return image, mask
+
+
+def crs_note(images: list[Source]) -> str | None:
+    """One note for every scene without a CRS (a folder of JPEG tiles would otherwise give one per file)."""
+    missing = [i.info.path for i in images if i.info.crs is None]
+    if not missing:
+        return None
+    n = len(missing)
+    which = f"'{missing[0]}' has" if n == 1 else f"{n} of {len(images)} scenes (e.g. '{missing[0]}') have"
+    return f"{which} no CRS: patches and predictions will not be georeferenced"
 
 
 def mask_strips(mask: Source):
@@ -121,7 +181,7 @@ def unknown_values(mapping: LabelMapping, masks: list[Source]) -> dict[str, dict
     for m in masks:
         counts: dict[int, int] = {}
         for _, strip in mask_strips(m):
-            for value, n in mapping.decode(strip)[1].items():
+            for value, n in mapping.decode(strip, m.info.path)[1].items():
                 counts[value] = counts.get(value, 0) + n
         if counts:
             out[m.info.path] = {mapping.describe(v): n for v, n in sorted(counts.items(), key=lambda kv: -kv[1])}

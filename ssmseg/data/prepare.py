@@ -8,6 +8,7 @@ statistics of the fold it trains on. The folder is built under a temporary name 
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -22,10 +23,10 @@ from ssmseg.data import manifest as mf
 from ssmseg.data.io import Source, raster_env, sha256_file, window_transform
 from ssmseg.data.labels import color_hex
 from ssmseg.data.npyfile import NpyPatches, NpyWriter
-from ssmseg.data.pairing import find_pairs, label_mapping, open_pair, unknown_error, unknown_values
+from ssmseg.data.pairing import crs_note, find_pairs, label_mapping, open_pair, unknown_error, unknown_values
 from ssmseg.data.splits import SPLITS, apply_buffer, assign_folds, assign_splits, find_leaks
 from ssmseg.data.stats import SAMPLE_TARGET, BandStats
-from ssmseg.data.tiling import Block, block_windows, make_blocks, overlap_pixels
+from ssmseg.data.tiling import Block, make_blocks, overlap_pixels, owned_windows
 from ssmseg.errors import InputError
 from ssmseg.progress import progress_bar
 
@@ -70,9 +71,19 @@ class StripReader:
         return _pad(self.strip[:, :, col : col + min(self.crop, info.width - col)], self.crop)
 
 
+# Prep keys added after format 2, left out of the hash at their defaults: datasets prepared before them stay
+# "up to date" instead of asking for --force.
+LATER_KEYS = {"rows_key": None, "cols_key": None, "flat_order": "column", "labels_from": "values"}
+
+
 def input_hash(cfg: Config, sources: list[str]) -> str:
     """Content hash of everything that determines the output: source bytes and the prep settings."""
     settings = cfg.prep.model_dump(mode="json", exclude={"out"})
+    for key, default in LATER_KEYS.items():
+        if settings.get(key) == default:
+            settings.pop(key)
+    if not settings["split"].get("test"):
+        settings["split"].pop("test", None)
     settings["crop_size"] = cfg.data.crop_size
     payload = json.dumps({"settings": settings, "sources": sources, "format": mf.FORMAT_VERSION}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
@@ -112,29 +123,36 @@ def _prepare(cfg: Config, out: Path, force: bool, stack: contextlib.ExitStack) -
     if unknown:
         raise unknown_error(unknown, mapping, {m.info.path for m in masks if m.lossy})
 
+    held_out = held_out_sources(prep.split.test, pairs)
     overlap = overlap_pixels(prep.overlap, crop)
     stride = crop - overlap
     mode = prep.split.mode
     units: list[Block] = []
     windows: list[tuple[int, int, int]] = []  # (source, row, col) per patch
+    owned: list[tuple[int, int]] = []  # rows and columns from the top-left that the patch owns (counted once)
     unit_of: list[int] = []
     for s, img in enumerate(images):
         h, w = img.info.height, img.info.width
         size = (prep.split.block_size or 2 * crop) if mode == "blocks" else max(h, w)
         for block in make_blocks(s, h, w, size):
-            for r, c in block_windows(block, crop, stride, h, w, prep.edge):
+            for r, c, oh, ow in owned_windows(block, crop, stride, h, w, prep.edge):
                 if mode == "random" or not units or units[-1] is not block:
                     units.append(block)
                 unit_of.append(len(units) - 1)
                 windows.append((s, r, c))
+                owned.append((oh, ow))
     if not windows:
         raise InputError("no crop fits the scenes; use edge: pad or a smaller data.crop_size")
     order = sorted(range(len(windows)), key=lambda i: windows[i])  # row by row: one strip read per row
-    windows, unit_of = [windows[i] for i in order], [unit_of[i] for i in order]
+    windows, unit_of, owned = [windows[i] for i in order], [unit_of[i] for i in order], [owned[i] for i in order]
+    forced = np.array([u.source in held_out for u in units], bool)
 
     tmp = outputs.staging(out)
     try:
-        manifest, notes = _write(cfg, tmp, images, masks, mapping, windows, unit_of, len(units), overlap)
+        manifest, notes = _write(cfg, tmp, images, masks, mapping, windows, owned, unit_of, forced, overlap)
+        note = crs_note(images)
+        if note:
+            notes.insert(0, note)
         sources = [
             {"image": {**img.info.to_dict(), "sha256": hashes[2 * k]},
              "mask": {**msk.info.to_dict(), "sha256": hashes[2 * k + 1]}}
@@ -149,8 +167,25 @@ def _prepare(cfg: Config, out: Path, force: bool, stack: contextlib.ExitStack) -
     return PrepResult(out, False, manifest, notes)
 
 
-def _write(cfg, tmp, images, masks, mapping, windows, unit_of, n_units, overlap):
+def held_out_sources(patterns: list[str], pairs: list) -> set[int]:
+    """Indices of the pairs whose image (or mask) matches one of prep.split.test's files or globs."""
+    held: set[int] = set()
+    for pattern in patterns:
+        hits = {str(Path(h).resolve()) for h in glob.glob(pattern, recursive=True)} if glob.has_magic(pattern) else {
+            str(Path(pattern).resolve())}  # fmt: skip
+        matched = {k for k, pair in enumerate(pairs) if {str(pair.image.resolve()), str(pair.mask.resolve())} & hits}
+        if not matched:
+            raise InputError(f"prep.split.test: '{pattern}' matches none of the images in prep.images (or their "
+                             "masks); give an image file or a glob that matches one")  # fmt: skip
+        held |= matched
+    if held and len(held) == len(pairs):
+        raise InputError(f"prep.split.test holds every scene ({len(pairs)}); leave some for training and validation")
+    return held
+
+
+def _write(cfg, tmp, images, masks, mapping, windows, owned, unit_of, forced, overlap):
     prep, crop = cfg.prep, cfg.data.crop_size
+    n_units = len(forced)
     n, bands = len(windows), images[0].info.bands
     if any(i.info.bands != bands for i in images):
         raise InputError("the images have different band counts; prepare them as separate datasets")
@@ -167,7 +202,7 @@ def _write(cfg, tmp, images, masks, mapping, windows, unit_of, n_units, overlap)
         for i, (s, r, c) in enumerate(windows):
             img, inside = img_strips[s].window(r, c)
             msk, _ = msk_strips[s].window(r, c)
-            labels, _ = mapping.decode(msk)
+            labels, _ = mapping.decode(msk, masks[s].info.path)
             nodata = prep.nodata if prep.nodata is not None else images[s].info.nodata
             valid = inside & ~np.isnan(img).any(0) if img.dtype.kind == "f" else inside.copy()
             if nodata is not None:
@@ -176,18 +211,19 @@ def _write(cfg, tmp, images, masks, mapping, windows, unit_of, n_units, overlap)
             Xw.append(np.where(valid, img, 0))
             Yw.append(labels)
             Vw.append(valid)
-            unit_counts[unit_of[i]] += np.bincount(labels[labels != mapping.ignore_index], minlength=n_classes)[
-                :n_classes
-            ]
+            own = labels[: owned[i][0], : owned[i][1]]  # overlapping windows: each pixel is counted once
+            unit_counts[unit_of[i]] += np.bincount(own[own != mapping.ignore_index], minlength=n_classes)[:n_classes]
             advance()
     for w in (Xw, Yw, Vw):
         w.close()
     X, Y, V = (NpyPatches(tmp / f"{k}.npy") for k in ("images", "labels", "valid"))
-    unit_split = assign_splits(unit_counts, prep.split.ratios, prep.split.seed)
+    unit_split = np.full(n_units, SPLITS.index("test"))  # held-out scenes (prep.split.test) are test as a whole
+    unit_split[~forced] = assign_splits(unit_counts[~forced], prep.split.ratios, prep.split.seed)
     unit_fold = assign_folds(unit_counts, unit_split, prep.split.folds, prep.split.seed)
     patches = [
-        {"source": s, "window": [r, c, crop, crop], "block": unit_of[i], "split": SPLITS[unit_split[unit_of[i]]],
-         "fold": int(unit_fold[unit_of[i]]), "transform": window_transform(images[s].info.transform, r, c)}
+        {"source": s, "window": [r, c, crop, crop], "own": list(owned[i]), "block": unit_of[i],
+         "split": SPLITS[unit_split[unit_of[i]]], "fold": int(unit_fold[unit_of[i]]),
+         "transform": window_transform(images[s].info.transform, r, c)}
         for i, (s, r, c) in enumerate(windows)
     ]  # fmt: skip
     notes = []
@@ -200,13 +236,15 @@ def _write(cfg, tmp, images, masks, mapping, windows, unit_of, n_units, overlap)
     elif leaks:
         raise RuntimeError(f"internal error: spatial split leaks ({leaks[0]})")
     counts = _class_counts(patches, Y, n_classes, prep.split.folds, mapping.ignore_index)
+    wanted = [r > 0 for r in prep.split.ratios]
+    wanted[SPLITS.index("test")] |= bool(forced.any())
     for split in SPLITS:
-        if prep.split.ratios[SPLITS.index(split)] > 0:
+        if wanted[SPLITS.index(split)]:
             missing = [mapping.classes[k] for k in range(n_classes) if counts[split][k] == 0]
             if missing:
                 notes.append(f"classes missing from the {split} split: {', '.join(missing)}")
     try:
-        _check_splits(patches, counts, prep, notes)
+        _check_splits(patches, counts, prep, wanted, notes)
         stats = _stats(patches, X, V, prep.split.folds, prep.split.seed)
     finally:
         for arr in (X, Y, V):
@@ -235,7 +273,7 @@ def _write(cfg, tmp, images, masks, mapping, windows, unit_of, n_units, overlap)
     return manifest, notes
 
 
-def _check_splits(patches, counts, prep, notes) -> None:
+def _check_splits(patches, counts, prep, wanted, notes) -> None:
     """A split that is asked for (a share above 0) must get patches with labelled pixels: without them training
     learns nothing, validation measures nothing and test metrics are empty. Refused before anything is kept."""
     n_blocks = len({p["block"] for p in patches})
@@ -244,7 +282,7 @@ def _check_splits(patches, counts, prep, notes) -> None:
                          "(prep.ignore_values/ignore_colors) or the image is nodata there; check the masks and the "
                          "class settings")  # fmt: skip
     for k, split in enumerate(SPLITS):
-        if prep.split.ratios[k] <= 0:
+        if not wanted[k]:
             continue
         has_patches = any(p["split"] == split for p in patches)
         if not has_patches or not sum(counts[split]):
@@ -263,7 +301,7 @@ def _check_splits(patches, counts, prep, notes) -> None:
 def _class_counts(patches, Y, n_classes, folds, ignore):
     counts = {k: np.zeros(n_classes, np.int64) for k in [*SPLITS, *(f"fold_{f}" for f in range(folds))]}
     for i, p in enumerate(patches):
-        lab = Y[i]
+        lab = Y[i][: p["own"][0], : p["own"][1]]  # owned pixels: overlapping windows count each pixel once
         binc = np.bincount(lab[lab != ignore], minlength=n_classes)[:n_classes]
         counts[p["split"]] += binc
         if p["fold"] >= 0:
@@ -279,7 +317,8 @@ def _stats(patches, X, V, folds, seed):
     sets.update({f"fold_{k}": BandStats(bands, per_patch, seed + k + 1) for k in range(folds)})
     with progress_bar("statistics", len(patches)) as advance:
         for i, p in enumerate(patches):
-            image, valid = X[i], V[i].astype(bool)
+            oh, ow = p["own"]  # owned pixels only: overlapping windows count each pixel once
+            image, valid = X[i][:, :oh, :ow], V[i][:oh, :ow].astype(bool)
             targets = ["train"] if p["split"] == "train" else []
             targets += [f"fold_{k}" for k in range(folds) if p["fold"] >= 0 and p["fold"] != k]
             if targets:

@@ -52,3 +52,20 @@ def block_windows(block: Block, crop: int, stride: int, height: int, width: int,
     rows = axis_starts(block.r0, block.r1, crop, stride, height, edge)
     cols = axis_starts(block.c0, block.c1, crop, stride, width, edge)
     return [(r, c) for r in rows for c in cols]
+
+
+def owned_windows(
+    block: Block, crop: int, stride: int, height: int, width: int, edge: str
+) -> list[tuple[int, int, int, int]]:
+    """(row, col, owned rows, owned cols) of every crop window inside a block. Overlapping windows (an
+    overlap, or the last window shifted inward to end at the block's edge) share pixels; each pixel is owned
+    by exactly one window, the last one that starts at or before it, so a window owns the rectangle from its
+    top-left corner to the next window's start (or its own end). Counts and statistics use owned pixels only."""
+    rows = axis_starts(block.r0, block.r1, crop, stride, height, edge)
+    cols = axis_starts(block.c0, block.c1, crop, stride, width, edge)
+
+    def owned(starts: list[int], k: int, hi: int) -> int:
+        return (starts[k + 1] if k + 1 < len(starts) else min(starts[k] + crop, hi)) - starts[k]
+
+    return [(r, c, owned(rows, i, block.r1), owned(cols, j, block.c1))
+            for i, r in enumerate(rows) for j, c in enumerate(cols)]  # fmt: skip

@@ -1,0 +1,318 @@
+"""``ssmseg baseline``: classical per-pixel classifiers on a prepared dataset, as the floor a network must beat.
+
+Fitted on the training pixels of the dataset's split (for ``--fold K``: the training folds) and scored on the
+same test pixels, with the same metrics, as ``ssmseg eval`` (the test split; for ``--fold K``: the held-out
+fold K). Patches are read through ``PatchDataset``, so they are normalised with the training statistics of
+that split, and ignored labels (255) count nowhere.
+
+- ``majority``: always the most frequent training class.
+- ``logistic``: multinomial logistic regression on the per-pixel spectrum (standardised on the sample).
+- ``random_forest``: a random forest on the spectrum plus the mean and standard deviation in small windows
+  (``baseline.windows``) of the first ``baseline.context_components`` principal components of the spectrum.
+
+Training pixels are drawn at random, at most ``baseline.max_train_pixels``; pixels shared by overlapping
+training patches are drawn from once. Test pixels are read as eval reads them: every labelled pixel of every
+test patch.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.ensemble import RandomForestClassifier  # imported here, not inside a method's timing
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from ssmseg import outputs
+from ssmseg.config import Config
+from ssmseg.errors import ConfigError, InputError
+from ssmseg.progress import info, progress_bar
+from ssmseg.tasks.segmentation.metrics import metrics_from_confusion
+
+PREDICT_CHUNK = 200_000  # test pixels predicted at a time: memory stays bounded for any test split
+
+
+@dataclass
+class BaselineResult:
+    out: Path
+    results: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+
+
+class _Constant:
+    """A classifier that always answers one class (the majority, or a training sample of one class)."""
+
+    def __init__(self, cls: int) -> None:
+        self.cls = cls
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return np.full(len(x), self.cls, np.int64)
+
+
+def _parts(dataset: Path, fold: int | None):
+    from ssmseg.data import manifest as mf
+    from ssmseg.data.datasets import PatchDataset
+
+    if fold is not None:
+        folds = int(mf.load(dataset).get("split", {}).get("folds", 0))
+        if not 0 <= fold < folds:
+            raise ConfigError(f"--fold {fold}: '{dataset}' was prepared with {folds} folds; use 0 to {folds - 1}")
+    return PatchDataset(dataset, "train", fold), PatchDataset(dataset, "test" if fold is None else "val", fold)
+
+
+def _owned(patch: dict[str, Any], shape: tuple[int, int]) -> np.ndarray:
+    """Pixels this patch owns (datasets prepared before ``own`` was recorded: all of them)."""
+    own = np.zeros(shape, bool)
+    oh, ow = patch.get("own", shape)
+    own[:oh, :ow] = True
+    return own
+
+
+class Features:
+    """Per-pixel features of a normalised patch: the spectrum, and for the forest local statistics of its
+    leading principal components."""
+
+    def __init__(self, windows: list[int], components: int) -> None:
+        self.windows, self.components = windows, components
+        self.mean: np.ndarray | None = None
+        self.basis: np.ndarray | None = None  # (k, bands)
+
+    def fit_context(self, spectra: np.ndarray) -> None:
+        """Principal components of the training spectra (n, bands); all bands when there are few."""
+        bands = spectra.shape[1]
+        self.mean = spectra.mean(0)
+        if bands <= self.components:
+            self.basis = np.eye(bands, dtype=np.float32)
+            return
+        sample = spectra[:: max(1, len(spectra) // 20_000)]  # the sample is random already; 20000 rows suffice
+        centred = (sample - self.mean).astype(np.float64)
+        _, vectors = np.linalg.eigh(centred.T @ centred)  # eigenvalues ascending: the last are the leading ones
+        self.basis = vectors[:, ::-1][:, : self.components].T.astype(np.float32)
+
+    def context(self, image: np.ndarray) -> np.ndarray:
+        """(bands, h, w) -> (2 * len(windows) * k, h, w): local mean and std of the components."""
+        from scipy.ndimage import uniform_filter
+
+        comps = np.einsum("kb,bhw->khw", self.basis, image - self.mean[:, None, None]).astype(np.float32)
+        out = []
+        for w in self.windows:
+            mean = uniform_filter(comps, size=(1, w, w), mode="reflect")
+            sq = uniform_filter(comps * comps, size=(1, w, w), mode="reflect")
+            out += [mean, np.sqrt(np.maximum(sq - mean * mean, 0.0))]
+        return np.concatenate(out, 0)
+
+    @property
+    def n_context(self) -> int:
+        return 0 if self.basis is None else 2 * len(self.windows) * len(self.basis)
+
+
+def _sample_training(train, cap: int, rng: np.random.Generator, ignore: int):
+    """Chosen training pixels: {position in train: flat pixel indices}, the class counts of every labelled
+    (owned) training pixel, and how many there are."""
+    labels = np.load(train.folder / "labels.npy", mmap_mode="r")
+    patches = train.manifest["patches"]
+    n_classes = train.num_classes
+    where, counts = [], np.zeros(n_classes, np.int64)
+    for j in train.indices:
+        lab = np.asarray(labels[j])
+        keep = (lab != ignore) & _owned(patches[j], lab.shape)
+        flat = np.flatnonzero(keep)
+        where.append(flat)
+        counts += np.bincount(lab.reshape(-1)[flat], minlength=n_classes)[:n_classes]
+    sizes = np.array([len(w) for w in where])
+    total = int(sizes.sum())
+    chosen = np.sort(rng.choice(total, min(cap, total), replace=False)) if total else np.array([], np.int64)
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    picks: dict[int, np.ndarray] = {}
+    for i in range(len(where)):
+        lo, hi = np.searchsorted(chosen, [starts[i], starts[i + 1]])
+        if hi > lo:
+            picks[i] = where[i][chosen[lo:hi] - starts[i]]
+    return picks, counts, total
+
+
+def run_baseline(cfg: Config, dataset: Path, fold: int | None = None, out: Path | None = None) -> BaselineResult:
+    """Fit and score ``cfg.baseline.methods`` on ``dataset``; write baseline.json/.csv into a new folder
+    (``out``, or ``runtime.out_dir/baseline_<dataset>[_fold<K>]``, then ``-2``, ...)."""
+    dataset = Path(dataset)
+    bc, seed = cfg.baseline, cfg.runtime.seed
+    train, test = _parts(dataset, fold)
+    key = {"dataset": str(dataset.resolve()), "input_hash": train.manifest.get("input_hash"), "fold": fold,
+           "baseline": bc.model_dump(mode="json"), "seed": seed}  # fmt: skip
+    if out is None:
+        name = f"baseline_{dataset.resolve().name}" + ("" if fold is None else f"_fold{fold}")
+        out = outputs.pick_name(Path(cfg.runtime.out_dir), name, "baseline", key)
+    else:
+        outputs.claim(out, "baseline", key, mismatch=f"'{out}' holds baselines of other settings; choose another "
+                      "--out")  # fmt: skip
+    from threadpoolctl import threadpool_limits
+
+    # BLAS on one thread unless runtime.threads says otherwise: these matrices are small, and a multithreaded
+    # OpenBLAS on a busy machine was measured 20-50x slower (threads spinning for cores others hold).
+    with threadpool_limits(limits=cfg.runtime.threads or 1, user_api="blas"):
+        results, notes = _fit_and_score(train, test, bc, seed, fold, dataset, cfg.runtime.threads)
+    tmp = outputs.staging(out)
+    try:
+        _write(tmp, results)
+        done = outputs.publish(tmp, out, "baseline", key, about=f"ssmseg baseline of {dataset}")
+    except BaseException:
+        outputs.discard(tmp)
+        raise
+    return BaselineResult(done, results, notes)
+
+
+def _fit_and_score(train, test, bc, seed: int, fold: int | None, dataset: Path, threads: int | None):
+    classes, ignore, n = list(train.manifest["classes"]), train.ignore_index, train.num_classes
+    rng = np.random.default_rng(seed)
+    notes: list[str] = []
+    forest = "random_forest" in bc.methods
+    started = time.perf_counter()
+    picks, counts, labelled = _sample_training(train, bc.max_train_pixels, rng, ignore)
+    spectra, targets, chosen = [], [], []
+    for i, flat in picks.items():
+        item = train[i]
+        image, lab = item["image"].numpy(), item["mask"].numpy().reshape(-1)
+        spectra.append(image.reshape(image.shape[0], -1)[:, flat].T)
+        targets.append(lab[flat])
+        chosen.append((i, flat))
+    x_spec = np.concatenate(spectra) if spectra else np.zeros((0, train.bands), np.float32)
+    y = np.concatenate(targets) if targets else np.zeros(0, np.int64)
+    if not len(y):
+        raise InputError(f"'{dataset}' has no labelled training pixel{'' if fold is None else f' outside fold {fold}'}"
+                          "; prepare it with other split settings")  # fmt: skip
+    feats = Features(bc.windows, bc.context_components)
+    x_ctx = None
+    if forest:
+        feats.fit_context(x_spec)
+        x_ctx = np.concatenate([feats.context(train[i]["image"].numpy()).reshape(feats.n_context, -1)[:, flat].T
+                                for i, flat in chosen])  # fmt: skip
+    feature_seconds = time.perf_counter() - started
+    info(f"features: {len(y)} of {labelled} labelled training pixels in {feature_seconds:.1f} s")
+
+    models, fit_seconds = {}, {}
+    for method in bc.methods:
+        t0 = time.perf_counter()
+        models[method] = _fit(method, x_spec, x_ctx, y, counts, bc, seed, threads, notes)
+        fit_seconds[method] = time.perf_counter() - t0
+        info(f"{method}: fitted in {fit_seconds[method]:.1f} s")
+
+    cms = {m: np.zeros((n, n), np.int64) for m in bc.methods}
+    predict_seconds = dict.fromkeys(bc.methods, 0.0)
+    buffer: list[tuple[np.ndarray, np.ndarray | None, np.ndarray]] = []
+
+    def flush() -> None:
+        if not buffer:
+            return
+        xs = np.concatenate([b[0] for b in buffer])
+        xc = np.concatenate([b[1] for b in buffer]) if forest else None
+        truth = np.concatenate([b[2] for b in buffer])
+        for method, model in models.items():
+            t0 = time.perf_counter()
+            pred = model.predict(np.concatenate([xs, xc], 1) if method == "random_forest" else xs)
+            predict_seconds[method] += time.perf_counter() - t0
+            cms[method] += np.bincount(truth * n + pred, minlength=n * n).reshape(n, n)
+        buffer.clear()
+
+    pending, test_pixels = 0, 0
+    with progress_bar("baseline test patches", len(test)) as advance:
+        for i in range(len(test)):
+            item = test[i]
+            image, lab = item["image"].numpy(), item["mask"].numpy().reshape(-1)
+            keep = np.flatnonzero(lab != ignore)  # as eval counts them: every labelled pixel of the patch
+            if len(keep):
+                ctx = feats.context(image).reshape(feats.n_context, -1)[:, keep].T if forest else None
+                buffer.append((image.reshape(image.shape[0], -1)[:, keep].T, ctx, lab[keep].astype(np.int64)))
+                pending += len(keep)
+                test_pixels += len(keep)
+            if pending >= PREDICT_CHUNK:
+                flush()
+                pending = 0
+            advance()
+    flush()
+    if not test_pixels:
+        part = "test split" if fold is None else f"fold {fold}"
+        raise InputError(f"the {part} of '{dataset}' holds no labelled pixel to score; prepare it with other "
+                          "split settings")  # fmt: skip
+
+    methods = {}
+    for method in bc.methods:
+        metrics = metrics_from_confusion(cms[method], classes)
+        seconds = fit_seconds[method] + predict_seconds[method]
+        methods[method] = {**metrics, "confusion_matrix": cms[method].tolist(), "fit_seconds": fit_seconds[method],
+                           "predict_seconds": predict_seconds[method], "seconds": seconds}  # fmt: skip
+        info(f"{method}: mIoU {metrics['miou']:.4f}, OA {metrics['oa']:.4f}, {seconds:.1f} s (fit and predict)")
+    protocol = {
+        "metrics": "metrics_from_confusion, as ssmseg eval: OA and kappa micro, mIoU and mean F1 macro over "
+        "classes present in truth or prediction",
+        "pixels": "every labelled pixel of every test patch (ignore index excluded), as ssmseg eval counts them",
+        "ignore_index": ignore,
+        "normalisation": f"{train.manifest['normalize']} with statistics '{train.stats_key}' (training pixels)",
+    }
+    results = {
+        "dataset": str(dataset),
+        "fold": fold,
+        "fitted_on": "train split" if fold is None else f"folds other than {fold}",
+        "scored_on": "test split" if fold is None else f"held-out fold {fold}",
+        "classes": classes,
+        "protocol": protocol,
+        "train_pixels": {
+            "labelled": labelled,
+            "used": len(y),
+            "max_train_pixels": bc.max_train_pixels,
+            "seed": seed,
+            "class_counts": counts.tolist(),
+        },
+        "test_pixels": test_pixels,
+        "features": {
+            "logistic": train.bands,
+            "random_forest": train.bands + feats.n_context,
+            "windows": bc.windows,
+            "context_components": 0 if feats.basis is None else len(feats.basis),
+        },
+        "feature_seconds": feature_seconds,
+        "methods": methods,
+        "notes": notes,
+    }
+    return results, notes
+
+
+def _fit(method, x_spec, x_ctx, y, counts, bc, seed, threads, notes):
+    if method == "majority":
+        return _Constant(int(counts.argmax()))
+    if len(np.unique(y)) < 2:
+        notes.append(f"{method}: the training sample holds one class only; it predicts that class")
+        return _Constant(int(y[0]))
+    if method == "logistic":
+        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=bc.max_iter))
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
+            model.fit(x_spec, y)
+        if any(issubclass(w.category, ConvergenceWarning) for w in caught):
+            notes.append(f"logistic: not converged in {bc.max_iter} iterations; raise baseline.max_iter")
+        return model
+    model = RandomForestClassifier(n_estimators=bc.trees, max_depth=bc.max_depth, n_jobs=threads or -1,
+                                   random_state=seed)  # fmt: skip
+    model.fit(np.concatenate([x_spec, x_ctx], 1), y)
+    return model
+
+
+def _write(folder: Path, results: dict[str, Any]) -> None:
+    (folder / "baseline.json").write_text(json.dumps(results, indent=1))
+    classes = results["classes"]
+    with open(folder / "baseline.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["method", "oa", "miou", "mean_f1", "kappa", "seconds", *(f"iou/{c}" for c in classes)])
+        for name, m in results["methods"].items():
+            ious = ("" if m["per_class"][c]["iou"] is None else f"{m['per_class'][c]['iou']:.6f}" for c in classes)
+            w.writerow([name, *(f"{m[k]:.6f}" for k in ("oa", "miou", "mean_f1", "kappa")), f"{m['seconds']:.3f}",
+                        *ious])  # fmt: skip
