@@ -57,6 +57,7 @@ def run_cv(cfg: Config, folds: int | None = None, force: bool = False) -> dict[s
     if k > prepared:
         raise ConfigError(f"--folds {k} is more than the {prepared} folds '{dataset}' was prepared with; "
                           f"use at most {prepared} or prepare again with prep.split.folds={k}")  # fmt: skip
+    guards.check_config(cfg)
     cfg = guards.cap_warmup(cfg)
     guards.check_folds(dataset, k)  # every fold can train, validate and be scored, checked before the first one
     root = guards.cv_folder(default_run_dir(cfg), cfg, k)  # ours with this config (completed folds kept), or new

@@ -73,11 +73,12 @@ def check_training_data(dataset: Path, manifest: dict[str, Any], fold: int | Non
     names = {"training": "train", "validation": "val", "held-out": "heldout"}
     for part, counts in _parts(dataset, manifest, fold, heldout).items():
         if not sum(counts):
-            where = "" if fold is None else f" of cv fold {fold} ({describe_part(names[part], fold)})"
+            where = "" if fold is None else f" of cv fold {fold}"
+            what = "" if fold is None else f"; they are: {describe_part(names[part], fold)}"
             raise InputError(
-                f"'{dataset}': the {part} patches{where} hold no labelled pixel (every label is ignored or nodata), "
-                "so nothing can be learned or measured; check prep.classes/class_map/ignore_values and the masks, "
-                "or prepare the dataset again with a larger val share (prep.split.ratios), smaller "
+                f"'{dataset}': the {part} patches{where} hold no labelled pixel (every label is ignored or "
+                f"nodata{what}), so nothing can be learned or measured; check prep.classes/class_map/ignore_values "
+                "and the masks, or prepare the dataset again with a larger val share (prep.split.ratios), smaller "
                 "prep.split.block_size or fewer folds"
             )
 

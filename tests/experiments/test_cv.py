@@ -66,7 +66,7 @@ def test_the_reported_fold_never_trains_or_selects(cv_run, synthetic_dataset):
 
 
 def test_summary_reports_heldout_scores_per_class_and_what_selected(cv_run, synthetic_dataset, tmp_path):
-    summary, root, _ = cv_run
+    _, root, _ = cv_run
     saved = json.loads((root / "cv_summary.json").read_text())
     assert saved["metrics"][0] == "heldout/miou" and saved["headline"] == "heldout/miou"
     values = [r["heldout/miou"] for r in saved["folds"]]
@@ -94,8 +94,8 @@ def test_more_folds_than_prepared_is_an_error(synthetic_dataset, tmp_path):
 
 
 def test_parts_of_a_fold_are_disjoint():
-    patches = [{"split": s, "fold": f} for s, f in
-               [("train", 0), ("val", 0), ("train", 1), ("val", 1), ("test", -1), ("train", 2), ("val", 2)]]  # fmt: skip
+    parts = [("train", 0), ("val", 0), ("train", 1), ("val", 1), ("test", -1), ("train", 2), ("val", 2)]
+    patches = [{"split": s, "fold": f} for s, f in parts]
     m = {"patches": patches}
     assert select(m, "train", 1) == ([0, 5], "fold_1")
     assert select(m, "val", 1) == ([1, 6], "fold_1")

@@ -231,7 +231,7 @@ def scene_names(inputs: list[Path]) -> list[str]:
         group = [i for i, n in enumerate(names) if n == stem]
         for depth in range(1, max(len(paths[i].parts) for i in group)):
             tried = ["_".join([*paths[i].parent.parts[1:][-depth:], stem]) for i in group]
-            if len(set(tried)) == len(tried):
+            if len(set(tried)) == len({paths[i] for i in group}):  # one name per distinct file
                 for i, name in zip(group, tried, strict=True):
                     names[i] = name
                 break
