@@ -112,7 +112,9 @@ def fold_row(cfg: Config, result: RunResult, dataset: Path, fold: int, scorer: S
         scored = scorer(cfg, state, dataset, fold, rt.device)
     finally:
         shutdown(rt)
-    return {**row, "scored_on": scored["scored_on"], **{f"heldout/{m}": v for m, v in scored["metrics"].items()},
+    lead = result.monitor.replace("val/", "", 1)  # the monitored metric's held-out counterpart comes first
+    heldout = {f"heldout/{m}": scored["metrics"][m] for m in sorted(scored["metrics"], key=lambda m: m != lead)}
+    return {**row, "scored_on": scored["scored_on"], **heldout,
             **val, "per_class_iou": scored["per_class_iou"],
             "heldout": {"items": scored["items"], "pixels": scored["pixels"],
                         "confusion_matrix": scored["confusion_matrix"], "protocol": scored["protocol"]}}  # fmt: skip
@@ -134,7 +136,8 @@ def summarise(rows: list[dict[str, Any]], monitor: str, scored: bool, task: str)
     heldout = sorted(heldout, key=lambda m: m != first)
     metrics = heldout + [m for m in rows[0] if m.startswith("val/")]
     summary: dict[str, Any] = {
-        "folds": rows, "monitor": monitor, "headline": metrics[0], "metrics": metrics,
+        "folds": [{k: v for k, v in r.items() if k != "format"} for r in rows],  # format: result.json's only
+        "monitor": monitor, "headline": metrics[0], "metrics": metrics,
         "selected_on": SELECTED_ON, "trained_on": TRAINED_ON, "scored_on": SCORED_ON if scored else None,
         "mean": {}, "std": {},
     }  # fmt: skip

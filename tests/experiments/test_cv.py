@@ -135,3 +135,14 @@ def test_reconstruction_without_a_scorer_says_so():
 def test_describe_part_names_what_each_part_holds():
     assert datasets.describe_part("val", None) == "the val split"
     assert datasets.describe_part("val", 2) == "val split outside fold 2"
+
+
+def test_the_report_shows_the_heldout_scores(cv_run):
+    from ssmseg.report.analysis import analyse_cv
+    from ssmseg.report.runs import read_cv
+
+    _, root, _ = cv_run
+    a = analyse_cv(read_cv(root))
+    assert a["headline"] == "heldout/miou" and a["metrics"][0] == "heldout/miou" and "format" not in a["metrics"]
+    assert "never the fold itself" in a["selected_on"] and {c["class"] for c in a["per_class"]} >= {"water"}
+    assert not any("selected_on" in m for m in a["missing"])

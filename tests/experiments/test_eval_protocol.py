@@ -157,6 +157,7 @@ def test_per_scene_metrics_and_inputs_of_the_same_name(tmp_path, always_first):
     assert metrics["oa"] == 0.5 and metrics["confusion_matrix"] == [[576, 0], [576, 0]]
     assert [s["scene"] for s in metrics["per_scene"]] == ["a_scene", "b_scene"]
     assert seg_eval.scene_names([a, b, a]) == ["a_scene", "b_scene", "a_scene-2"]
+    assert seg_eval.scene_names([a, a, ma]) == ["scene", "scene-2", "mask"]
 
 
 @pytest.mark.parametrize("fault", ["ctrl-c", "error"])

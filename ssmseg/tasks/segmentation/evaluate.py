@@ -229,6 +229,8 @@ def scene_names(inputs: list[Path]) -> list[str]:
     names = [p.stem for p in paths]
     for stem in {n for n in names if names.count(n) > 1}:
         group = [i for i, n in enumerate(names) if n == stem]
+        if len({paths[i] for i in group}) < 2:
+            continue  # one file given twice: -2 below
         for depth in range(1, max(len(paths[i].parts) for i in group)):
             tried = ["_".join([*paths[i].parent.parts[1:][-depth:], stem]) for i in group]
             if len(set(tried)) == len({paths[i] for i in group}):  # one name per distinct file
