@@ -61,11 +61,11 @@ def cfg(**ev):
                                   "runtime": {"device": "cpu"}})  # fmt: skip
 
 
-def halves(tmp_path, name="s", size=40):
-    """A 40x40 scene whose truth is 'dark' in the top 20 rows and 'bright' below (a boundary across strips)."""
+def halves(tmp_path, name="s", size=40, split=20):
+    """A 40x40 scene whose truth is 'dark' above row ``split`` and 'bright' from it down."""
     image = np.full((3, size, size), 50, np.uint8)
     truth = np.zeros((size, size), np.uint8)
-    truth[size // 2 :] = 1
+    truth[split:] = 1
     return write_tif(tmp_path / f"{name}.tif", image), write_tif(tmp_path / f"{name}_mask.tif", truth)
 
 
@@ -107,14 +107,17 @@ def test_boundary_band_by_hand():
 
 
 def test_boundary_ignore_and_exclude_classes_in_scene_eval(tmp_path, always_first):
-    src, mask = halves(tmp_path)
+    # The boundary lies between rows 11 and 12, exactly where sliding-window strips meet (rows 0-11, 12-23, ...
+    # for 16-px windows with 0.25 overlap): each strip needs the truth rows of its neighbour to find the band.
+    src, mask = halves(tmp_path, split=12)
     plain = evaluate(cfg(), checkpoint(tmp_path), tmp_path / "plain", [src], [mask], None).metrics
-    assert plain["confusion_matrix"] == [[800, 0], [800, 0]]
+    assert plain["confusion_matrix"] == [[480, 0], [1120, 0]]
     eroded = evaluate(cfg(boundary_ignore=2, exclude_classes=["bright"]), checkpoint(tmp_path), tmp_path / "eroded",
                       [src], [mask], None).metrics  # fmt: skip
-    # Rows 18-21 lie within 2 px of the boundary between rows 19 and 20 (across window strips): 4 x 40 pixels out.
-    assert eroded["confusion_matrix"] == [[720, 0], [720, 0]]
-    assert plain["miou"] == pytest.approx(0.25) and eroded["miou"] == pytest.approx(0.5) and eroded["oa"] == 0.5
+    # Rows 10-13 lie within 2 px of the boundary: 4 x 40 pixels are left out.
+    assert eroded["confusion_matrix"] == [[400, 0], [1040, 0]]
+    assert plain["miou"] == pytest.approx((480 / 1600 + 0) / 2)  # IoU dark = tp / (support + predicted - tp)
+    assert eroded["miou"] == pytest.approx(400 / 1440) and eroded["oa"] == pytest.approx(400 / 1440)  # dark only
     saved = json.loads((tmp_path / "eroded" / "metrics.json").read_text())["protocol"]
     assert saved["exclude_classes"] == ["bright"] and saved["mean_over"] == ["dark"]
     assert saved["boundary_ignore"] == 2 and "2 px" in saved["boundary"]
