@@ -57,21 +57,27 @@ def cv_cmd(
     folds: int | None = typer.Option(None, "--folds", min=2, help="Number of folds (default cv.folds)."),
     force: bool = typer.Option(False, "--force", help="Retrain folds that already completed."),
 ) -> None:
-    """k-fold cross-validation: one run per fold, then each fold's metrics and mean +- std."""
+    """k-fold cross-validation: per fold, train on the other folds' train split, pick the best epoch on their
+    val split, then score the held-out fold once; each fold's metrics and mean +- std."""
     from ssmseg.experiments import guards
     from ssmseg.experiments.cv import run_cv
 
     cfg = resolve_config(config, preset, set_, out=out, device=device, seed=seed)
     guards.check_config(cfg)
     summary = run_cv(cfg, folds, force)
-    table = Table(title=f"cross-validation ({len(summary['folds'])} folds), best epoch by {summary['monitor']}")
-    metrics = summary["metrics"]
+    scored = [m for m in summary["metrics"] if m.startswith("heldout/")]
+    metrics = [*scored, summary["monitor"]] if scored else summary["metrics"]
+    table = Table(
+        title=f"cross-validation ({len(summary['folds'])} folds): best epoch by {summary['monitor']} on "
+        f"the val split outside each fold; " + ("held-out fold scored once" if scored else "not scored")
+    )
     for col in ("fold", "best epoch", *metrics):
         table.add_column(col, justify="right")
     for r in summary["folds"]:
         table.add_row(str(r["fold"]), str(r["best_epoch"]), *(f"{r[m]:.4f}" for m in metrics))
     table.add_row("mean ± std", "", *(f"{summary['mean'][m]:.4f} ± {summary['std'][m]:.4f}" for m in metrics))
     Console().print(table)
+    typer.echo(summary["note"])
     typer.echo(f"summary: {summary['run_dir']}/cv_summary.json and .csv")
 
 

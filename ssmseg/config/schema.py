@@ -43,6 +43,12 @@ class DataConfig(Section):
     max_patches: int | None = Field(
         None, ge=1, description="Cap on training patches drawn per epoch (the fast mode); empty: all."
     )
+    max_val_patches: int | None = Field(
+        None,
+        ge=1,
+        description="Cap on validation patches (fields): one fixed subset, drawn once with seed 0 and used every "
+        "epoch, bounds the cost of validation; empty: all.",
+    )
 
 
 class SplitConfig(Section):
@@ -242,7 +248,12 @@ class ScheduleConfig(Section):
     name: Literal["cosine", "cosine_restarts", "poly", "plateau", "constant"] = Field(
         "cosine", description="Schedule after warmup."
     )
-    warmup_epochs: int = Field(0, ge=0, description="Epochs of linear warmup.")
+    warmup_epochs: int = Field(
+        0,
+        ge=0,
+        description="Epochs of linear warmup; a run shorter than this warms up for train.epochs - 1 epochs (with a "
+        "warning), and its config.yaml records that.",
+    )
     warmup_start_factor: float = Field(0.1, gt=0, le=1, description="Warmup starts at this fraction of `optim.lr`.")
     min_lr: float = Field(1e-6, ge=0, description="Floor of cosine and polynomial schedules.")
     t0: int = Field(10, ge=1, description="cosine_restarts: epochs of the first cycle (T_0).")
@@ -296,7 +307,7 @@ class AugmentConfig(Section):
 
 
 class EvalConfig(Section):
-    """Whole-scene sliding-window inference."""
+    """Whole-scene sliding-window inference and the metric protocol (eval and cv scoring)."""
 
     window: int = Field(128, ge=8, description="Window side in pixels.")
     overlap: float = Field(0.25, ge=0, lt=1, description="Fraction of the window shared by neighbours.")
@@ -304,6 +315,18 @@ class EvalConfig(Section):
     tta: bool = Field(False, description="Average predictions over flips and 90-degree rotations.")
     batch_size: int = Field(8, ge=1, description="Windows per forward pass.")
     save_png: bool = Field(False, description="Also write each scene's prediction as a colour PNG.")
+    exclude_classes: list[str] = Field(
+        [],
+        description="Class names left out of the macro means (mIoU, mean F1), e.g. [clutter] as ISPRS does; they "
+        "stay in OA, kappa and the per-class rows. Recorded in metrics.json's protocol.",
+    )
+    boundary_ignore: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="Eroded-boundary evaluation: pixels within this many pixels of a boundary between two classes "
+        "in the truth are left out of every metric (within each patch for the test split); 0: off.",
+    )
 
 
 class ReconstructionConfig(Section):
@@ -441,11 +464,6 @@ class Config(BaseModel):
     @model_validator(mode="after")
     def _cross_field_rules(self) -> Config:
         problems = []
-        if self.schedule.warmup_epochs >= self.train.epochs:
-            problems.append(
-                f"schedule.warmup_epochs: {self.schedule.warmup_epochs} warmup epochs leave nothing of a "
-                f"{self.train.epochs}-epoch run; make it smaller than train.epochs"
-            )
         if self.eval.window < self.data.crop_size // 2:
             problems.append(
                 f"eval.window: {self.eval.window} is under half of data.crop_size ({self.data.crop_size}); "

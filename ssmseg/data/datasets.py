@@ -2,6 +2,12 @@
 
 The statistics used are those of the training part the model sees: ``train`` for a plain run, ``fold_k``
 for cross-validation fold k, so one prepared folder serves every fold without leaking.
+
+Parts (``select``): a plain run trains on ``train``, selects its checkpoint on ``val`` and is scored on
+``test``. Cross-validation fold k trains on the ``train`` patches outside fold k, selects on the ``val``
+patches outside fold k, and is scored once on ``heldout``: every patch of fold k, whose labels within
+the prepared buffer of any window outside fold k are ignored (prep buffers val/test against training
+windows only; this closes the gaps between folds, and overlapping windows in ``split.mode: random``).
 """
 
 from __future__ import annotations
@@ -17,21 +23,68 @@ from ssmseg.data import manifest as mf
 from ssmseg.data.stats import scale_and_shift
 from ssmseg.errors import InputError
 
+PARTS = ("train", "val", "test", "heldout")
+
 
 def select(manifest: dict[str, Any], part: str, fold: int | None = None) -> tuple[list[int], str]:
-    """Patch indices and the statistics key for ``part`` in train/val/test (or a cv fold's train/val)."""
-    patches = manifest["patches"]
+    """Patch indices and the statistics key of ``part``: train/val/test of a plain run, or of cv fold k
+    train (``train`` patches outside fold k), val (``val`` patches outside fold k), heldout (fold k) and
+    test (the test split, which no fold uses)."""
+    return select_items(manifest["patches"], part, fold)
+
+
+def select_items(items: list[dict[str, Any]], part: str, fold: int | None) -> tuple[list[int], str]:
+    """``select`` for any list of items with ``split`` and ``fold`` (patches, fields)."""
+    if part not in PARTS or (part == "heldout" and fold is None):
+        raise ValueError(f"part {part!r} (fold {fold}) is not one of {PARTS} (heldout needs a fold)")
     if fold is None:
-        return [i for i, p in enumerate(patches) if p["split"] == part], "train"
+        return [i for i, p in enumerate(items) if p["split"] == part], "train"
+    if part == "heldout":
+        return [i for i, p in enumerate(items) if p["fold"] == fold], f"fold_{fold}"
     if part == "test":
-        return [i for i, p in enumerate(patches) if p["split"] == "test"], f"fold_{fold}"
-    if part == "train":
-        return [i for i, p in enumerate(patches) if p["fold"] >= 0 and p["fold"] != fold], f"fold_{fold}"
-    return [i for i, p in enumerate(patches) if p["fold"] == fold], f"fold_{fold}"
+        return [i for i, p in enumerate(items) if p["split"] == "test"], f"fold_{fold}"
+    return [i for i, p in enumerate(items) if p["split"] == part and p["fold"] >= 0 and p["fold"] != fold], \
+        f"fold_{fold}"  # fmt: skip
+
+
+def heldout_buffer(manifest: dict[str, Any], indices: list[int], fold: int) -> dict[int, list[tuple[int, ...]]]:
+    """Per held-out patch (an index into ``indices``), the (row, col, h, w) regions inside it that lie within
+    the prepared buffer of a window outside fold k (training or validation): their labels are ignored."""
+    patches = manifest["patches"]
+    buffer = int((manifest.get("split") or {}).get("buffer") or 0)
+    cell = max(max(p["window"][2] for p in patches), 1)
+    grid: dict[tuple[int, int, int], list[int]] = {}
+    for j, p in enumerate(patches):
+        if p["fold"] >= 0 and p["fold"] != fold:
+            r, c, h, w = p["window"]
+            for cr in range((r - buffer) // cell, (r + h + buffer - 1) // cell + 1):
+                for cc in range((c - buffer) // cell, (c + w + buffer - 1) // cell + 1):
+                    grid.setdefault((p["source"], cr, cc), []).append(j)
+    regions: dict[int, list[tuple[int, ...]]] = {}
+    for k, i in enumerate(indices):
+        p = patches[i]
+        r, c, h, w = p["window"]
+        rows, cols = range(r // cell, (r + h - 1) // cell + 1), range(c // cell, (c + w - 1) // cell + 1)
+        near = {j for cr in rows for cc in cols for j in grid.get((p["source"], cr, cc), ())}
+        for j in sorted(near):
+            jr, jc, jh, jw = patches[j]["window"]
+            r0, c0 = max(r, jr - buffer), max(c, jc - buffer)
+            r1, c1 = min(r + h, jr + jh + buffer), min(c + w, jc + jw + buffer)
+            if r1 > r0 and c1 > c0:
+                regions.setdefault(k, []).append((r0 - r, c0 - c, r1 - r0, c1 - c0))
+    return regions
+
+
+def describe_part(part: str, fold: int | None) -> str:
+    """What a part holds, in words (for messages, history and cv summaries)."""
+    if fold is None:
+        return f"the {part} split"
+    return {"train": f"train split outside fold {fold}", "val": f"val split outside fold {fold}",
+            "heldout": f"fold {fold} itself", "test": "the test split"}[part]  # fmt: skip
 
 
 class PatchDataset(Dataset):
-    """Patches of one part of a prepared dataset; ``max_items`` keeps a random subset (the fast mode)."""
+    """Patches of one part of a prepared dataset (``select``)."""
 
     def __init__(self, folder: str | Path, split: str = "train", fold: int | None = None) -> None:
         self.folder = Path(folder)
@@ -39,10 +92,13 @@ class PatchDataset(Dataset):
         if self.manifest.get("task", "segmentation") != "segmentation":
             raise InputError(f"'{self.folder}' is a field (reconstruction) dataset; give a segmentation dataset or "
                              "set task.name: reconstruction")  # fmt: skip
+        self.part, self.fold = split, fold
         self.indices, self.stats_key = select(self.manifest, split, fold)
         if not self.indices:
-            raise InputError(f"'{self.folder}' has no {split} patches{'' if fold is None else f' in fold {fold}'}; "
-                             "prepare it with other split ratios or more blocks")  # fmt: skip
+            where = "" if fold is None else f" for cv fold {fold} ({describe_part(split, fold)})"
+            raise InputError(f"'{self.folder}' has no {split} patches{where}; prepare it with other split ratios "
+                             "(prep.split.ratios), smaller prep.split.block_size or fewer folds")  # fmt: skip
+        self.ignored = heldout_buffer(self.manifest, self.indices, fold) if split == "heldout" else {}
         stats = self.manifest["stats"][self.stats_key]
         if not stats.get("pixels"):
             raise InputError(f"'{self.folder}': no valid training pixels for statistics '{self.stats_key}'")
@@ -70,11 +126,26 @@ class PatchDataset(Dataset):
         return len(self.indices)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        images, labels, valid = self._open()
+        images, _, valid = self._open()
         j = self.indices[i]
         image = (images[j].astype(np.float32) - self.offset) / self.scale
         image *= valid[j][None]  # invalid pixels are 0 after normalisation
-        return {"image": torch.from_numpy(image), "mask": torch.from_numpy(labels[j].astype(np.int64))}
+        return {"image": torch.from_numpy(image), "mask": torch.from_numpy(self.labels(i))}
+
+    def labels(self, i: int) -> np.ndarray:
+        """(crop, crop) int64 labels of item ``i``, with the held-out buffer applied."""
+        mask = self._open()[1][self.indices[i]].astype(np.int64)
+        for r, c, h, w in self.ignored.get(i, ()):
+            mask[r : r + h, c : c + w] = self.ignore_index
+        return mask
+
+    def class_counts(self) -> list[int]:
+        """Labelled pixels per class in this part (what the model sees of it)."""
+        counts = np.zeros(self.num_classes, np.int64)
+        for i in range(len(self)):
+            lab = self.labels(i)
+            counts += np.bincount(lab[lab != self.ignore_index], minlength=self.num_classes)[: self.num_classes]
+        return counts.tolist()
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)

@@ -16,20 +16,14 @@ import torch
 from torch.utils.data import Dataset
 
 from ssmseg.data import manifest as mf
+from ssmseg.data.datasets import describe_part, select_items
 from ssmseg.data.fields import FieldStats, normalize, observed_masks
 from ssmseg.errors import InputError
 
 
 def select_fields(manifest: dict[str, Any], part: str, fold: int | None) -> tuple[list[int], str]:
-    """Field indices of ``part`` (train/val/test, or a cv fold's train/val) and their statistics key."""
-    fields = manifest["fields"]
-    if fold is None:
-        return [i for i, f in enumerate(fields) if f["split"] == part], "train"
-    if part == "test":
-        return [i for i, f in enumerate(fields) if f["split"] == "test"], f"fold_{fold}"
-    if part == "train":
-        return [i for i, f in enumerate(fields) if f["fold"] >= 0 and f["fold"] != fold], f"fold_{fold}"
-    return [i for i, f in enumerate(fields) if f["fold"] == fold], f"fold_{fold}"
+    """Field indices of ``part`` and their statistics key: the same parts as patches (``datasets.select``)."""
+    return select_items(manifest["fields"], part, fold)
 
 
 def load_field_manifest(folder: Path) -> dict[str, Any]:
@@ -57,8 +51,9 @@ class FieldDataset(Dataset):
         self.manifest = load_field_manifest(self.folder)
         self.indices, key = select_fields(self.manifest, part, fold)
         if not self.indices:
-            raise InputError(f"'{self.folder}' has no {part} fields{'' if fold is None else f' in fold {fold}'}; "
-                             "prepare it with other split ratios or more fields")  # fmt: skip
+            where = "" if fold is None else f" for cv fold {fold} ({describe_part(part, fold)})"
+            raise InputError(f"'{self.folder}' has no {part} fields{where}; prepare it with other split ratios "
+                             "(prep.split.ratios), more fields or fewer folds")  # fmt: skip
         self.stats_key = stats_key or key
         self.stats = FieldStats.from_dict(self.manifest["stats"][self.stats_key])
         self.fraction, self.seed = fraction, seed

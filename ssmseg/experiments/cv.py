@@ -1,9 +1,18 @@
-"""``ssmseg cv``: one run per fold of the prepared dataset, then every fold's metrics and mean +- std."""
+"""``ssmseg cv``: one run per fold of the prepared dataset, each scored once on the fold it held out.
+
+The protocol (the same for every task; the parts are ``data.datasets.select``): fold k trains on the
+``train`` split outside fold k; early stopping and the best epoch (``best.pt``) are chosen on the ``val``
+split outside fold k (prep drew it once, spatially separate and buffered from every training window);
+fold k itself is never seen until ``best.pt`` is scored on it, once, by the task's scorer
+(``experiments.evaluate.SCORERS``; segmentation: the eval protocol, with the fold's own normalisation).
+A task without a scorer reports its validation metrics, and the summary says that no fold was scored.
+"""
 
 from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,9 +21,18 @@ from ssmseg import outputs
 from ssmseg.config import Config
 from ssmseg.data import manifest as mf
 from ssmseg.data.builtin import resolve_dataset
-from ssmseg.errors import ConfigError, Interrupted
+from ssmseg.data.datasets import describe_part
+from ssmseg.engine import checkpoint as ckpt
+from ssmseg.engine.runtime import setup_runtime, shutdown
+from ssmseg.errors import ConfigError
 from ssmseg.experiments import guards
-from ssmseg.experiments.train import default_run_dir, train
+from ssmseg.experiments.evaluate import Scorer, scorer_for
+from ssmseg.experiments.train import RunResult, default_run_dir, train
+
+ROW_FORMAT = 2  # fold rows of an older protocol (best epoch chosen on the fold itself) are trained again
+SELECTED_ON = "the val split outside the fold (prep's val blocks of the other folds), never the fold itself"
+TRAINED_ON = "the train split outside the fold"
+SCORED_ON = "the held-out fold itself, once, with best.pt"
 
 
 def fold_metrics(record: dict[str, Any], monitor: str) -> list[str]:
@@ -22,48 +40,139 @@ def fold_metrics(record: dict[str, Any], monitor: str) -> list[str]:
     return [monitor, *(k for k in record if k.startswith("val/") and k != monitor)]
 
 
+def _done(path: Path) -> dict[str, Any] | None:
+    try:
+        row = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return row if isinstance(row, dict) and row.get("format") == ROW_FORMAT else None
+
+
 def run_cv(cfg: Config, folds: int | None = None, force: bool = False) -> dict[str, Any]:
-    """Train fold_0..fold_{K-1} under one folder (completed folds are skipped) and write cv_summary."""
+    """Train fold_0..fold_{K-1} under one folder (completed folds are skipped), score each on its held-out
+    fold, and write cv_summary."""
     k = folds or cfg.cv.folds
     dataset = resolve_dataset(cfg)
     prepared = mf.load(dataset)["split"]["folds"]
     if k > prepared:
         raise ConfigError(f"--folds {k} is more than the {prepared} folds '{dataset}' was prepared with; "
                           f"use at most {prepared} or prepare again with prep.split.folds={k}")  # fmt: skip
-    guards.check_folds(dataset, k)  # every fold can train and validate, checked before the first one trains
+    guards.check_config(cfg)
+    cfg = guards.cap_warmup(cfg)
+    guards.check_folds(dataset, k)  # every fold can train, validate and be scored, checked before the first one
     root = guards.cv_folder(default_run_dir(cfg), cfg, k)  # ours with this config (completed folds kept), or new
+    scorer = scorer_for(cfg.task.name)
     rows = []
     for fold in range(k):
         fold_dir = root / f"fold_{fold}"
         done = fold_dir / "result.json"
-        if done.is_file() and not force:
-            rows.append(json.loads(done.read_text()))
+        row = None if force else _done(done)
+        if row is not None:
+            rows.append(row)
             continue
         outputs.remove_own(fold_dir, "run")  # an unfinished fold (or --force) starts over; only what train wrote
         try:
             result = train(cfg, fold=fold, run_dir=fold_dir)
-        except Interrupted:
+            row = fold_row(cfg, result, dataset, fold, scorer)
+        except KeyboardInterrupt:  # in training or scoring: the fold starts over next time
             raise guards.cv_stopped(root, fold, k) from None
         except Exception:
             outputs.remove_if_empty(root)  # a cv folder that holds nothing yet is not left behind
             raise
-        best_epoch = result.best["epoch"]
-        rec = next(r for r in result.history if r["epoch"] == best_epoch)
-        row = {"fold": fold, "best_epoch": best_epoch, **{m: rec[m] for m in fold_metrics(rec, result.monitor)}}
         done.write_text(json.dumps(row, indent=1))
         rows.append(row)
-    metrics = [k for k in rows[0] if k not in ("fold", "best_epoch")]
-    values = {m: np.array([r[m] for r in rows], dtype=np.float64) for m in metrics}
-    summary = {"folds": rows, "monitor": metrics[0], "metrics": metrics,
-               "mean": {m: float(v.mean()) for m, v in values.items()},
-               "std": {m: float(v.std(ddof=1)) if len(v) > 1 else 0.0 for m, v in values.items()}}  # fmt: skip
-    (root / "cv_summary.json").write_text(json.dumps(summary, indent=1))
-    with open(root / "cv_summary.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["fold", "best_epoch", *metrics])
-        for r in rows:
-            writer.writerow([r["fold"], r["best_epoch"], *(f"{r[m]:.6f}" for m in metrics)])
-        writer.writerow(["mean", "", *(f"{summary['mean'][m]:.6f}" for m in metrics)])
-        writer.writerow(["std", "", *(f"{summary['std'][m]:.6f}" for m in metrics)])
+    summary = summarise(rows, rows[0]["monitor"], scorer is not None, cfg.task.name)
+    write_summary(root, summary)
     summary["run_dir"] = str(root)
     return summary
+
+
+def fold_row(cfg: Config, result: RunResult, dataset: Path, fold: int, scorer: Scorer | None) -> dict[str, Any]:
+    """One fold: the epoch the val split outside the fold chose, its validation metrics there, and (with a
+    scorer) the held-out fold's metrics of that checkpoint."""
+    best_epoch = result.best["epoch"]
+    rec = next(r for r in result.history if r["epoch"] == best_epoch)
+    val = {m: rec[m] for m in fold_metrics(rec, result.monitor)}
+    row: dict[str, Any] = {
+        "format": ROW_FORMAT,
+        "fold": fold,
+        "best_epoch": best_epoch,
+        "monitor": result.monitor,
+        "selected_on": describe_part("val", fold),
+        "trained_on": describe_part("train", fold),
+    }
+    if scorer is None:
+        return {**row, "scored_on": None, **val}
+    state = ckpt.load(result.run_dir / "checkpoints" / "best.pt")
+    if state.get("epoch") is not None and int(state["epoch"]) + 1 != best_epoch:
+        raise RuntimeError(f"internal error: best.pt of fold {fold} is epoch {int(state['epoch']) + 1}, "
+                           f"history says {best_epoch}")  # fmt: skip
+    rt = setup_runtime(cfg.runtime)
+    try:
+        scored = scorer(cfg, state, dataset, fold, rt.device)
+    finally:
+        shutdown(rt)
+    lead = result.monitor.replace("val/", "", 1)  # the monitored metric's held-out counterpart comes first
+    heldout = {f"heldout/{m}": scored["metrics"][m] for m in sorted(scored["metrics"], key=lambda m: m != lead)}
+    return {**row, "scored_on": scored["scored_on"], **heldout,
+            **val, "per_class_iou": scored["per_class_iou"],
+            "heldout": {"items": scored["items"], "pixels": scored["pixels"],
+                        "confusion_matrix": scored["confusion_matrix"], "protocol": scored["protocol"]}}  # fmt: skip
+
+
+def _stats(values: list[float | None]) -> tuple[float | None, float | None]:
+    v = np.array([np.nan if x is None else x for x in values], dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if not len(v):
+        return None, None
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+
+
+def summarise(rows: list[dict[str, Any]], monitor: str, scored: bool, task: str) -> dict[str, Any]:
+    """cv_summary: every fold, mean and std of every metric (held-out first) and of the per-class IoU, and what
+    selected the checkpoints and what was scored."""
+    heldout = [m for m in rows[0] if m.startswith("heldout/")]
+    first = monitor.replace("val/", "heldout/", 1)  # the held-out counterpart of the monitored metric leads
+    heldout = sorted(heldout, key=lambda m: m != first)
+    metrics = heldout + [m for m in rows[0] if m.startswith("val/")]
+    summary: dict[str, Any] = {
+        "folds": [{k: v for k, v in r.items() if k != "format"} for r in rows],  # format: result.json's only
+        "monitor": monitor, "headline": metrics[0], "metrics": metrics,
+        "selected_on": SELECTED_ON, "trained_on": TRAINED_ON, "scored_on": SCORED_ON if scored else None,
+        "mean": {}, "std": {},
+    }  # fmt: skip
+    for m in metrics:
+        summary["mean"][m], summary["std"][m] = _stats([r.get(m) for r in rows])
+    if scored:
+        classes = list(rows[0]["per_class_iou"])
+        pc = {c: _stats([r["per_class_iou"].get(c) for r in rows]) for c in classes}
+        summary["per_class_iou"] = {"mean": {c: v[0] for c, v in pc.items()}, "std": {c: v[1] for c, v in pc.items()}}
+        summary["protocol"] = rows[0]["heldout"]["protocol"]
+        summary["note"] = ("heldout/* are scores of each fold's best.pt on the fold it held out (never used to "
+                           "train or select); val/* are the selection data's values at the best epoch "
+                           "(optimistic)")  # fmt: skip
+    else:
+        summary["note"] = (f"no held-out scorer for task {task}: every value is a validation metric of the val split "
+                           "outside the fold (the data that selected the epoch), not a score of the fold")  # fmt: skip
+    return summary
+
+
+def write_summary(root: Path, summary: dict[str, Any]) -> None:
+    (root / "cv_summary.json").write_text(json.dumps(summary, indent=1))
+    metrics, rows = summary["metrics"], summary["folds"]
+    classes = list((summary.get("per_class_iou") or {}).get("mean", {}))
+
+    def cell(v: Any) -> str:
+        return "" if v is None else f"{v:.6f}"
+
+    with open(root / "cv_summary.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["fold", "best_epoch", *metrics, *(f"iou/{c}" for c in classes), "selected_on", "scored_on"])
+        for r in rows:
+            writer.writerow([r["fold"], r["best_epoch"], *(cell(r.get(m)) for m in metrics),
+                             *(cell(r["per_class_iou"].get(c)) for c in classes), r["selected_on"],
+                             r.get("scored_on") or "not scored (validation metrics)"])  # fmt: skip
+        for stat in ("mean", "std"):
+            pcs = summary.get("per_class_iou", {}).get(stat, {})
+            writer.writerow([stat, "", *(cell(summary[stat][m]) for m in metrics), *(cell(pcs.get(c)) for c in classes),
+                             "", ""])  # fmt: skip

@@ -18,7 +18,7 @@ from ssmseg.engine import checkpoint as ckpt
 from ssmseg.engine.runtime import setup_runtime, shutdown
 from ssmseg.errors import ConfigError, InputError
 from ssmseg.experiments import guards
-from ssmseg.tasks.results import EvalResult
+from ssmseg.tasks.results import EvalResult, PartialResult
 
 Evaluator = Callable[[Config, dict[str, Any], torch.device, Path, list[Path], list[Path], Path | None], EvalResult]
 
@@ -36,6 +36,25 @@ def _reconstruction(*args: Any) -> EvalResult:
 
 
 EVALUATORS: dict[str, Evaluator] = {"segmentation": _segmentation, "reconstruction": _reconstruction}
+
+
+# Cross-validation: score a fold's checkpoint once on the held-out fold (cfg, checkpoint state, dataset, fold,
+# device) -> {"metrics", "per_class_iou", "scored_on", "selected_on", "protocol", ...}. A task without one
+# reports its validation metrics in cv (and the summary says so).
+Scorer = Callable[[Config, dict[str, Any], Path, int, torch.device], dict[str, Any]]
+
+
+def _segmentation_score(*args: Any) -> dict[str, Any]:
+    from ssmseg.tasks.segmentation.evaluate import score_heldout
+
+    return score_heldout(*args)
+
+
+SCORERS: dict[str, Scorer] = {"segmentation": _segmentation_score}
+
+
+def scorer_for(task: str) -> Scorer | None:
+    return SCORERS.get(task)
 
 
 def evaluator_for(state: dict[str, Any]) -> Evaluator:
@@ -66,6 +85,16 @@ def evaluate(
         result.warnings += guards.trained_on(state, inputs)
         result.out = outputs.publish(tmp, out, "eval", key, about=f"ssmseg eval of {checkpoint}")
         return result
+    except PartialResult as partial:  # some scenes finished: they are kept, with a note of what is missing
+        total = len(partial.finished) + len(partial.missing)
+        outputs.publish(
+            tmp,
+            out,
+            "eval",
+            key,
+            about=f"ssmseg eval of {checkpoint} (incomplete: {len(partial.finished)} of {total} scenes)",
+        )
+        raise partial.error(out) from None
     except BaseException:
         outputs.discard(tmp)
         raise

@@ -24,7 +24,7 @@ from ssmseg.data import manifest as mf
 from ssmseg.data.io import sha256_file
 from ssmseg.errors import ConfigError, InputError, Interrupted
 from ssmseg.outputs import RUN_FILES, OutputError, claim, create_folder, describe, pick_name, remove_own
-from ssmseg.progress import info
+from ssmseg.progress import info, warn
 
 
 class RunFinished(InputError):
@@ -55,30 +55,52 @@ def check_config(cfg: Config) -> None:
                           f"{', '.join(valid)}")  # fmt: skip
 
 
-def _parts(manifest: dict[str, Any], fold: int | None) -> dict[str, list[int]]:
-    """Labelled pixels per class of the part trained on and the part validated on."""
+def _parts(dataset: Path, manifest: dict[str, Any], fold: int | None, heldout: bool = False) -> dict[str, list[int]]:
+    """Labelled pixels per class of the part trained on, the part that selects the checkpoint, and (cv scoring)
+    the held-out fold."""
     counts = manifest["class_counts"]
     if fold is None:
         return {"training": counts["train"], "validation": counts["val"]}
-    others = [v for k, v in counts.items() if k.startswith("fold_") and k != f"fold_{fold}"]
-    return {"training": [sum(c) for c in zip(*others, strict=True)], "validation": counts.get(f"fold_{fold}", [])}
+    from ssmseg.data.datasets import PatchDataset
+
+    parts = {"training": "train", "validation": "val", **({"held-out": "heldout"} if heldout else {})}
+    return {name: PatchDataset(dataset, part, fold).class_counts() for name, part in parts.items()}
 
 
-def check_training_data(dataset: Path, manifest: dict[str, Any], fold: int | None) -> None:
-    where = "" if fold is None else f" of cv fold {fold}"
-    for part, counts in _parts(manifest, fold).items():
+def check_training_data(dataset: Path, manifest: dict[str, Any], fold: int | None, heldout: bool = False) -> None:
+    from ssmseg.data.datasets import describe_part
+
+    names = {"training": "train", "validation": "val", "held-out": "heldout"}
+    for part, counts in _parts(dataset, manifest, fold, heldout).items():
         if not sum(counts):
+            where = "" if fold is None else f" of cv fold {fold}"
+            what = "" if fold is None else f"; they are: {describe_part(names[part], fold)}"
             raise InputError(
-                f"'{dataset}': the {part} patches{where} hold no labelled pixel (every label is ignored or nodata), "
-                "so nothing can be learned or measured; check prep.classes/class_map/ignore_values and the masks, "
-                "then prepare the dataset again"
+                f"'{dataset}': the {part} patches{where} hold no labelled pixel (every label is ignored or "
+                f"nodata{what}), so nothing can be learned or measured; check prep.classes/class_map/ignore_values "
+                "and the masks, or prepare the dataset again with a larger val share (prep.split.ratios), smaller "
+                "prep.split.block_size or fewer folds"
             )
+
+
+def cap_warmup(cfg: Config) -> Config:
+    """A run shorter than its warmup (a preset shortened with --set train.epochs=2) warms up for all but its
+    last epoch, with a warning; the returned config records the warmup that runs."""
+    warmup, epochs = cfg.schedule.warmup_epochs, cfg.train.epochs
+    if warmup < epochs:
+        return cfg
+    capped = epochs - 1
+    warn(f"schedule.warmup_epochs {warmup} does not fit a {epochs}-epoch run: warming up for {capped} epoch"
+         f"{'' if capped == 1 else 's'} instead (recorded in config.yaml)")  # fmt: skip
+    return cfg.model_copy(update={"schedule": cfg.schedule.model_copy(update={"warmup_epochs": capped})})
 
 
 def for_training(cfg: Config, dataset: Path, fold: int | None = None) -> Config:
     """Check what a run needs before any work; return the config that will actually run (a prepared dataset
-    sets the crop size and the prep settings, which are recorded as they were)."""
+    sets the crop size and the prep settings, which are recorded as they were; a warmup longer than the run
+    is capped)."""
     check_config(cfg)
+    cfg = cap_warmup(cfg)
     manifest = mf.load(dataset)
     if manifest.get("task", "segmentation") != cfg.task.name:
         kind = manifest.get("task", "segmentation")
@@ -234,10 +256,18 @@ def drop_unresumable(run_dir: Path, fresh: bool) -> None:
 
 
 def check_folds(dataset: Path, k: int) -> None:
-    """Every fold can be trained and validated: checked for all folds before the first one trains."""
+    """Every fold can be trained, validated (on the val split outside it) and scored (on its own patches):
+    checked for all folds before the first one trains."""
     manifest = mf.load(dataset)
+    if manifest.get("task", "segmentation") != "segmentation":
+        from ssmseg.data.field_dataset import FieldDataset
+
+        for fold in range(k):
+            for part in ("train", "val", "heldout"):
+                FieldDataset(dataset, part, fold)  # a part without fields is a one-line error naming it
+        return
     for fold in range(k):
-        check_training_data(dataset, manifest, fold)
+        check_training_data(dataset, manifest, fold, heldout=True)
 
 
 # What a cv folder may hold and still be continued: its folds (and evaluations of them) and the summary.

@@ -8,14 +8,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import yaml
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from ssmseg import __version__, outputs
 from ssmseg.config import Config, dump_config, save_config
 from ssmseg.data.builtin import resolve_dataset
+from ssmseg.data.datasets import describe_part
 from ssmseg.data.sampling import EpochSampler
 from ssmseg.engine import checkpoint as ckpt
 from ssmseg.engine.loop import FitState, fit, restore
@@ -55,8 +57,18 @@ def with_task_defaults(cfg: Config, task: Task) -> Config:
     return cfg.model_copy(update={"train": cfg.train.model_copy(update={"monitor": monitor, "mode": mode})})
 
 
+def validation_subset(cfg: Config, val_ds: Dataset) -> Dataset:
+    """The validation set, or (``data.max_val_patches``) one fixed subset of it drawn with seed 0: the same
+    items every epoch and every run of the dataset, in their original order."""
+    cap = cfg.data.max_val_patches
+    if cap is None or cap >= len(val_ds):
+        return val_ds
+    keep = np.sort(np.random.default_rng(0).choice(len(val_ds), size=cap, replace=False))
+    return Subset(val_ds, keep.tolist())
+
+
 def loaders(cfg: Config, task: Task, rt: Runtime) -> tuple[DataLoader, DataLoader]:
-    train_ds, val_ds = task.train_set, task.val_set
+    train_ds, val_ds = task.train_set, validation_subset(cfg, task.val_set)
     sampler = EpochSampler(len(train_ds), cfg.runtime.seed, rt.rank, rt.world_size, True, cfg.data.max_patches)
     val_sampler = EpochSampler(len(val_ds), 0, rt.rank, rt.world_size, shuffle=False)
     kw = {"batch_size": cfg.data.batch_size, "num_workers": cfg.data.num_workers,
@@ -88,11 +100,13 @@ def train(
         backend = choose_backend(rt.device)[0]
         versions = {"ssmseg": __version__, "torch": str(torch.__version__)}
         meta = {"task": task.name, "config": yaml.safe_load(dump_config(cfg)), **task.checkpoint_meta(),
-                "versions": versions, "scan_backend": backend}  # fmt: skip
+                "versions": versions, "scan_backend": backend, "selected_on": describe_part("val", fold)}  # fmt: skip
         info = {"model": cfg.model.name, "parameters": parameters, "device": str(rt.device), "scan_backend": backend,
                 "world_size": rt.world_size, "precision": resolve_precision(rt.device, cfg.runtime.precision),
                 "epochs_planned": cfg.train.epochs, "schedule": cfg.schedule.name,
-                "warmup_epochs": cfg.schedule.warmup_epochs, **task.run_info()}  # fmt: skip
+                "warmup_epochs": cfg.schedule.warmup_epochs, "train_items": len(task.train_set),
+                "val_items": len(val_loader.dataset), "val_items_total": len(task.val_set),
+                "selected_on": describe_part("val", fold), **task.run_info()}  # fmt: skip
         optimizer = build_optimizer(cfg.optim, model)
         schedule = EpochSchedule(cfg.schedule, cfg.optim.lr, cfg.train.epochs, cfg.train.mode)
         st = FitState(task, model, optimizer, schedule, make_scaler(rt.device, cfg.runtime.precision), meta, info)

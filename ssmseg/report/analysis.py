@@ -774,6 +774,7 @@ def analyse_cv(cv: CV) -> dict[str, Any]:
         "path": str(cv.path),
         "monitor": cv.monitor,
         "selected_on": cv.selected_on,
+        "headline": cv.headline,
         "metrics": keys,
         "folds": folds,
         "mean": mean,

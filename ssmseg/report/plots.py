@@ -145,7 +145,8 @@ def curves(out: Path, name: str, items: list[tuple[str, dict[str, Any]]], title:
 
 
 def cv_folds(out: Path, name: str, cv: dict[str, Any]) -> dict[str, Any] | None:
-    key = cv["monitor"] if cv["monitor"] in cv["metrics"] else (cv["metrics"][0] if cv["metrics"] else None)
+    shown = [k for k in (cv.get("headline"), cv["monitor"]) if k in cv["metrics"]]  # the held-out score first
+    key = shown[0] if shown else (cv["metrics"][0] if cv["metrics"] else None)
     if key is None:
         return None
     folds = [(str(f.get("fold")), number(f.get(key))) for f in cv["folds"]]

@@ -97,6 +97,7 @@ class CV:
     selected_on: str | None
     fold_runs: list[Run]
     missing: list[str] = field(default_factory=list)
+    headline: str | None = None  # the metric that scores the folds (heldout/miou), when the summary names one
 
 
 Source = Run | CV | Eval | Sweep
@@ -334,7 +335,8 @@ def read_cv(path: Path) -> CV:
         k = int(run.name[5:])
         if k not in listed:
             missing.append(f"{run.name} has a folder but no row in the summary (not finished?)")
-    return CV(path, path.name, folds, monitor, mean, std, selected, fold_runs, missing)
+    headline = data.get("headline") if file.is_file() and isinstance(data.get("headline"), str) else None
+    return CV(path, path.name, folds, monitor, mean, std, selected, fold_runs, missing, headline)
 
 
 # ---------------------------------------------------------------------------------------------- discovery

@@ -108,7 +108,8 @@ ROWS = [
     ("train-out-not-permitted", [*TRAIN, "--out", "/sys/ssmseg-test-runs"], 1, "not permitted"),
     ("train-out-read-only", [*TRAIN, "--out", "{ro}/runs"], 1, "read-only file system", {"fault": "erofs"}),
     ("train-cuda-missing", [*TRAIN, "--device", "cuda", "--out", "{new}"], 1, "CUDA is not available"),
-    ("train-warmup-too-long", [*TRAIN, "--set", "schedule.warmup_epochs=1", "--out", "{new}"], 2, "warmup"),
+    ("train-max-val-patches-zero", [*TRAIN, "--set", "data.max_val_patches=0", "--out", "{new}"], 2,
+     "data.max_val_patches"),
     ("train-bad-set", [*TRAIN, "--set", "optim.lr"], 2, "dotted.key=value"),
     ("train-bad-value", [*TRAIN, "--set", "data.batch_size=0", "--out", "{new}"], 2, "data.batch_size"),
     ("train-empty-config", ["train", "--config", "{empty_yaml}", "--out", "{new}"], 2, "holds no settings"),
@@ -232,6 +233,12 @@ def places(world, tmp_path_factory) -> dict[str, str]:
         manifest["class_counts"]["train"] = [0, 0, 0]
 
     def empty_fold(out, manifest):
+        labels = np.load(out / "labels.npy", mmap_mode="r+")
+        for i, patch in enumerate(manifest["patches"]):
+            if patch["fold"] == 1:
+                labels[i] = manifest["ignore_index"]
+        labels.flush()
+        del labels
         manifest["class_counts"]["fold_1"] = [0, 0, 0]
 
     def other_classes(out, manifest):

@@ -1,46 +1,148 @@
-"""ssmseg cv: one run per fold, a summary with mean and std, completed folds skipped, too many folds refused."""
+"""ssmseg cv: one run per fold, the best epoch chosen on the val split outside the fold, the held-out fold
+scored once with best.pt, a summary with per-class IoU and mean +- std, completed folds skipped, too many
+folds refused."""
 
 from __future__ import annotations
 
 import csv
 import json
 
+import numpy as np
 import pytest
+import torch
 
 from ssmseg.config import build_config
+from ssmseg.data import datasets
+from ssmseg.data.datasets import PatchDataset, heldout_buffer, select
 from ssmseg.errors import ConfigError
-from ssmseg.experiments.cv import run_cv
+from ssmseg.experiments.cv import run_cv, summarise
 
 
-def cfg_for(dataset, out):
+def cfg_for(dataset, out, name="cv"):
     return build_config(explicit={
         "data": {"dataset": str(dataset), "crop_size": 16, "batch_size": 4, "max_patches": 8},
-        "model": {"name": "unet", "width": 8, "depth": 2}, "train": {"epochs": 2}, "cv": {"folds": 2},
-        "runtime": {"out_dir": str(out), "name": "cv", "device": "cpu"}})  # fmt: skip
+        "model": {"name": "unet", "width": 4, "depth": 1}, "train": {"epochs": 2}, "cv": {"folds": 2},
+        "runtime": {"out_dir": str(out), "name": name, "device": "cpu"}})  # fmt: skip
 
 
-def test_two_folds_summary_and_skip(synthetic_dataset, tmp_path):
-    summary = run_cv(cfg_for(synthetic_dataset, tmp_path))
-    root = tmp_path / "cv"
-    assert [r["fold"] for r in summary["folds"]] == [0, 1]
-    assert (root / "fold_0" / "checkpoints" / "best.pt").is_file() and (root / "fold_1" / "history.json").is_file()
+@pytest.fixture(scope="module")
+def cv_run(synthetic_dataset, tmp_path_factory):
+    """One two-fold cv on the synthetic dataset, recording every patch each part of each fold reads."""
+    out = tmp_path_factory.mktemp("cv")
+    reads: list[tuple[int | None, str, int]] = []  # (fold, part, patch index)
+    original = PatchDataset.__getitem__
+
+    def spy(self, i):
+        reads.append((self.fold, self.part, self.indices[i]))
+        return original(self, i)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(PatchDataset, "__getitem__", spy)
+        summary = run_cv(cfg_for(synthetic_dataset, out))
+    return summary, out / "cv", reads
+
+
+def test_the_reported_fold_never_trains_or_selects(cv_run, synthetic_dataset):
+    summary, root, reads = cv_run
+    manifest = json.loads((synthetic_dataset / "manifest.json").read_text())
+    patches = manifest["patches"]
+    for k in (0, 1):
+        fold_k = {i for i, p in enumerate(patches) if p["fold"] == k}
+        trained = {j for f, part, j in reads if f == k and part == "train"}
+        validated = {j for f, part, j in reads if f == k and part == "val"}
+        scored = [j for f, part, j in reads if f == k and part == "heldout"]
+        assert trained and validated and not (trained | validated) & fold_k  # fold k never trained or selected
+        assert all(patches[j]["split"] == "train" for j in trained)
+        assert validated == {i for i, p in enumerate(patches) if p["split"] == "val" and p["fold"] not in (k, -1)}
+        assert sorted(scored) == sorted(fold_k)  # scored once, every patch of the fold
+        row = summary["folds"][k]
+        assert row["selected_on"] == f"val split outside fold {k}" and row["scored_on"] == f"fold {k} itself"
+        best = torch.load(root / f"fold_{k}" / "checkpoints" / "best.pt", weights_only=True)
+        assert best["epoch"] + 1 == row["best_epoch"] and best["normalization"]["stats_key"] == f"fold_{k}"
+        assert best["selected_on"] == row["selected_on"]
+        # The scored confusion matrix counts exactly the labelled pixels of fold k (no buffer at overlap 0).
+        assert row["heldout"]["pixels"] == sum(manifest["class_counts"][f"fold_{k}"])
+    assert not any(part == "test" for _, part, _ in reads)  # the test split is left for eval
+
+
+def test_summary_reports_heldout_scores_per_class_and_what_selected(cv_run, synthetic_dataset, tmp_path):
+    _, root, _ = cv_run
     saved = json.loads((root / "cv_summary.json").read_text())
-    values = [r["val/miou"] for r in saved["folds"]]
-    assert saved["mean"]["val/miou"] == pytest.approx(sum(values) / 2)
+    assert saved["metrics"][0] == "heldout/miou" and saved["headline"] == "heldout/miou"
+    values = [r["heldout/miou"] for r in saved["folds"]]
+    assert saved["mean"]["heldout/miou"] == pytest.approx(np.mean(values))
+    assert saved["std"]["heldout/miou"] == pytest.approx(np.std(values, ddof=1))
+    classes = json.loads((synthetic_dataset / "manifest.json").read_text())["classes"]
+    assert list(saved["per_class_iou"]["mean"]) == classes
+    water = [r["per_class_iou"]["water"] for r in saved["folds"]]
+    if None not in water:
+        assert saved["per_class_iou"]["mean"]["water"] == pytest.approx(np.mean(water))
+    assert "never the fold itself" in saved["selected_on"] and "held-out fold" in saved["scored_on"]
+    assert saved["protocol"]["exclude_classes"] == [] and saved["protocol"]["boundary_ignore"] == 0
     with open(root / "cv_summary.csv") as f:
         rows = list(csv.reader(f))
-    assert rows[0][:3] == ["fold", "best_epoch", "val/miou"] and rows[-2][0] == "mean" and rows[-1][0] == "std"
-    # Each fold normalises with its own training statistics.
-    import torch
-
-    stats = {torch.load(root / f"fold_{k}" / "checkpoints" / "best.pt", weights_only=True)["normalization"]["stats_key"]
-             for k in (0, 1)}  # fmt: skip
-    assert stats == {"fold_0", "fold_1"}
+    assert rows[0][:3] == ["fold", "best_epoch", "heldout/miou"] and "iou/water" in rows[0]
+    assert rows[0][-2:] == ["selected_on", "scored_on"] and rows[-2][0] == "mean" and rows[-1][0] == "std"
     stamp = (root / "fold_0" / "history.json").stat().st_mtime_ns
-    run_cv(cfg_for(synthetic_dataset, tmp_path))
+    run_cv(cfg_for(synthetic_dataset, root.parent))
     assert (root / "fold_0" / "history.json").stat().st_mtime_ns == stamp  # completed folds are skipped
 
 
 def test_more_folds_than_prepared_is_an_error(synthetic_dataset, tmp_path):
     with pytest.raises(ConfigError, match="more than the 2 folds"):
         run_cv(cfg_for(synthetic_dataset, tmp_path), folds=3)
+
+
+def test_parts_of_a_fold_are_disjoint():
+    parts = [("train", 0), ("val", 0), ("train", 1), ("val", 1), ("test", -1), ("train", 2), ("val", 2)]
+    patches = [{"split": s, "fold": f} for s, f in parts]
+    m = {"patches": patches}
+    assert select(m, "train", 1) == ([0, 5], "fold_1")
+    assert select(m, "val", 1) == ([1, 6], "fold_1")
+    assert select(m, "heldout", 1) == ([2, 3], "fold_1")
+    assert select(m, "test", 1) == ([4], "fold_1")
+    assert select(m, "val") == ([1, 3, 6], "train")
+    with pytest.raises(ValueError):
+        select(m, "heldout")
+
+
+def test_heldout_labels_near_other_folds_are_ignored():
+    """Prep buffers val/test against training windows only; the held-out fold is buffered against every
+    window outside it (hand-computed: buffer 2, an 8-px fold-1 window touching a fold-0 window on its left,
+    and one overlapping it by 3 px as in split.mode random)."""
+    patches = [
+        {"source": 0, "window": [0, 8, 8, 8], "fold": 1, "split": "train"},  # held out (fold 1)
+        {"source": 0, "window": [0, 0, 8, 8], "fold": 0, "split": "train"},  # left neighbour
+        {"source": 0, "window": [5, 8, 8, 8], "fold": 0, "split": "val"},  # overlaps 3 rows below
+        {"source": 1, "window": [0, 0, 8, 8], "fold": 0, "split": "train"},  # another scene: no effect
+        {"source": 0, "window": [0, 16, 8, 8], "fold": -1, "split": "test"},  # test: not used by the fold
+    ]
+    manifest = {"patches": patches, "split": {"buffer": 2}}
+    regions = heldout_buffer(manifest, [0], 1)
+    assert sorted(regions[0]) == [(0, 0, 8, 2), (3, 0, 5, 8)]
+    manifest["split"]["buffer"] = 0
+    assert heldout_buffer(manifest, [0], 1) == {0: [(5 - 0, 0, 3, 8)]}  # the overlap itself, even unbuffered
+
+
+def test_reconstruction_without_a_scorer_says_so():
+    rows = [{"format": 2, "fold": k, "best_epoch": 1, "monitor": "val/psnr", "selected_on": f"val split outside "
+             f"fold {k}", "scored_on": None, "val/psnr": 20.0 + k} for k in (0, 1)]  # fmt: skip
+    summary = summarise(rows, "val/psnr", False, "reconstruction")
+    assert summary["scored_on"] is None and "no held-out scorer for task reconstruction" in summary["note"]
+    assert summary["metrics"] == ["val/psnr"] and summary["mean"]["val/psnr"] == pytest.approx(20.5)
+
+
+def test_describe_part_names_what_each_part_holds():
+    assert datasets.describe_part("val", None) == "the val split"
+    assert datasets.describe_part("val", 2) == "val split outside fold 2"
+
+
+def test_the_report_shows_the_heldout_scores(cv_run):
+    from ssmseg.report.analysis import analyse_cv
+    from ssmseg.report.runs import read_cv
+
+    _, root, _ = cv_run
+    a = analyse_cv(read_cv(root))
+    assert a["headline"] == "heldout/miou" and a["metrics"][0] == "heldout/miou" and "format" not in a["metrics"]
+    assert "never the fold itself" in a["selected_on"] and {c["class"] for c in a["per_class"]} >= {"water"}
+    assert not any("selected_on" in m for m in a["missing"])

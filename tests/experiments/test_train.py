@@ -162,3 +162,35 @@ def test_bf16_autocast_with_accumulation_tracks_fp32(synthetic_dataset, tmp_path
     # Stated tolerance: 3% relative per epoch (bf16 keeps 8 bits of mantissa; the losses average 16 patches).
     assert all(abs(b - a) / a < 0.03 for a, b in zip(fp32, bf16, strict=True)), runs
     assert bf16[-1] < bf16[0]
+
+
+def test_a_shortened_preset_caps_its_warmup_and_records_it(synthetic_dataset, tmp_path, capsys):
+    """--set train.epochs=2 on a preset with 5 warmup epochs runs (it used to be refused) and config.yaml and
+    history record the warmup that ran; the validation subset (data.max_val_patches) is used and recorded."""
+    import yaml
+
+    cfg = tiny(synthetic_dataset, tmp_path, "short", train={"epochs": 2}, schedule={"warmup_epochs": 5},
+               data={"max_patches": 4, "max_val_patches": 3})  # fmt: skip
+    result = train(cfg)
+    assert "warming up for 1 epoch instead" in capsys.readouterr().err
+    saved = yaml.safe_load((result.run_dir / "config.yaml").read_text())
+    assert saved["schedule"]["warmup_epochs"] == 1 and saved["data"]["max_val_patches"] == 3
+    run = json.loads((result.run_dir / "history.json").read_text())["run"]
+    assert run["warmup_epochs"] == 1 and run["val_items"] == 3 and run["val_items_total"] > 3
+    assert run["selected_on"] == "the val split"
+    assert result.history[0]["lr"] < result.history[1]["lr"]  # epoch 1 warms up, epoch 2 runs at the peak
+
+
+def test_max_val_patches_is_one_fixed_subset(synthetic_dataset, tmp_path):
+    from ssmseg.engine.runtime import Runtime
+    from ssmseg.experiments.train import loaders
+    from ssmseg.tasks import build_task
+
+    cfg = tiny(synthetic_dataset, tmp_path, "sub", data={"max_val_patches": 5})
+    task = build_task(cfg, synthetic_dataset)
+    rt = Runtime(device=torch.device("cpu"))
+    first, again = (loaders(cfg, task, rt)[1].dataset for _ in range(2))
+    assert len(first) == 5 and list(first.indices) == list(again.indices) == sorted(first.indices)
+    assert sum(len(b["mask"]) for b in loaders(cfg, task, rt)[1]) == 5  # every epoch reads exactly those
+    full = tiny(synthetic_dataset, tmp_path, "all")
+    assert len(loaders(full, task, rt)[1].dataset) == len(task.val_set)

@@ -8,6 +8,7 @@ data. Metrics come from one confusion matrix, beside chance baselines computed o
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import warnings
@@ -19,16 +20,17 @@ import torch
 
 from ssmseg.config import Config
 from ssmseg.config.schema import ModelConfig
+from ssmseg.data.datasets import PatchDataset, describe_part, select
 from ssmseg.data.io import Source, open_source, raster_env
 from ssmseg.data.labels import LabelMapping, parse_color
-from ssmseg.errors import InputError
+from ssmseg.errors import ConfigError, InputError
 from ssmseg.experiments import guards
 from ssmseg.models import build_model
 from ssmseg.progress import progress_bar
-from ssmseg.tasks.results import EvalResult
+from ssmseg.tasks.results import EvalResult, PartialResult
 from ssmseg.tasks.segmentation.figures import save_confusion, save_panel
 from ssmseg.tasks.segmentation.inference import Normaliser, predict_batch, predict_scene, window_starts
-from ssmseg.tasks.segmentation.metrics import metrics_from_confusion
+from ssmseg.tasks.segmentation.metrics import boundary_band, metrics_from_confusion
 from ssmseg.tasks.segmentation.visual import false_colour
 
 
@@ -46,7 +48,9 @@ def load_model(state: dict[str, Any], device: torch.device) -> torch.nn.Module:
     return model.to(device).eval()
 
 
-def chance_baselines(cm: np.ndarray, train_counts: list[int] | None, classes: list[str]) -> dict[str, Any]:
+def chance_baselines(
+    cm: np.ndarray, train_counts: list[int] | None, classes: list[str], exclude: list[str] | tuple[str, ...] = ()
+) -> dict[str, Any]:
     """Expected metrics of two predictors that ignore the input, on the same pixels: always the majority
     class (of the training data when known), and drawing each pixel's class from the class priors."""
     support = cm.sum(1).astype(np.float64)
@@ -58,8 +62,8 @@ def chance_baselines(cm: np.ndarray, train_counts: list[int] | None, classes: li
     pick = ("oa", "miou", "mean_f1", "kappa")
     return {
         "majority_class": {"class": classes[int(prior.argmax())],
-                           **{k: metrics_from_confusion(majority, classes)[k] for k in pick}},
-        "class_prior_draw": {k: metrics_from_confusion(drawn, classes)[k] for k in pick},
+                           **{k: metrics_from_confusion(majority, classes, exclude)[k] for k in pick}},
+        "class_prior_draw": {k: metrics_from_confusion(drawn, classes, exclude)[k] for k in pick},
         "priors_from": "training class counts" if train_counts and sum(train_counts) else "evaluated pixels",
     }  # fmt: skip
 
@@ -83,14 +87,42 @@ def _check_bands(src: Source, state: dict[str, Any]) -> None:
         )
 
 
-def _write_metrics(out: Path, cm: np.ndarray, state: dict[str, Any], protocol: dict[str, Any]) -> dict[str, Any]:
-    classes = state["classes"]
-    metrics = metrics_from_confusion(cm, classes)
+PICK = ("oa", "miou", "mean_f1", "kappa")
+
+
+def metric_protocol(cfg: Config, state: dict[str, Any]) -> dict[str, Any]:
+    """The metric protocol of ``eval.*`` (checked against the model's classes; a bad name is exit 2)."""
+    classes, exclude = list(state["classes"]), list(cfg.eval.exclude_classes)
+    unknown = [c for c in exclude if c not in classes]
+    if unknown:
+        raise ConfigError(f"eval.exclude_classes: {', '.join(map(repr, unknown))} "
+                          f"{'is not a class' if len(unknown) == 1 else 'are not classes'} of this model; its "
+                          f"classes are {', '.join(classes)}")  # fmt: skip
+    if exclude and set(exclude) >= set(classes):
+        raise ConfigError("eval.exclude_classes leaves no class in the mean; exclude fewer classes")
+    radius = cfg.eval.boundary_ignore
+    return {"ignore_index": state["ignore_index"], "classes": classes,
+            "averaging": "macro over classes present in truth or prediction (less exclude_classes); OA and kappa "
+                         "micro over every evaluated pixel",
+            "exclude_classes": exclude, "mean_over": [c for c in classes if c not in exclude],
+            "boundary_ignore": radius,
+            "boundary": (f"pixels within {radius} px (Euclidean) of a pixel of another class in the truth are left "
+                         "out of every metric") if radius else "off"}  # fmt: skip
+
+
+def _metrics(cm: np.ndarray, state: dict[str, Any], protocol: dict[str, Any]) -> dict[str, Any]:
+    metrics = metrics_from_confusion(cm, state["classes"], protocol["exclude_classes"])
     metrics["confusion_matrix"] = cm.astype(int).tolist()
-    metrics["protocol"] = {"ignore_index": state["ignore_index"], "classes": classes,
-                           "averaging": "macro over classes present in truth or prediction; OA and kappa micro",
-                           **protocol}  # fmt: skip
-    metrics["chance"] = chance_baselines(cm, state.get("class_counts_train"), classes)
+    metrics["protocol"] = protocol
+    metrics["chance"] = chance_baselines(cm, state.get("class_counts_train"), state["classes"],
+                                         protocol["exclude_classes"])  # fmt: skip
+    return metrics
+
+
+def _write_metrics(out: Path, cm: np.ndarray, state: dict[str, Any], protocol: dict[str, Any],
+                   extra: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+    classes = state["classes"]
+    metrics = {**_metrics(cm, state, protocol), **(extra or {})}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     with open(out / "metrics.csv", "w", newline="") as f:
         w = csv.writer(f)
@@ -98,7 +130,7 @@ def _write_metrics(out: Path, cm: np.ndarray, state: dict[str, Any], protocol: d
         for name, m in metrics["per_class"].items():
             w.writerow([name, *(m[k] for k in ("iou", "precision", "recall", "f1", "support"))])
         w.writerow([])
-        for key in ("oa", "miou", "mean_f1", "kappa"):
+        for key in PICK:
             w.writerow([key, metrics[key]])
         for name, base in metrics["chance"].items():
             if isinstance(base, dict):
@@ -118,78 +150,214 @@ def run(
     dataset: Path | None,
 ) -> EvalResult:
     """Evaluate the checkpoint ``state`` into the (new, empty) folder ``out``."""
+    protocol = metric_protocol(cfg, state)
     model = load_model(state, device)
     with raster_env():
         if inputs:
-            return _scenes(cfg, state, model, device, out, inputs, masks)
-        return _test_split(cfg, state, model, device, out, dataset)
+            return _scenes(cfg, state, model, device, out, inputs, masks, protocol)
+        return _test_split(cfg, state, model, device, out, dataset, protocol)
 
 
-def _test_split(cfg: Config, state, model, device, out: Path, dataset: Path | None) -> EvalResult:
-    from ssmseg.data.datasets import PatchDataset
-
-    folder = Path(dataset or state["dataset"])
-    ds = PatchDataset(folder, "test", state.get("fold"))
-    if ds.bands != state["in_channels"]:
-        raise InputError(f"'{folder}' has {ds.bands} bands, the model {state['in_channels']}; use its own dataset")
-    guards.check_test_data(folder, ds.manifest, state)
-    n = state["num_classes"]
+def patch_confusion(cfg: Config, state: dict[str, Any], model, device, ds, label: str,
+                    vis: Path | None = None) -> np.ndarray:  # fmt: skip
+    """The confusion matrix of ``model`` on every patch of ``ds`` under the eval protocol (TTA, boundary
+    band); with ``vis``, panels of the first four patches."""
+    n, ignore, radius = state["num_classes"], state["ignore_index"], cfg.eval.boundary_ignore
     cm = torch.zeros(n, n, dtype=torch.int64)
     loader = torch.utils.data.DataLoader(ds, batch_size=cfg.eval.batch_size)
     shown = 0
-    with progress_bar("test patches", len(loader)) as advance, torch.no_grad():
+    with progress_bar(label, len(loader)) as advance, torch.no_grad():
         for batch in loader:
             pred = predict_batch(model, batch["image"].to(device), cfg.eval.tta).argmax(1).cpu()
-            keep = batch["mask"] != state["ignore_index"]
-            cm += torch.bincount(batch["mask"][keep] * n + pred[keep], minlength=n * n).reshape(n, n)
-            for i in range(min(len(pred), 4 - shown)):
+            truth = batch["mask"]
+            keep = (truth != ignore) & ~torch.from_numpy(boundary_band(truth.numpy(), radius, ignore))
+            cm += torch.bincount(truth[keep] * n + pred[keep], minlength=n * n).reshape(n, n)
+            for i in range(min(len(pred), 4 - shown) if vis is not None else 0):
                 rgb = false_colour(batch["image"][i]).permute(1, 2, 0).numpy()
-                save_panel(out / "vis" / f"test_{shown}.png", rgb, batch["mask"][i].numpy(), pred[i].numpy(),
-                           state["classes"], state["palette"], state["ignore_index"])  # fmt: skip
+                save_panel(vis / f"test_{shown}.png", rgb, truth[i].numpy(), pred[i].numpy(), state["classes"],
+                           state["palette"], ignore)  # fmt: skip
                 shown += 1
             advance()
-    metrics = _write_metrics(out, cm.numpy(), state, {"split": "test", "dataset": str(folder), "tta": cfg.eval.tta})
+    return cm.numpy()
+
+
+def selected_on(state: dict[str, Any]) -> str:
+    """The data that selected the checkpoint (best.pt) of a run or cv fold."""
+    return state.get("selected_on") or describe_part("val", state.get("fold"))
+
+
+def _test_split(cfg: Config, state, model, device, out: Path, dataset: Path | None, protocol) -> EvalResult:
+    folder = Path(dataset or state["dataset"])
+    fold = state.get("fold")
+    ds = PatchDataset(folder, "test", fold)
+    if ds.bands != state["in_channels"]:
+        raise InputError(f"'{folder}' has {ds.bands} bands, the model {state['in_channels']}; use its own dataset")
+    guards.check_test_data(folder, ds.manifest, state)
+    chosen = set(select(ds.manifest, "val", fold)[0]) | set(select(ds.manifest, "train", fold)[0])
+    if chosen & set(ds.indices):  # by construction never; a guard against a changed split rule
+        raise InputError(f"'{folder}': test patches are also training or validation patches of this run; "
+                         "prepare the dataset again")  # fmt: skip
+    cm = patch_confusion(cfg, state, model, device, ds, "test patches", out / "vis")
+    scored = {"split": "test", "dataset": str(folder), "patches": len(ds), "tta": cfg.eval.tta,
+              "checkpoint_selected_on": selected_on(state)}  # fmt: skip
+    metrics = _write_metrics(out, cm, state, {**scored, **protocol})
     return EvalResult(out, metrics, ["metrics.json", "metrics.csv", "vis/"])
 
 
-def _scenes(cfg: Config, state, model, device, out: Path, inputs, masks) -> EvalResult:
-    import rasterio
-    import rasterio.shutil
-    from rasterio.windows import Window
+def score_heldout(cfg: Config, state: dict[str, Any], dataset: Path, fold: int, device: torch.device) -> dict[str, Any]:
+    """Cross-validation: the checkpoint of fold ``fold`` (selected on the val split outside the fold) scored once
+    on the fold itself, with the fold's own normalisation statistics and the eval protocol."""
+    protocol = metric_protocol(cfg, state)
+    ds = PatchDataset(dataset, "heldout", fold)
+    if ds.stats_key != (state.get("normalization") or {}).get("stats_key"):
+        raise InputError(f"the checkpoint of fold {fold} was normalised with "
+                         f"'{(state.get('normalization') or {}).get('stats_key')}', not the fold's own "
+                         f"'{ds.stats_key}'; train the fold again")  # fmt: skip
+    cm = patch_confusion(cfg, state, load_model(state, device), device, ds, f"scoring fold {fold}")
+    metrics = _metrics(cm, state, protocol)
+    return {"metrics": {k: metrics[k] for k in PICK},
+            "per_class_iou": {c: m["iou"] for c, m in metrics["per_class"].items()},
+            "confusion_matrix": metrics["confusion_matrix"], "pixels": int(cm.sum()), "items": len(ds),
+            "scored_on": describe_part("heldout", fold), "selected_on": selected_on(state),
+            "protocol": {**protocol, "tta": cfg.eval.tta}}  # fmt: skip
 
-    n, ignore = state["num_classes"], state["ignore_index"]
-    norm_state = state["normalization"]
-    notes: list[str] = []
-    cm = np.zeros((n, n), np.int64)
-    mapping = _mapping(state) if masks else None
-    colormap = {i: (*parse_color(c), 255) for i, c in enumerate(state["palette"])}
-    for k, path in enumerate(inputs):
-        src = open_source(path)
-        mask = open_source(masks[k]) if masks else None
+
+def scene_names(inputs: list[Path]) -> list[str]:
+    """A distinct output name per input: its file stem, prefixed by as many parent folders as it takes to tell
+    apart inputs of the same name (``a/scene.tif``, ``b/scene.tif`` -> ``a_scene``, ``b_scene``), then -2, -3."""
+    paths = [Path(p).resolve() for p in inputs]
+    names = [p.stem for p in paths]
+    for stem in {n for n in names if names.count(n) > 1}:
+        group = [i for i, n in enumerate(names) if n == stem]
+        if len({paths[i] for i in group}) < 2:
+            continue  # one file given twice: -2 below
+        for depth in range(1, max(len(paths[i].parts) for i in group)):
+            tried = ["_".join([*paths[i].parent.parts[1:][-depth:], stem]) for i in group]
+            if len(set(tried)) == len({paths[i] for i in group}):  # one name per distinct file
+                for i, name in zip(group, tried, strict=True):
+                    names[i] = name
+                break
+    taken: set[str] = set()
+    for i, name in enumerate(names):
+        k, unique = 1, name
+        while unique in taken:
+            k += 1
+            unique = f"{name}-{k}"
+        names[i] = unique
+        taken.add(unique)
+    return names
+
+
+def _check_scene(cfg: Config, state, path: Path, mask_path: Path | None, notes: list[str]) -> None:
+    """What can be checked before any scene is predicted: bands, band order and the mask's size."""
+    with open_source(path) as src:
         _check_bands(src, state)
         info = src.info
-        if mask is not None and (mask.info.height, mask.info.width) != (info.height, info.width):
-            raise InputError(f"mask '{mask.info.path}' is not the size of '{info.path}'; give the matching mask")
+        if mask_path is not None:
+            with open_source(mask_path) as mask:
+                if (mask.info.height, mask.info.width) != (info.height, info.width):
+                    raise InputError(f"mask '{mask.info.path}' is not the size of '{info.path}'; give the matching "
+                                     "mask")  # fmt: skip
         if min(info.height, info.width) < cfg.eval.window:
             notes.append(f"'{path}' ({info.height}x{info.width}) is smaller than eval.window {cfg.eval.window}: "
                          "reflect-padded to one window")  # fmt: skip
         if info.crs is None:
             notes.append(f"'{path}' has no CRS: the prediction is written without georeference")
+
+
+def scene_files(name: str, save_png: bool) -> list[str]:
+    return [f"{name}_pred.tif", f"{name}_confidence.tif", *([f"{name}_pred.png"] if save_png else []),
+            f"vis/{name}.png"]  # fmt: skip
+
+
+def _scenes(cfg: Config, state, model, device, out: Path, inputs, masks, protocol) -> EvalResult:
+    names = scene_names(inputs)
+    notes: list[str] = []
+    for k, path in enumerate(inputs):
+        _check_scene(cfg, state, path, masks[k] if masks else None, notes)
+    done: list[dict[str, Any]] = []
+    try:
+        for k, path in enumerate(inputs):
+            cm = _scene(cfg, state, model, device, out, path, masks[k] if masks else None, names[k])
+            done.append({"scene": names[k], "input": str(path), "mask": str(masks[k]) if masks else None,
+                         "confusion": cm})  # fmt: skip
+    except BaseException as exc:
+        if not done:
+            raise
+        for name in scene_files(names[len(done)], cfg.eval.save_png):  # the scene that did not finish
+            (out / name).unlink(missing_ok=True)
+        missing = [{"scene": names[k], "input": str(p)} for k, p in enumerate(inputs) if k >= len(done)]
+        if masks:
+            _write_per_scene(out, done, state, protocol)
+        stopped = "Ctrl-C" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
+        note = {"complete": False, "stopped_by": stopped, "finished": [d["scene"] for d in done],
+                "finished_inputs": [d["input"] for d in done], "missing": missing,
+                "pooled_metrics": "not written: they would cover only the finished scenes (see metrics_per_scene.csv)"
+                if masks else None}  # fmt: skip
+        (out / "incomplete.json").write_text(json.dumps(note, indent=1))
+        raise PartialResult([d["scene"] for d in done], [m["scene"] for m in missing], exc) from exc
+    metrics = None
+    cm = sum((d["confusion"] for d in done), np.zeros((state["num_classes"],) * 2, np.int64))
+    if masks and not cm.sum():
+        raise InputError(f"the masks ({', '.join(map(str, masks))}) hold no labelled pixel where the scenes have data; "
+                         "metrics would be empty: check the masks, or leave --mask out to predict only")  # fmt: skip
+    outputs = [f"{n}_pred.tif" for n in names]
+    if masks:
+        per_scene = _write_per_scene(out, done, state, protocol)
+        scored = {"split": "scenes", "inputs": [str(p) for p in inputs], "tta": cfg.eval.tta, "blend": cfg.eval.blend,
+                  "outputs": dict(zip(names, map(str, inputs), strict=True))}  # fmt: skip
+        metrics = _write_metrics(out, cm, state, {**scored, **protocol}, {"per_scene": per_scene})
+        outputs.append("metrics_per_scene.csv")
+    return EvalResult(out, metrics, outputs, notes)
+
+
+def _write_per_scene(out: Path, done: list[dict[str, Any]], state, protocol) -> list[dict[str, Any]]:
+    """``metrics_per_scene.csv``: one row per scene (its own confusion matrix), beside the pooled metrics."""
+    classes, rows = state["classes"], []
+    for d in done:
+        m = metrics_from_confusion(d["confusion"], classes, protocol["exclude_classes"])
+        rows.append({"scene": d["scene"], "input": d["input"], "mask": d["mask"], "pixels": int(d["confusion"].sum()),
+                     **{k: m[k] for k in PICK}, "per_class_iou": {c: v["iou"] for c, v in m["per_class"].items()},
+                     "confusion_matrix": d["confusion"].astype(int).tolist()})  # fmt: skip
+    with open(out / "metrics_per_scene.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["scene", "input", "mask", "pixels", *PICK, *(f"iou/{c}" for c in classes)])
+        for r in rows:
+            iou = r["per_class_iou"]
+            w.writerow([r["scene"], r["input"], r["mask"], r["pixels"], *(r[k] for k in PICK),
+                        *("" if iou[c] is None else iou[c] for c in classes)])  # fmt: skip
+    return rows
+
+
+def _scene(cfg: Config, state, model, device, out: Path, path: Path, mask_path: Path | None, name: str) -> np.ndarray:
+    """Predict one scene into ``<name>_pred.tif`` (and confidence, PNG, overview); its confusion matrix."""
+    import rasterio
+    import rasterio.shutil
+    from rasterio.windows import Window
+
+    n, ignore, radius = state["num_classes"], state["ignore_index"], cfg.eval.boundary_ignore
+    norm_state = state["normalization"]
+    cm = np.zeros((n, n), np.int64)
+    mapping = _mapping(state) if mask_path is not None else None
+    colormap = {i: (*parse_color(c), 255) for i, c in enumerate(state["palette"])}
+    with contextlib.ExitStack() as stack:
+        src = stack.enter_context(open_source(path))
+        mask = stack.enter_context(open_source(mask_path)) if mask_path is not None else None
+        info = src.info
         profile = {"driver": "GTiff", "height": info.height, "width": info.width, "count": 1, "dtype": "uint8",
                    "nodata": 255, "tiled": True, "blockxsize": 256, "blockysize": 256,
                    "compress": "deflate"}  # fmt: skip
         if info.crs is not None:
             profile.update(crs=info.crs, transform=rasterio.Affine(*info.transform))
-        stem = Path(path).stem
         norm = Normaliser(np.array(norm_state["offset"], np.float32), np.array(norm_state["scale"], np.float32),
                           info.nodata if info.nodata is not None else state.get("nodata"))  # fmt: skip
         stride = max(1, round(cfg.eval.window * (1 - cfg.eval.overlap)))
         rows = len(window_starts(info.height, min(cfg.eval.window, info.height), stride))
         with (
             warnings.catch_warnings(),
-            rasterio.open(out / f"{stem}_pred.tif", "w", **profile) as dst,
-            rasterio.open(out / f"{stem}_confidence.tif", "w", **{**profile, "dtype": "float32", "nodata": -1}) as conf,
-            progress_bar(f"predicting {stem}", rows) as advance,
+            rasterio.open(out / f"{name}_pred.tif", "w", **profile) as dst,
+            rasterio.open(out / f"{name}_confidence.tif", "w", **{**profile, "dtype": "float32", "nodata": -1}) as conf,
+            progress_bar(f"predicting {name}", rows) as advance,
         ):
             warnings.simplefilter("ignore")
             dst.write_colormap(1, colormap)
@@ -201,23 +369,16 @@ def _scenes(cfg: Config, state, model, device, out: Path, inputs, masks) -> Eval
                 dst.write(labels[None], window=window)
                 conf.write(np.where(strip.valid, strip.confidence, -1).astype(np.float32)[None], window=window)
                 if mask is not None:
-                    truth, _ = mapping.decode(mask.read(strip.row0, 0, h, info.width))
-                    keep = (truth != ignore) & strip.valid
+                    top, bottom = max(0, strip.row0 - radius), min(info.height, strip.row0 + h + radius)
+                    halo, _ = mapping.decode(mask.read(top, 0, bottom - top, info.width))  # rows around: the band
+                    inner = slice(strip.row0 - top, strip.row0 - top + h)
+                    truth, band = halo[inner], boundary_band(halo, radius, ignore)[inner]
+                    keep = (truth != ignore) & strip.valid & ~band
                     cm += np.bincount(truth[keep].astype(np.int64) * n + labels[keep], minlength=n * n).reshape(n, n)
-        _overview(out, stem, src, out / f"{stem}_pred.tif", mask, mapping, state)
+        _overview(out, name, src, out / f"{name}_pred.tif", mask, mapping, state)
         if cfg.eval.save_png:  # GDAL streams the paletted GeoTIFF into a PNG keeping its colour table
-            rasterio.shutil.copy(out / f"{stem}_pred.tif", out / f"{stem}_pred.png", driver="PNG")
-        src.close()
-        if mask is not None:
-            mask.close()
-    metrics = None
-    if masks and not cm.sum():
-        raise InputError(f"the masks ({', '.join(map(str, masks))}) hold no labelled pixel where the scenes have data; "
-                         "metrics would be empty: check the masks, or leave --mask out to predict only")  # fmt: skip
-    if masks:
-        metrics = _write_metrics(out, cm, state, {"split": "scenes", "inputs": [str(p) for p in inputs],
-                                                  "tta": cfg.eval.tta, "blend": cfg.eval.blend})  # fmt: skip
-    return EvalResult(out, metrics, [f"{Path(p).stem}_pred.tif" for p in inputs], notes)
+            rasterio.shutil.copy(out / f"{name}_pred.tif", out / f"{name}_pred.png", driver="PNG")
+    return cm
 
 
 def _overview(out: Path, stem: str, src: Source, pred_path: Path, mask, mapping, state) -> None:

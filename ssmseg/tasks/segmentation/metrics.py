@@ -16,9 +16,12 @@ def confusion(pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore
     return torch.bincount(idx, minlength=num_classes**2).reshape(num_classes, num_classes)
 
 
-def metrics_from_confusion(cm: np.ndarray | torch.Tensor, classes: list[str] | None = None) -> dict[str, Any]:
-    """OA, mIoU, mean F1, kappa (macro over classes present in truth or prediction), and per class
-    IoU, precision, recall, F1 and support."""
+def metrics_from_confusion(
+    cm: np.ndarray | torch.Tensor, classes: list[str] | None = None, exclude: list[str] | tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """OA, mIoU, mean F1, kappa (macro over classes present in truth or prediction, less the ``exclude``
+    class names: they stay in OA, kappa and the per-class rows), and per class IoU, precision, recall, F1
+    and support."""
     cm = np.asarray(cm, dtype=np.float64)
     total = cm.sum()
     tp = np.diag(cm)
@@ -28,11 +31,11 @@ def metrics_from_confusion(cm: np.ndarray | torch.Tensor, classes: list[str] | N
         precision = tp / predicted
         recall = tp / support
         f1 = 2 * tp / (support + predicted)
-    present = (support + predicted) > 0
+    names = classes or [str(i) for i in range(len(cm))]
+    present = ((support + predicted) > 0) & np.array([n not in exclude for n in names], dtype=bool)
     oa = tp.sum() / total if total else 0.0
     expected = (support * predicted).sum() / total**2 if total else 0.0
     kappa = (oa - expected) / (1 - expected) if total and expected < 1 else 0.0
-    names = classes or [str(i) for i in range(len(cm))]
     per_class = {
         name: {"iou": _f(iou[i]), "precision": _f(precision[i]), "recall": _f(recall[i]), "f1": _f(f1[i]),
                "support": int(support[i])}
@@ -49,3 +52,23 @@ def metrics_from_confusion(cm: np.ndarray | torch.Tensor, classes: list[str] | N
 
 def _f(x: float) -> float | None:
     return None if np.isnan(x) else float(x)
+
+
+def boundary_band(truth: np.ndarray, radius: int, ignore_index: int) -> np.ndarray:
+    """Pixels of ``truth`` (..., H, W) within ``radius`` pixels (Euclidean) of a pixel of another labelled
+    class: the band an eroded-boundary evaluation leaves out. Ignored pixels and the array's edge are no
+    boundary; ``radius`` 0 marks nothing."""
+    truth = np.asarray(truth)
+    band = np.zeros(truth.shape, dtype=bool)
+    if radius <= 0:
+        return band
+    h, w = truth.shape[-2:]
+    pad = [(0, 0)] * (truth.ndim - 2) + [(radius, radius), (radius, radius)]
+    padded = np.pad(truth, pad, constant_values=ignore_index)
+    for dy in range(-radius, radius + 1):
+        for dx in range(-radius, radius + 1):
+            if (dy, dx) == (0, 0) or dy * dy + dx * dx > radius * radius:
+                continue
+            other = padded[..., radius + dy : radius + dy + h, radius + dx : radius + dx + w]
+            band |= (other != truth) & (other != ignore_index)
+    return band & (truth != ignore_index)

@@ -20,15 +20,12 @@ from ssmseg.tasks.segmentation.metrics import confusion, metrics_from_confusion
 from ssmseg.tasks.segmentation.visual import panel
 
 
-def part_counts(manifest: dict[str, Any], part: str, fold: int | None) -> list[int]:
-    """Labelled pixels per class in the part ("train" or "val") that a run (or cv fold) uses."""
-    counts = manifest["class_counts"]
-    if fold is None:
-        return counts[part]
-    if part == "val":
-        return counts[f"fold_{fold}"]
-    parts = [v for k, v in counts.items() if k.startswith("fold_") and k != f"fold_{fold}"]
-    return [sum(c) for c in zip(*parts, strict=True)]
+def part_counts(ds: PatchDataset) -> list[int]:
+    """Labelled pixels per class in the part a run (or cv fold) uses: from the manifest for the splits of a
+    plain run, counted from the labels for the parts of a cv fold."""
+    if ds.fold is None:
+        return list(ds.manifest["class_counts"][ds.part])
+    return ds.class_counts()
 
 
 class SegmentationTask:
@@ -46,7 +43,7 @@ class SegmentationTask:
         self.manifest = self.train_set.manifest
         self.num_classes, self.ignore_index = self.train_set.num_classes, self.train_set.ignore_index
         self.classes: list[str] = self.manifest["classes"]
-        self.train_counts = part_counts(self.manifest, "train", fold)
+        self.train_counts = part_counts(self.train_set)
         if not any(self.train_counts):
             raise InputError(f"'{dataset}' has no labelled pixel in its training patches; check the masks and "
                              "prep.class_map/ignore_values, then prepare it again")  # fmt: skip
@@ -104,4 +101,4 @@ class SegmentationTask:
     def run_info(self) -> dict[str, Any]:
         return {"dataset": str(self.dataset), "fold": self.fold, "classes": self.classes,
                 "class_counts_train": self.train_counts,
-                "class_counts_val": part_counts(self.manifest, "val", self.fold)}  # fmt: skip
+                "class_counts_val": part_counts(self.val_set)}  # fmt: skip
