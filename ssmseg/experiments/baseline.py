@@ -66,7 +66,7 @@ def _parts(dataset: Path, fold: int | None):
         folds = int(mf.load(dataset).get("split", {}).get("folds", 0))
         if not 0 <= fold < folds:
             raise ConfigError(f"--fold {fold}: '{dataset}' was prepared with {folds} folds; use 0 to {folds - 1}")
-    return PatchDataset(dataset, "train", fold), PatchDataset(dataset, "test" if fold is None else "val", fold)
+    return PatchDataset(dataset, "train", fold), PatchDataset(dataset, "test" if fold is None else "heldout", fold)
 
 
 def _owned(patch: dict[str, Any], shape: tuple[int, int]) -> np.ndarray:
