@@ -208,12 +208,13 @@ def radial_power_spectrum(x: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def spectrum_error(pred: Tensor, target: Tensor, band: tuple[float, float] = (0.0, 0.5)) -> Tensor:
-    """(B,) mean over the rings whose frequency lies in ``band`` (cycles per pixel) of the relative error
-    |P_pred - P_target| / P_target of the radially averaged power spectra. Lost power counts at most 1 per
-    ring; added power (noise, wiggles) counts without bound."""
+    """(B,) log-spectral distance in dB: the mean over the rings whose frequency lies in ``band`` (cycles per
+    pixel) of |10 log10(P_pred / P_target)| of the radially averaged power spectra. Both spectra are floored
+    at 1e-6 of the target's mean ring power: a smooth field has almost no power at high frequencies, and a
+    relative error there would explode while saying nothing; added noise or wiggles still raise it clearly."""
     freqs, p_pred = radial_power_spectrum(pred)
     _, p_true = radial_power_spectrum(target)
     sel = (freqs > band[0]) & (freqs <= band[1])
-    tiny = torch.finfo(p_true.dtype).tiny
-    rel = (p_pred[:, sel] - p_true[:, sel]).abs() / p_true[:, sel].clamp_min(tiny)
-    return rel.mean(1)
+    floor = (p_true.mean(1, keepdim=True) * 1e-6).clamp_min(torch.finfo(p_true.dtype).tiny)
+    ratio = p_pred[:, sel].clamp_min(floor) / p_true[:, sel].clamp_min(floor)
+    return (10 * torch.log10(ratio)).abs().mean(1)
