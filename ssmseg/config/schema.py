@@ -149,8 +149,28 @@ class ModelConfig(Section):
     n_filters: int = Field(
         16, ge=1, description="SSMU-Net: number of learnable sinc band-pass filters over the spectrum."
     )
-    wavelet: Literal["haar", "db2"] = Field("haar", description="CMT-UNet: wavelet of the wavelet convolution.")
+    wavelet: Literal["haar", "db2", "none"] = Field(
+        "haar", description="CMT-UNet: wavelet of the wavelet convolution; none: the wavelet convolution left out."
+    )
     window: int = Field(8, ge=2, description="CMT-UNet: side of the decoder's attention windows.")
+    msa: bool = Field(
+        True, description="CMT-UNet: multi-scale attention at the bottleneck; false: left out (ablation)."
+    )
+    window_attention: bool = Field(
+        True,
+        description="CMT-UNet: window self-attention after each decoder up-sampling; false: plain up-sampling "
+        "(bilinear, concatenation, convolutions) (ablation).",
+    )
+    ss2d: bool = Field(
+        True,
+        description="cmt_unet, ssmu_net: the SS2D Mamba blocks; false: each replaced by its scan-free twin, SS2D's "
+        "projections around a gated depthwise convolution (local context only) (ablation).",
+    )
+    sinc: bool = Field(
+        True,
+        description="SSMU-Net: the sinc band-pass filter bank; false: the raw bands alone feed the embedding "
+        "(ablation).",
+    )
     encoder_weights: Path | None = Field(
         None, description="CMT-UNet: local file of encoder weights to start from (nothing is downloaded)."
     )
