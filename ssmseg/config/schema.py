@@ -185,6 +185,25 @@ class ModelConfig(Section):
     heads: int = Field(4, ge=1, le=32, description="field_flow: attention heads (cross-attention and backbone).")
 
 
+class FinetuneConfig(Section):
+    """Fine-tuning: a new run that starts from a trained run's weights (`ssmseg train --init RUN`), with named
+    parts frozen; the rest trains with this run's `optim.lr`. Unlike `--resume`, nothing else carries over."""
+
+    init: Path | None = Field(
+        None,
+        description="Run folder (its best.pt, else latest.pt) or checkpoint whose matching weights start this run; "
+        "every layer whose name and shape match is loaded, the rest is listed with the reason. A new classifier "
+        "head when the classes differ; a different band count reinitialises the first layer (with a warning). "
+        "Empty: random initialisation. `ssmseg train --init` sets it.",
+    )
+    freeze: list[Literal["encoder", "ssm", "spectral", "decoder", "head"]] = Field(
+        [],
+        description="Parts kept fixed: encoder (the CNN encoder, without its SS2D blocks), ssm (every SS2D/Mamba "
+        "block), spectral (the spectral front end: ssmu_net's sinc bank and embedding, the first convolution "
+        "of cmt_unet and unet), decoder, head (the classifier). Needs finetune.init.",
+    )
+
+
 class OptimConfig(Section):
     """The optimiser."""
 
@@ -347,6 +366,9 @@ class Config(BaseModel):
     data: DataConfig = Field(default_factory=DataConfig, description="Data source and batching.")
     prep: PrepConfig = Field(default_factory=PrepConfig, description="Dataset preparation (`ssmseg prep`).")
     model: ModelConfig = Field(default_factory=ModelConfig, description="Network and sizes.")
+    finetune: FinetuneConfig = Field(
+        default_factory=FinetuneConfig, description="Start from a trained run's weights; freeze parts."
+    )
     optim: OptimConfig = Field(default_factory=OptimConfig, description="Optimiser.")
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig, description="Learning-rate schedule.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="Training loop.")
@@ -386,6 +408,11 @@ class Config(BaseModel):
             )
         if self.prep.overlap >= 1 and self.prep.overlap >= self.data.crop_size:
             problems.append(f"prep.overlap: {self.prep.overlap:g} px must be smaller than data.crop_size")
+        if self.finetune.freeze and self.finetune.init is None:
+            problems.append(
+                f"finetune.freeze: {self.finetune.freeze} would keep random weights fixed; give the trained run to "
+                "start from (ssmseg train --init RUN) or leave finetune.freeze empty"
+            )
         if self.runtime.precision == "fp16" and self.runtime.device == "cpu":
             problems.append("runtime.precision: fp16 needs CUDA; use bf16 or fp32 on the CPU")
         if problems:
