@@ -136,7 +136,7 @@ def _root(
 
 def _register() -> None:
     # Each command module adds itself to the app; imported here so `ssmseg --help` lists them all.
-    from ssmseg.cli import config_cmd, doctor_cmd, eval_cmd, prep_cmd, report_cmd, train_cmd  # noqa: F401
+    from ssmseg.cli import config_cmd, doctor_cmd, eval_cmd, export_cmd, prep_cmd, report_cmd, train_cmd  # noqa: F401
 
 
 _register()
