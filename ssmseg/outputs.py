@@ -3,7 +3,7 @@
 The rules every command follows:
 
 - Every folder a command creates carries a marker, ``.ssmseg.json``: its kind (``run``, ``cv``, ``dataset``,
-  ``eval``), a hash of its inputs, and the files it wrote (names, or patterns for folders that grow).
+  ``eval``, ``export``), a hash of its inputs, and the files it wrote (names, or patterns for folders that grow).
 - Run and output folders are created exclusively (``os.mkdir``): on a collision a new name (``name-2``, ...)
   is taken; a folder is never shared by two commands.
 - Finished outputs are built in a staging folder beside the target and moved in place when complete.
@@ -37,6 +37,7 @@ KINDS = {
     "eval": "evaluation outputs",
     "sweep": "a solver/step sweep",
     "baseline": "classical baselines",
+    "export": "an exported model",
 }
 # What a run folder may hold, as written by train (a run folder grows, so it is described by patterns).
 RUN_FILES = (

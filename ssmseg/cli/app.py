@@ -141,6 +141,7 @@ def _register() -> None:
         config_cmd,
         doctor_cmd,
         eval_cmd,
+        export_cmd,
         prep_cmd,
         report_cmd,
         sweep_cmd,

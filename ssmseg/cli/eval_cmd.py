@@ -14,7 +14,9 @@ from ssmseg.cli.options import ConfigOpt, DeviceOpt, PresetOpt, SetOpt, resolve_
 
 @app.command("eval")
 def eval_cmd(
-    checkpoint: Path = typer.Argument(..., help="A run folder (its best.pt) or a checkpoint file."),
+    checkpoint: Path = typer.Argument(
+        ..., help="A run folder (its best.pt), a checkpoint file, or an exported model (ssmseg export)."
+    ),
     inputs: list[Path] | None = typer.Option(None, "--input", "-i", help="Scene to predict; repeatable."),
     masks: list[Path] | None = typer.Option(None, "--mask", "-m", help="Ground truth for each --input, in order."),
     dataset: Path | None = typer.Option(None, "--dataset", help="Prepared dataset (default: the run's)."),
@@ -30,10 +32,9 @@ def eval_cmd(
     ),
 ) -> None:
     """Sliding-window inference with blending (eval.*), per-class metrics, GeoTIFF outputs and panels."""
-    from ssmseg.engine import checkpoint as ckpt
-    from ssmseg.experiments.evaluate import evaluate
+    from ssmseg.experiments.evaluate import evaluate, load_for_eval
 
-    state = ckpt.load(checkpoint)  # a bad checkpoint is reported before anything else
+    state = load_for_eval(checkpoint)  # a bad checkpoint is reported before anything else
     base = ("checkpoint config", {k: v for k, v in state["config"].items() if k != "runtime"})
     extra = [f"reconstruction.samples={samples}"] if samples is not None else []
     cfg = resolve_config(config, preset, [*(set_ or []), *extra], device=device, base=base)

@@ -31,9 +31,11 @@ def resolve_config(
     device: str | None = None,
     seed: int | None = None,
     base: tuple[str, dict[str, Any]] | None = None,
+    explicit: dict[str, Any] | None = None,
 ) -> Config:
-    """Defaults < preset < --config < --set < explicit options, validated as one ``Config``."""
-    explicit: dict[str, Any] = {}
+    """Defaults < preset < --config < --set < explicit options, validated as one ``Config``; ``explicit`` holds
+    a command's own options as sections (``{"finetune": {"init": ...}}``)."""
+    explicit = dict(explicit or {})
     runtime = {k: v for k, v in (("out_dir", out), ("device", device), ("seed", seed)) if v is not None}
     if runtime:
         explicit["runtime"] = {k: str(v) if isinstance(v, Path) else v for k, v in runtime.items()}

@@ -23,7 +23,10 @@ def prep(
         None, "--synthetic", help="Prepare built-in generated data: hyperspectral or rgb scenes, or sinusoids fields."
     ),
     check: Path | None = typer.Option(
-        None, "--check", help="Validate a dataset folder or a config file without writing anything."
+        None,
+        "--check",
+        help="Validate without writing anything: a prepared dataset folder, a config file, or (with --preset or "
+        "--config) the folder a dataset was downloaded into, its files as the preset names them.",
     ),
     force: bool = typer.Option(
         False, "--force", help="Replace a dataset that prep wrote from other inputs (never any other folder)."
@@ -33,9 +36,13 @@ def prep(
     from ssmseg.data.builtin import prepare_sinusoids, prepare_synthetic
     from ssmseg.data.check import check_dataset, check_sources
     from ssmseg.data.prepare import prepare
+    from ssmseg.data.shipped import is_download, rooted
 
     if check is not None:
-        report = check_dataset(check) if check.is_dir() else check_sources(resolve_config(check, preset, set_))
+        if (preset or config) and is_download(check):  # a download laid out as the dataset ships
+            report = check_sources(rooted(resolve_config(config, preset, set_), check))
+        else:
+            report = check_dataset(check) if check.is_dir() else check_sources(resolve_config(check, preset, set_))
         for note in report.notes:
             typer.echo(note)
         for problem in report.problems:

@@ -24,16 +24,27 @@ def train_cmd(
         None, "--resume", help="Continue the run in this folder exactly (its own config; --set on top is the change)."
     ),
     force: bool = typer.Option(False, "--force", help="Resume even though the change alters the run."),
+    init: Path | None = typer.Option(
+        None,
+        "--init",
+        help="Start a new run from this run's (or checkpoint's) matching weights (finetune.init); freeze parts with "
+        "--set finetune.freeze=[encoder,ssm].",
+    ),
 ) -> None:
     """Train a model: segmentation, or reconstruction with task.name=reconstruction (on the built-in synthetic
     data when data.dataset is empty)."""
+    from ssmseg.errors import UsageError
     from ssmseg.experiments import guards
     from ssmseg.experiments.train import train
 
     base = None
     if resume is not None:  # start from what ran; options given now are the change
+        if init is not None:
+            raise UsageError("--init starts a new run from another run's weights and --resume continues a run (which "
+                             "keeps its own finetune.init); give one of them")  # fmt: skip
         base = (f"run config '{resume / 'config.yaml'}'", guards.run_config(resume))
-    cfg = resolve_config(config, preset, set_, out=out, device=device, seed=seed, base=base)
+    explicit = {"finetune": {"init": str(init.resolve())}} if init is not None else None
+    cfg = resolve_config(config, preset, set_, out=out, device=device, seed=seed, base=base, explicit=explicit)
     if resume is not None:
         done = guards.check_resume(resume, cfg, force, base[1])
         if done:  # nothing to do: nothing is written

@@ -23,11 +23,15 @@ Layer = tuple[str, dict[str, Any]]
 
 
 def _preset_root() -> Any:
-    """The installed ``ssmseg.presets`` package, or the checkout's ``presets/`` when run uninstalled."""
+    """The presets of this ssmseg: the checkout's ``presets/`` when the code runs from a checkout (so a second
+    checkout on PYTHONPATH does not read the installed one's presets), else the installed ``ssmseg.presets``."""
+    checkout = Path(__file__).resolve().parents[2] / "presets"
+    if (checkout / "__init__.py").is_file() and (checkout / "default.yaml").is_file():
+        return checkout
     try:
         return resources.files("ssmseg.presets")
     except ModuleNotFoundError:
-        return Path(__file__).resolve().parents[2] / "presets"
+        return checkout
 
 
 def available_presets() -> list[str]:

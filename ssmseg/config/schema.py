@@ -214,8 +214,28 @@ class ModelConfig(Section):
     n_filters: int = Field(
         16, ge=1, description="SSMU-Net: number of learnable sinc band-pass filters over the spectrum."
     )
-    wavelet: Literal["haar", "db2"] = Field("haar", description="CMT-UNet: wavelet of the wavelet convolution.")
+    wavelet: Literal["haar", "db2", "none"] = Field(
+        "haar", description="CMT-UNet: wavelet of the wavelet convolution; none: the wavelet convolution left out."
+    )
     window: int = Field(8, ge=2, description="CMT-UNet: side of the decoder's attention windows.")
+    msa: bool = Field(
+        True, description="CMT-UNet: multi-scale attention at the bottleneck; false: left out (ablation)."
+    )
+    window_attention: bool = Field(
+        True,
+        description="CMT-UNet: window self-attention after each decoder up-sampling; false: plain up-sampling "
+        "(bilinear, concatenation, convolutions) (ablation).",
+    )
+    ss2d: bool = Field(
+        True,
+        description="cmt_unet, ssmu_net: the SS2D Mamba blocks; false: each replaced by its scan-free twin, SS2D's "
+        "projections around a gated depthwise convolution (local context only) (ablation).",
+    )
+    sinc: bool = Field(
+        True,
+        description="SSMU-Net: the sinc band-pass filter bank; false: the raw bands alone feed the embedding "
+        "(ablation).",
+    )
     encoder_weights: Path | None = Field(
         None, description="CMT-UNet: local file of encoder weights to start from (nothing is downloaded)."
     )
@@ -228,6 +248,25 @@ class ModelConfig(Section):
     n_fourier: int = Field(64, ge=4, le=1024, description="field_flow: learnable Fourier features of coordinates.")
     fourier_scale: float = Field(10.0, gt=0, description="field_flow: initial scale of the Fourier frequencies.")
     heads: int = Field(4, ge=1, le=32, description="field_flow: attention heads (cross-attention and backbone).")
+
+
+class FinetuneConfig(Section):
+    """Fine-tuning: a new run that starts from a trained run's weights (`ssmseg train --init RUN`), with named
+    parts frozen; the rest trains with this run's `optim.lr`. Unlike `--resume`, nothing else carries over."""
+
+    init: Path | None = Field(
+        None,
+        description="Run folder (its best.pt, else latest.pt) or checkpoint whose matching weights start this run; "
+        "every layer whose name and shape match is loaded, the rest is listed with the reason. A new classifier "
+        "head when the classes differ; a different band count reinitialises the first layer (with a warning). "
+        "Empty: random initialisation. `ssmseg train --init` sets it.",
+    )
+    freeze: list[Literal["encoder", "ssm", "spectral", "decoder", "head"]] = Field(
+        [],
+        description="Parts kept fixed: encoder (the CNN encoder, without its SS2D blocks), ssm (every SS2D/Mamba "
+        "block), spectral (the spectral front end: ssmu_net's sinc bank and embedding, the first convolution "
+        "of cmt_unet and unet), decoder, head (the classifier). Needs finetune.init.",
+    )
 
 
 class OptimConfig(Section):
@@ -445,6 +484,9 @@ class Config(BaseModel):
     data: DataConfig = Field(default_factory=DataConfig, description="Data source and batching.")
     prep: PrepConfig = Field(default_factory=PrepConfig, description="Dataset preparation (`ssmseg prep`).")
     model: ModelConfig = Field(default_factory=ModelConfig, description="Network and sizes.")
+    finetune: FinetuneConfig = Field(
+        default_factory=FinetuneConfig, description="Start from a trained run's weights; freeze parts."
+    )
     optim: OptimConfig = Field(default_factory=OptimConfig, description="Optimiser.")
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig, description="Learning-rate schedule.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="Training loop.")
@@ -482,6 +524,11 @@ class Config(BaseModel):
             )
         if self.prep.overlap >= 1 and self.prep.overlap >= self.data.crop_size:
             problems.append(f"prep.overlap: {self.prep.overlap:g} px must be smaller than data.crop_size")
+        if self.finetune.freeze and self.finetune.init is None:
+            problems.append(
+                f"finetune.freeze: {self.finetune.freeze} would keep random weights fixed; give the trained run to "
+                "start from (ssmseg train --init RUN) or leave finetune.freeze empty"
+            )
         if self.runtime.precision == "fp16" and self.runtime.device == "cpu":
             problems.append("runtime.precision: fp16 needs CUDA; use bf16 or fp32 on the CPU")
         if problems:

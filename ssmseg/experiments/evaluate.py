@@ -57,8 +57,21 @@ def scorer_for(task: str) -> Scorer | None:
     return SCORERS.get(task)
 
 
+def load_for_eval(checkpoint: Path) -> dict[str, Any]:
+    """A checkpoint, or the metadata of an exported model (``ssmseg export``) that eval runs through its runtime."""
+    from ssmseg.experiments import exported
+
+    if exported.model_file(checkpoint) is not None:
+        return exported.load_state(checkpoint)
+    return ckpt.load(checkpoint)
+
+
 def evaluator_for(state: dict[str, Any]) -> Evaluator:
     task = state.get("task", "segmentation")  # checkpoints from before tasks were recorded are segmentation
+    if "exported" in state and task == "segmentation":
+        from ssmseg.experiments.exported import evaluate_exported
+
+        return evaluate_exported
     if task not in EVALUATORS:
         raise InputError(f"the checkpoint is a '{task}' model, which this ssmseg cannot evaluate; "
                          f"it evaluates {', '.join(EVALUATORS)}")  # fmt: skip
@@ -70,11 +83,18 @@ def evaluate(
 ) -> EvalResult:
     """Evaluate or predict into ``out`` (new, empty, or this same evaluation's), by default a new folder under
     the run's ``eval/``; never into a folder eval did not write."""
-    state = ckpt.load(checkpoint)
+    state = load_for_eval(checkpoint)
     run = evaluator_for(state)
     if masks and len(masks) != len(inputs):
         raise ConfigError(f"{len(masks)} masks for {len(inputs)} inputs; give one --mask per --input, in order")
+    if "exported" in state:
+        checkpoint = Path(state["exported"]["path"])
     key = guards.eval_key(checkpoint, state, inputs, masks, dataset, cfg)
+    if "exported" in state and out is None:  # by default the run's eval/, not the export folder
+        from ssmseg.experiments.exported import eval_parent
+
+        name = (Path(inputs[0]).stem if inputs else "test") + f"-{state['exported']['format']}"
+        out = outputs.pick_name(eval_parent(checkpoint), name, "eval", key)
     out = guards.eval_folder(checkpoint, out, key, inputs, dataset)  # a new folder, or this same evaluation redone
     rt = setup_runtime(cfg.runtime)
     tmp = outputs.staging(out)

@@ -49,6 +49,10 @@ def check_config(cfg: Config) -> None:
     if name is not None and (not name.strip() or name in (".", "..") or "/" in name or os.sep in name):
         raise ConfigError(f"runtime.name '{name}' must be a plain folder name (no '/'); runtime.out_dir sets where "
                           "run folders go")  # fmt: skip
+    if cfg.finetune.init is not None:  # a wrong --init is named before any data is prepared
+        from ssmseg.engine.checkpoint import resolve
+
+        resolve(cfg.finetune.init)
     valid = monitor_choices(cfg.task.name)
     if cfg.train.monitor is not None and valid and cfg.train.monitor not in valid:
         raise ConfigError(f"train.monitor: '{cfg.train.monitor}' is not a {cfg.task.name} metric; use one of "
@@ -179,7 +183,10 @@ def resume_differences(saved: dict[str, Any], cfg: Config) -> list[str]:
     """Keys whose change alters an exact resume: runtime settings never do; prep settings do not once the run
     reads a prepared dataset; a larger train.epochs extends the run."""
     a, b = _flatten(saved), _flatten(yaml.safe_load(dump_config(cfg)))
+    defaults = _flatten(yaml.safe_load(dump_config(Config())))
     inert = ["runtime."] + (["prep."] if a.get("data.dataset") else [])
+    # A key the run's config predates (a newer ssmseg's) changes nothing while it keeps its default.
+    a = {**{k: v for k, v in defaults.items() if k not in a and k in b and b[k] == v}, **a}
     diffs = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k) and not k.startswith(tuple(inert)))
     if "train.epochs" in diffs and isinstance(a.get("train.epochs"), int) and b["train.epochs"] > a["train.epochs"]:
         diffs.remove("train.epochs")

@@ -27,7 +27,7 @@ from ssmseg.engine.precision import resolve as resolve_precision
 from ssmseg.engine.runtime import Runtime, barrier, setup_runtime, shutdown
 from ssmseg.engine.task import Task, monitor_names
 from ssmseg.errors import ConfigError, InputError
-from ssmseg.experiments import guards
+from ssmseg.experiments import finetune, guards
 from ssmseg.models.registry import check_model_task, count_parameters
 from ssmseg.ssm import choose_backend
 from ssmseg.tasks import build_task
@@ -93,20 +93,24 @@ def train(
         cfg = with_task_defaults(cfg, task)
         state = _resume_state(run_dir, cfg, force) if resume is not None else None
         train_loader, val_loader = loaders(cfg, task, rt)
-        model = task.build_model().to(rt.device)
+        model = task.build_model()
+        tuned = finetune.prepare(model, cfg, task.checkpoint_meta(), state)  # --init: matching weights, frozen parts
+        model = model.to(rt.device)
         parameters = count_parameters(model)
         if rt.distributed:
             model = DistributedDataParallel(model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
         backend = choose_backend(rt.device)[0]
         versions = {"ssmseg": __version__, "torch": str(torch.__version__)}
         meta = {"task": task.name, "config": yaml.safe_load(dump_config(cfg)), **task.checkpoint_meta(),
-                "versions": versions, "scan_backend": backend, "selected_on": describe_part("val", fold)}  # fmt: skip
+                "versions": versions, "scan_backend": backend, "selected_on": describe_part("val", fold),
+                **({"finetune": tuned} if tuned else {})}  # fmt: skip
         info = {"model": cfg.model.name, "parameters": parameters, "device": str(rt.device), "scan_backend": backend,
                 "world_size": rt.world_size, "precision": resolve_precision(rt.device, cfg.runtime.precision),
                 "epochs_planned": cfg.train.epochs, "schedule": cfg.schedule.name,
                 "warmup_epochs": cfg.schedule.warmup_epochs, "train_items": len(task.train_set),
                 "val_items": len(val_loader.dataset), "val_items_total": len(task.val_set),
-                "selected_on": describe_part("val", fold), **task.run_info()}  # fmt: skip
+                "selected_on": describe_part("val", fold), **task.run_info(),
+                **({"finetune": tuned} if tuned else {})}  # fmt: skip
         optimizer = build_optimizer(cfg.optim, model)
         schedule = EpochSchedule(cfg.schedule, cfg.optim.lr, cfg.train.epochs, cfg.train.mode)
         st = FitState(task, model, optimizer, schedule, make_scaler(rt.device, cfg.runtime.precision), meta, info)

@@ -1,6 +1,11 @@
 """CMT-UNet-style hybrid: residual CNN encoder, SS2D blocks for global context in the deep stages,
 multi-scale attention at the bottleneck, wavelet convolution, and a decoder with window attention.
-(B, bands, H, W) -> (B, classes, H, W)."""
+(B, bands, H, W) -> (B, classes, H, W).
+
+Each module can be switched off for ablations (``model.msa``, ``model.wavelet: none``, ``model.ss2d``,
+``model.window_attention``): a switched-off module is the identity, and SS2D blocks become their scan-free
+twin (``ConvMixBlock``: SS2D's projections around a gated depthwise convolution). The parameter names of
+the modules kept do not change."""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from torch import nn
 
 from ssmseg.errors import InputError
 from ssmseg.models.layers.attention import MultiScaleAttention, WindowAttention
-from ssmseg.models.layers.conv import ConvBlock, ResBlock, SS2DBlock, Up, norm
+from ssmseg.models.layers.conv import ConvBlock, ResBlock, Up, context_block, norm
 from ssmseg.models.layers.wavelet import WaveletConv
 
 
@@ -29,6 +34,9 @@ class CMTUNet(nn.Module):
         dropout: float = 0.0,
         encoder_weights: str | None = None,
         d_conv: int = 3,
+        msa: bool = True,
+        ss2d: bool = True,
+        window_attention: bool = True,
     ) -> None:
         super().__init__()
         chans = [width * 2**i for i in range(depth + 1)]
@@ -37,12 +45,15 @@ class CMTUNet(nn.Module):
         for i in range(depth):
             stage = [ResBlock(chans[i], chans[i + 1], stride=2)]
             if i >= depth - 2:  # global context where the map is small
-                stage.append(SS2DBlock(chans[i + 1], d_state, expand, d_conv=d_conv))
+                ch = chans[i + 1]
+                stage.append(context_block(ch, d_state, expand, d_conv, ss2d))
             self.encoder.append(nn.Sequential(*stage))
-        self.wavelet = WaveletConv(chans[-1], wavelet)
-        self.msa = MultiScaleAttention(chans[-1])
+        self.wavelet = WaveletConv(chans[-1], wavelet) if wavelet != "none" else nn.Identity()
+        self.msa = MultiScaleAttention(chans[-1]) if msa else nn.Identity()
         self.up = nn.ModuleList(Up(chans[i + 1], chans[i], chans[i]) for i in reversed(range(depth)))
-        self.win = nn.ModuleList(WindowAttention(chans[i], window) for i in reversed(range(depth)))
+        self.win = nn.ModuleList(
+            WindowAttention(chans[i], window) if window_attention else nn.Identity() for i in reversed(range(depth))
+        )
         self.drop = nn.Dropout2d(dropout)
         self.head = nn.Sequential(ConvBlock(chans[0], chans[0]), nn.Conv2d(chans[0], num_classes, 1))
         if encoder_weights:

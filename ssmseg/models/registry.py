@@ -26,11 +26,12 @@ class Entry:
     summary: str
     task: str = "segmentation"
     uses: frozenset[str] = frozenset()  # model keys beyond width/depth/dropout that this model reads
+    ss2d_blocks: bool = False  # has SS2D blocks (their depthwise convolution needs an odd d_conv)
 
 
 # Keys only some models read: a value other than the default for a model that ignores it is an error.
 SPECIFIC = ("d_state", "expand", "d_conv", "n_filters", "wavelet", "window", "encoder_weights", "backbone", "order",
-            "n_fourier", "fourier_scale", "heads")  # fmt: skip
+            "n_fourier", "fourier_scale", "heads", "msa", "window_attention", "ss2d", "sinc")  # fmt: skip
 SSM = frozenset({"d_state", "expand", "d_conv"})
 
 
@@ -41,10 +42,13 @@ MODELS: dict[str, Entry] = {
         "plain UNet baseline",
     ),
     "ssmu_net": Entry(
-        lambda m, c, k: SSMUNet(c, k, m.width, m.depth, m.d_state, m.expand, m.n_filters, m.dropout, m.d_conv),
+        lambda m, c, k: SSMUNet(
+            c, k, m.width, m.depth, m.d_state, m.expand, m.n_filters, m.dropout, m.d_conv, m.sinc, m.ss2d
+        ),
         {"width": 8, "depth": 2, "d_state": 4, "n_filters": 4},
         "sinc band-pass filter bank + UNet with SS2D Mamba blocks",
-        uses=SSM | {"ss2d", "n_filters"},
+        uses=SSM | {"n_filters", "sinc", "ss2d"},
+        ss2d_blocks=True,
     ),
     "cmt_unet": Entry(
         lambda m, c, k: CMTUNet(
@@ -59,10 +63,14 @@ MODELS: dict[str, Entry] = {
             m.dropout,
             None if m.encoder_weights is None else str(m.encoder_weights),
             m.d_conv,
+            m.msa,
+            m.ss2d,
+            m.window_attention,
         ),
         {"width": 8, "depth": 2, "d_state": 4, "window": 4},
         "residual CNN encoder + SS2D + multi-scale attention + wavelet conv + window-attention decoder",
-        uses=SSM | {"ss2d", "wavelet", "window", "encoder_weights"},
+        uses=SSM | {"wavelet", "window", "encoder_weights", "msa", "ss2d", "window_attention"},
+        ss2d_blocks=True,
     ),
     "micro_segformer": Entry(
         lambda m, c, k: MicroSegFormer(c, k, m.width, m.depth, m.dropout),
@@ -94,7 +102,8 @@ MODELS: dict[str, Entry] = {
         {"width": 8, "depth": 2, "d_state": 4},
         "grid: UNet with SS2D stages and a time embedding modulating every stage; flow matching",
         task="reconstruction",
-        uses=SSM | {"ss2d"},
+        uses=SSM,
+        ss2d_blocks=True,
     ),
 }
 
@@ -120,9 +129,9 @@ def build_model(cfg: ModelConfig, in_channels: int, num_classes: int, tiny: bool
     if ignored:
         raise ConfigError(f"model.{ignored[0]} is not read by {cfg.name} (set: {', '.join(ignored)}); remove it or "
                           f"choose a model that uses it")  # fmt: skip
-    if "ss2d" in entry.uses and cfg.d_conv % 2 == 0:
-        raise ConfigError(f"model.d_conv: {cfg.name}'s SS2D blocks need an odd kernel to keep the map size, got "
-                          f"{cfg.d_conv}; use 3 or 5")  # fmt: skip
+    if entry.ss2d_blocks and cfg.d_conv % 2 == 0:
+        raise ConfigError(f"model.d_conv: {cfg.name}'s SS2D blocks (and their ablation twins) need an odd kernel to "
+                          f"keep the map size, got {cfg.d_conv}; use 3 or 5")  # fmt: skip
     if tiny:
         cfg = cfg.model_copy(update=entry.tiny)
     return entry.build(cfg, in_channels, num_classes)

@@ -20,6 +20,7 @@ from ssmseg.ssm.chunked import selective_scan_torch
 from ssmseg.ssm.cpu_kernel import load_kernel, selective_scan_cpu
 from ssmseg.ssm.inputs import check_inputs
 from ssmseg.ssm.reference import selective_scan_reference
+from ssmseg.ssm.traced import selective_scan_traced
 
 BACKENDS = ("auto", "cuda", "cpu", "torch", "reference")
 _default = {"backend": "auto", "warned": False}
@@ -114,6 +115,8 @@ def selective_scan(
     and ``cuda``, as in mamba-ssm). The state is accumulated in float32 for every input dtype.
     """
     check_inputs(u, delta, A, B, C)
+    if torch.jit.is_tracing():  # an export: loops that keep the length dynamic (the kernels cannot be traced)
+        return selective_scan_traced(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
     name, why = choose_backend(u.device, backend)
     auto = (backend or _default["backend"]) == "auto"
     if auto and name == "torch" and u.device.type == "cpu" and not _default["warned"]:

@@ -27,7 +27,7 @@ def assert_one_line_error(result, code: int, *needles: str) -> None:
 @pytest.mark.parametrize(
     "command",
     [[], ["config"], ["config", "show"], ["config", "validate"], ["config", "presets"], ["config", "reference"],
-     ["doctor"], ["prep"], ["eval"], ["train"], ["cv"], ["models"], ["report"], ["sweep-steps"]],
+     ["doctor"], ["prep"], ["eval"], ["train"], ["cv"], ["models"], ["report"], ["sweep-steps"], ["export"]],
 )  # fmt: skip
 def test_every_command_has_help(command):
     result = invoke(*command, "--help")

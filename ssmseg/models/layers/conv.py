@@ -1,4 +1,4 @@
-"""Convolution blocks, up-sampling, and the residual SS2D block."""
+"""Convolution blocks, up-sampling, the residual SS2D block and its scan-free twin for ablations."""
 
 from __future__ import annotations
 
@@ -62,6 +62,45 @@ class SS2DBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.ssm(self.norm1(x))
         return x + self.mlp(self.norm2(x))
+
+
+class GatedConv(nn.Module):
+    """SS2D without the scan: in_proj to (x, z), depthwise convolution and SiLU on x, x * silu(z), out_proj.
+    Local context only, with SS2D's projections: what an ablation of the selective scan keeps."""
+
+    def __init__(self, d_model: int, expand: int = 2, d_conv: int = 3) -> None:
+        super().__init__()
+        d_inner = expand * d_model
+        self.in_proj = nn.Conv2d(d_model, 2 * d_inner, 1, bias=False)
+        self.conv2d = nn.Conv2d(d_inner, d_inner, d_conv, padding=d_conv // 2, groups=d_inner)
+        self.out_proj = nn.Conv2d(d_inner, d_model, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xi, z = self.in_proj(x).chunk(2, dim=1)
+        return self.out_proj(F.silu(self.conv2d(xi)) * F.silu(z))
+
+
+class ConvMixBlock(nn.Module):
+    """``SS2DBlock`` with ``GatedConv`` in place of SS2D (``model.ss2d: false``): same norms and MLP."""
+
+    def __init__(self, channels: int, expand: int = 2, mlp_ratio: float = 2.0, d_conv: int = 3) -> None:
+        super().__init__()
+        self.norm1 = nn.GroupNorm(1, channels)
+        self.mix = GatedConv(channels, expand, d_conv)
+        self.norm2 = nn.GroupNorm(1, channels)
+        hidden = int(channels * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Conv2d(channels, hidden, 1), nn.GELU(), nn.Conv2d(hidden, channels, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.mix(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+def context_block(channels: int, d_state: int, expand: int, d_conv: int, ss2d: bool) -> nn.Module:
+    """The SS2D block of a stage, or its scan-free twin when ``ss2d`` is off."""
+    return (
+        SS2DBlock(channels, d_state, expand, d_conv=d_conv) if ss2d else ConvMixBlock(channels, expand, d_conv=d_conv)
+    )
 
 
 class Up(nn.Module):

@@ -71,6 +71,7 @@ class SincBandFilters(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
+        c = int(c)  # a constant when traced for export: the band count is fixed, so are the kernels' shapes
         n_f = self.low.shape[0]
         bank = self.band_matrix(c).to(x.dtype)  # (F, C, C)
         pool = self.pool_matrix(c, x.device).to(x.dtype)  # (P, C)
