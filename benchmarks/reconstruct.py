@@ -92,7 +92,9 @@ def quality(args: argparse.Namespace) -> None:
         for frac in (float(f) for f in args.fractions.split(",")):
             cfg = build_config(explicit={"task": {"name": "reconstruction"}, "sweep": {
                 "solvers": ["euler"], "steps": [1, 8], "max_fields": args.fields, "samples": args.samples,
-                "observed": frac, "baselines": ["linear", "cubic", "rbf", "gp"]},
+                "observed": frac, "baselines": ["linear", "cubic", "rbf", "gp"],
+                # the dopri5 reference only measures solver error here: a loose one keeps the benchmark short
+                "reference_atol": 1e-3, "reference_rtol": 1e-3},
                 "runtime": {"threads": args.threads}})  # fmt: skip
             r = sweep_steps(cfg, Path(args.run), fields, tmp / f"sweep-{len(list(tmp.iterdir()))}")
             one = max(row["psnr_sample"] for row in r.rows)

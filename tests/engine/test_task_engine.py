@@ -28,13 +28,13 @@ class ToyRegression:
 
     name, monitor, mode, metric_names = "toy", "val/mse", "min", ("mse",)
 
-    def __init__(self, nan_after: int | None = None) -> None:
+    def __init__(self, nan_after: int | None = None, nan_in_validation: bool = False) -> None:
         g = torch.Generator().manual_seed(0)
         x = torch.randn(96, 4, generator=g)
         y = x @ torch.tensor([1.0, -2.0, 0.5, 3.0]) + 0.01 * torch.randn(96, generator=g)
         self.train_set = [{"x": x[i], "y": y[i]} for i in range(64)]
         self.val_set = [{"x": x[i], "y": y[i]} for i in range(64, 96)]
-        self.nan_after, self.steps = nan_after, 0
+        self.nan_after, self.steps, self.nan_in_validation = nan_after, 0, nan_in_validation
 
     def build_model(self) -> nn.Module:
         return nn.Linear(4, 1)
@@ -53,7 +53,10 @@ class ToyRegression:
         return out
 
     def validation_step(self, model, batch) -> StepOut:
-        return self._stats(model, batch)
+        out = self._stats(model, batch)
+        if self.nan_in_validation:
+            out.loss = out.loss * float("nan")
+        return out
 
     def metrics(self, stats) -> dict[str, float]:
         return {"mse": float(stats["sse"] / stats["n"])}
@@ -156,3 +159,20 @@ def test_the_monitor_is_checked_against_the_task_before_training():
         with_task_defaults(cfg, ToyRegression())
     resolved = with_task_defaults(build_config(explicit={}), ToyRegression())
     assert (resolved.train.monitor, resolved.train.mode) == ("val/mse", "min")
+
+
+def test_validation_statistics_are_summed_over_every_batch(tmp_path):
+    task = ToyRegression()
+    st, _ = _fit(task, tmp_path, epochs=2)
+    model = task.build_model()
+    model.load_state_dict(ckpt.load(tmp_path / "checkpoints" / "latest.pt")["model"])
+    with torch.no_grad():
+        x = torch.stack([b["x"] for b in task.val_set])
+        y = torch.stack([b["y"] for b in task.val_set])
+        expected = float(((model(x)[:, 0] - y) ** 2).mean())
+    assert st.history[-1]["val/mse"] == pytest.approx(expected, rel=1e-5)  # all 4 batches, not the last
+
+
+def test_a_nan_validation_loss_stops_the_run(tmp_path):
+    with pytest.raises(DivergedError, match="validation diverged at epoch 1"):
+        _fit(ToyRegression(nan_in_validation=True), tmp_path)
