@@ -146,14 +146,10 @@ def evaluate_exported(
     dataset: Path | None,
 ) -> EvalResult:
     """``ssmseg eval`` of an export: the segmentation evaluation with the exported runtime as the model."""
-    from ssmseg.data.io import raster_env
     from ssmseg.tasks.segmentation import evaluate as seg
 
     model = ExportedModel(Path(state["exported"]["path"]), state, device)
     size = model.size
     if size is not None and cfg.eval.window != size[0]:  # every window the scene is cut into has this size
         cfg = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"window": size[0]})})
-    with raster_env():
-        if inputs:
-            return seg._scenes(cfg, state, model, device, out, inputs, masks)
-        return seg._test_split(cfg, state, model, device, out, dataset)
+    return seg.run_model(cfg, state, model, device, out, inputs, masks, dataset)

@@ -150,8 +150,21 @@ def run(
     dataset: Path | None,
 ) -> EvalResult:
     """Evaluate the checkpoint ``state`` into the (new, empty) folder ``out``."""
+    return run_model(cfg, state, load_model(state, device), device, out, inputs, masks, dataset)
+
+
+def run_model(
+    cfg: Config,
+    state: dict[str, Any],
+    model: Any,
+    device: torch.device,
+    out: Path,
+    inputs: list[Path],
+    masks: list[Path],
+    dataset: Path | None,
+) -> EvalResult:
+    """Evaluate any callable model (a module, or an exported model's runtime) with the checkpoint's metadata."""
     protocol = metric_protocol(cfg, state)
-    model = load_model(state, device)
     with raster_env():
         if inputs:
             return _scenes(cfg, state, model, device, out, inputs, masks, protocol)
