@@ -12,12 +12,15 @@ for ablations: a scan over points in arbitrary order is a known trap). The obser
 ``max(1, n_layers // 2)`` encoder blocks; the queries through ``n_layers`` blocks of
 cross-attention to the observations (plus a learned null token, so a field with no observation is defined),
 a token mixer, and an MLP, each modulated by the time embedding (adaLN). The mixer is the ``backbone``:
-``mamba`` (a forward and a reversed Mamba scan, summed; dt comes from each token, never from the length) or
-``attention`` (all-pairs self-attention), with everything else identical.
+``mamba`` (Mamba scans along the order; ``directions="interleave"`` alternates forward and reversed from one
+block to the next, ``"both"`` runs both in every block and sums them at twice the cost; dt comes from each
+token, never from the length) or ``attention`` (all-pairs self-attention), with everything else identical.
+The queries of a field are a fixed-length sequence (its pixels), so the cost is O(HW) per Mamba block and
+O(HW * n_observed) per cross-attention; only the attention backbone is O((HW)^2).
 
 Padding never reaches real tokens: the forward scan is causal and padding sits at the end, the reversed scan
 reverses each field's real tokens only, attention masks padded keys, and padded tokens are zeroed after every
-block.
+block. Observation counts are padded up to a multiple of 32 (few distinct shapes for oneDNN's caches).
 """
 
 from __future__ import annotations
