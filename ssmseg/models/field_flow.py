@@ -10,17 +10,23 @@ counts differ across a batch, so observation tokens are padded at the end and ca
 Both sequences are read along one order of the unit square (``hilbert`` by default; ``rows`` and ``random``
 for ablations: a scan over points in arbitrary order is a known trap). The observations pass through
 ``max(1, n_layers // 2)`` encoder blocks; the queries through ``n_layers`` blocks of
-cross-attention to the observations (plus a learned null token, so a field with no observation is defined),
+cross-attention to the observations (plus a learned null token, so a field with no observation is defined;
+with ``distance_bias`` each head also scores keys by a Gaussian of their distance, of learned width),
 a token mixer, and an MLP, each modulated by the time embedding (adaLN). The mixer is the ``backbone``:
-``mamba`` (a forward and a reversed Mamba scan, summed; dt comes from each token, never from the length) or
-``attention`` (all-pairs self-attention), with everything else identical.
+``mamba`` (Mamba scans along the order; ``directions="interleave"`` alternates forward and reversed from one
+block to the next, ``"both"`` runs both in every block and sums them at twice the cost; dt comes from each
+token, never from the length) or ``attention`` (all-pairs self-attention), with everything else identical.
+The queries of a field are a fixed-length sequence (its pixels), so the cost is O(HW) per Mamba block and
+O(HW * n_observed) per cross-attention; only the attention backbone is O((HW)^2).
 
 Padding never reaches real tokens: the forward scan is causal and padding sits at the end, the reversed scan
 reverses each field's real tokens only, attention masks padded keys, and padded tokens are zeroed after every
-block.
+block. Observation counts are padded up to a multiple of 32 (few distinct shapes for oneDNN's caches).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -93,24 +99,57 @@ class SelfAttention(nn.Module):
 
 
 class CrossAttention(nn.Module):
-    """Queries (B, Lq, d) attend to a memory (B, M, d) whose padded entries are masked."""
+    """Queries (B, L, d) attend to a memory (B, M, d) whose padded entries are masked.
 
-    def __init__(self, d_model: int, n_heads: int, dropout: float) -> None:
+    With ``distance_bias`` each head adds -|p_query - p_key|^2 / (2 sigma_h^2) to its scores: a Gaussian kernel of
+    learned width (initialised log-spaced from 0.04 to 0.2 of the unit square), so attention starts out as a
+    kernel interpolation of the observations and the content scores learn what distance alone misses. The bias
+    is four extra dimensions of q and k (the |p_query|^2 term is the same for every key, so softmax drops it),
+    which keeps SDPA's fused kernel (no (L, M) bias tensor); the null entry sits at distance 1 from every query.
+    Computed in float32: the extra dimensions reach |p|^2 / sigma^2, too large for bfloat16's 8 bits.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float, distance_bias: bool = True) -> None:
         super().__init__()
         self.n_heads, self.dropout = n_heads, dropout
         self.q = nn.Linear(d_model, d_model)
         self.kv = nn.Linear(d_model, 2 * d_model)
         self.out = nn.Linear(d_model, d_model)
+        self.log_sigma = nn.Parameter(torch.linspace(math.log(0.04), math.log(0.2), n_heads)) if distance_bias else None
 
-    def forward(self, x: torch.Tensor, mem: torch.Tensor, mem_valid: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        mem: torch.Tensor,
+        mem_valid: torch.Tensor,
+        q_pos: torch.Tensor,
+        mem_pos: torch.Tensor,
+        mem_null: torch.Tensor,
+    ) -> torch.Tensor:
+        """x (B, L, d), mem (B, M, d), mem_valid (B, M) bool; q_pos (L, 2) and mem_pos (B, M, 2) coordinates in
+        [0, 1]^2; mem_null (B, M) bool: entries without a position (the null token)."""
         b, L, d = x.shape
+        M = mem.shape[1]
         h, dh = self.n_heads, d // self.n_heads
-        q = self.q(x).view(b, L, h, dh).transpose(1, 2)
-        k, v = self.kv(mem).view(b, mem.shape[1], 2, h, dh).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mem_valid[:, None, None, :], dropout_p=self.dropout if self.training else 0.0
-        )
-        return self.out(y.transpose(1, 2).reshape(b, L, d))
+        with torch.autocast(x.device.type, enabled=False):
+            q = self.q(x).float().view(b, L, h, dh).transpose(1, 2)
+            k, v = self.kv(mem).float().view(b, M, 2, h, dh).permute(2, 0, 3, 1, 4)
+            if self.log_sigma is not None:
+                inv = torch.exp(-2 * self.log_sigma.float())[:, None, None]  # 1 / sigma^2, (h, 1, 1)
+                qp = q_pos.float() - 0.5
+                q_extra = torch.cat(
+                    [qp * inv, (-0.5 * inv).expand(h, L, 1), 0.5 * inv * qp.square().sum(-1, keepdim=True)], -1
+                ) * math.sqrt(dh + 4)  # (h, L, 4); SDPA divides every score by sqrt(dh + 4)
+                kp = mem_pos.float() - 0.5
+                k_real = torch.cat([kp, kp.square().sum(-1, keepdim=True), torch.zeros_like(kp[..., :1])], -1)
+                k_null = torch.tensor([0.0, 0.0, 1.0, 1.0], device=x.device)
+                k_extra = torch.where(mem_null[..., None], k_null, k_real)  # (B, M, 4)
+                q = torch.cat([q, q_extra.expand(b, h, L, 4)], -1)
+                k = torch.cat([k, k_extra[:, None].expand(b, h, M, 4)], -1)
+            y = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mem_valid[:, None, None, :], dropout_p=self.dropout if self.training else 0.0
+            )
+        return self.out(y.to(x.dtype).transpose(1, 2).reshape(b, L, d))
 
 
 def _mlp(d_model: int, dropout: float, ratio: int = 2) -> nn.Sequential:
@@ -138,10 +177,10 @@ class QueryBlock(nn.Module):
     """Cross-attention to the observations, the mixer over the queries, an MLP; each pre-norm with a
     time-dependent shift and scale (adaLN, starting at the identity)."""
 
-    def __init__(self, mixer: nn.Module, d_model: int, n_heads: int, dropout: float) -> None:
+    def __init__(self, mixer: nn.Module, d_model: int, n_heads: int, dropout: float, distance_bias: bool) -> None:
         super().__init__()
         self.norms = nn.ModuleList(nn.LayerNorm(d_model, elementwise_affine=False) for _ in range(3))
-        self.cross = CrossAttention(d_model, n_heads, dropout)
+        self.cross = CrossAttention(d_model, n_heads, dropout, distance_bias)
         self.mixer = mixer
         self.mlp = _mlp(d_model, dropout)
         self.drop = nn.Dropout(dropout)
@@ -149,13 +188,17 @@ class QueryBlock(nn.Module):
         nn.init.zeros_(self.modulation.weight)
         nn.init.zeros_(self.modulation.bias)
 
-    def forward(self, x: torch.Tensor, temb: torch.Tensor, mem: torch.Tensor, mem_valid: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, temb: torch.Tensor, pos: torch.Tensor, memory: tuple[torch.Tensor, ...]
+    ) -> torch.Tensor:
+        """x (B, L, d) at positions pos (L, 2); memory: (tokens, valid, positions, null) for CrossAttention."""
         mod = self.modulation(F.silu(temb))[:, None].chunk(6, dim=-1)
 
         def pre(i: int) -> torch.Tensor:
             return self.norms[i](x) * (1 + mod[2 * i]) + mod[2 * i + 1]
 
-        x = x + self.drop(self.cross(pre(0), mem, mem_valid))
+        mem, mem_valid, mem_pos, mem_null = memory
+        x = x + self.drop(self.cross(pre(0), mem, mem_valid, pos, mem_pos, mem_null))
         x = x + self.drop(self.mixer(pre(1)))
         return x + self.drop(self.mlp(pre(2)))
 
@@ -178,6 +221,7 @@ class FieldFlow(nn.Module):
         n_heads: int = 4,
         dropout: float = 0.0,
         directions: str = "interleave",
+        distance_bias: bool = True,
     ) -> None:
         super().__init__()
         if directions not in DIRECTIONS:
@@ -205,7 +249,9 @@ class FieldFlow(nn.Module):
         n_obs = max(1, n_layers // 2)
         self.obs_blocks = nn.ModuleList(ObservationBlock(mixer(i), d_model, dropout) for i in range(n_obs))
         self.obs_norm = nn.LayerNorm(d_model)
-        self.blocks = nn.ModuleList(QueryBlock(mixer(i), d_model, n_heads, dropout) for i in range(n_layers))
+        self.blocks = nn.ModuleList(
+            QueryBlock(mixer(i), d_model, n_heads, dropout, distance_bias) for i in range(n_layers)
+        )
         self.head = nn.Sequential(nn.LayerNorm(d_model), nn.Linear(d_model, d_model), nn.GELU())
         self.out = nn.Linear(d_model, in_channels)
         nn.init.normal_(self.out.weight, std=1e-3)  # small initial velocities
@@ -244,11 +290,15 @@ class FieldFlow(nn.Module):
         o = (pos[idx] + self.obs_in(_gather(obs, idx))) * valid[..., None]
         for block in self.obs_blocks:
             o = block(o, valid)
-        mem = torch.cat([self.null.expand(b, -1, -1), self.obs_norm(o)], dim=1)
-        mem_valid = torch.cat([valid.new_ones(b, 1), valid], dim=1)
+        memory = (
+            torch.cat([self.null.expand(b, -1, -1), self.obs_norm(o)], dim=1),
+            torch.cat([valid.new_ones(b, 1), valid], dim=1),
+            torch.cat([coords.new_zeros(b, 1, 2), coords[idx]], dim=1),
+            torch.cat([valid.new_ones(b, 1), valid.new_zeros(b, n_max)], dim=1),
+        )
 
         q = pos[None] + self.query_in(torch.cat([seq(x_t), obs, m], dim=-1)) + temb[:, None]
         for block in self.blocks:
-            q = block(q, temb, mem, mem_valid)
+            q = block(q, temb, coords, memory)
         v = self.out(self.head(q)).transpose(1, 2)  # (B, C, L) in scan order
         return torch.empty_like(v).index_copy_(2, perm, v).view(b, c, h, w)

@@ -206,3 +206,37 @@ def test_it_learns(name):
     after = held_loss()
     # The loss starts near E|x1 - x0|^2 = 2 (velocity ~0); the mean-velocity solution alone is ~1.
     assert after < 0.7 * before, (before, after)
+
+
+def test_distance_bias_is_a_gaussian_kernel_of_learned_width():
+    """With the content scores zeroed, cross-attention weights are exp(-d^2 / 2 sigma^2), normalised; the null
+    entry counts as a key at distance 1; padded keys get nothing."""
+    from ssmseg.models.field_flow import CrossAttention
+
+    d, h = 4, 2
+    attn = CrossAttention(d, h, 0.0)
+    with torch.no_grad():
+        attn.q.weight.zero_()
+        attn.q.bias.zero_()
+        attn.kv.weight.copy_(torch.cat([torch.zeros(d, d), torch.eye(d)]))  # v = memory
+        attn.kv.bias.zero_()
+        attn.out.weight.copy_(torch.eye(d))
+        attn.out.bias.zero_()
+    q_pos = torch.rand(7, 2)
+    mem_pos = torch.rand(1, 5, 2)
+    mem = torch.randn(1, 5, d)
+    valid = torch.tensor([[True, True, True, True, False]])
+    null = torch.tensor([[True, False, False, False, False]])
+    out = attn(torch.randn(1, 7, d), mem, valid, q_pos, mem_pos, null)
+    sigma = attn.log_sigma.exp().detach()
+    for head in range(h):
+        d2 = (q_pos[:, None] - mem_pos[0][None]).square().sum(-1)
+        d2[:, 0] = 1.0  # the null entry
+        w = (-d2 / (2 * sigma[head] ** 2)).masked_fill(~valid[0], float("-inf")).softmax(1)
+        expected = w @ mem[0]
+        cols = slice(head * d // h, (head + 1) * d // h)
+        torch.testing.assert_close(out[0, :, cols], expected[:, cols], atol=1e-5, rtol=1e-4)
+    # bfloat16 autocast leaves the kernel in float32.
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out_bf16 = attn(torch.randn(1, 7, d), mem, valid, q_pos, mem_pos, null)
+    torch.testing.assert_close(out_bf16.float(), out, atol=2e-2, rtol=2e-2)
