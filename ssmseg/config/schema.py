@@ -354,6 +354,11 @@ class EvalConfig(Section):
     tta: bool = Field(False, description="Average predictions over flips and 90-degree rotations.")
     batch_size: int = Field(8, ge=1, description="Windows per forward pass.")
     save_png: bool = Field(False, description="Also write each scene's prediction as a colour PNG.")
+    baselines: bool = Field(
+        False,
+        description="Test-split eval: also fit the classical baselines (baseline.*) on the run's training pixels and "
+        "score them on the same test pixels; written under `baselines` in metrics.json.",
+    )
     exclude_classes: list[str] = Field(
         [],
         description="Class names left out of the macro means (mIoU, mean F1), e.g. [clutter] as ISPRS does; they "
@@ -405,6 +410,11 @@ class CVConfig(Section):
     """k-fold cross-validation."""
 
     folds: int = Field(3, ge=2, description="Number of folds (at least 2).")
+    baselines: bool = Field(
+        False,
+        description="Segmentation: also fit the classical baselines (baseline.*) per fold on the fold's training "
+        "pixels and score them on its held-out pixels; in cv_summary beside the model.",
+    )
 
 
 class SweepConfig(Section):

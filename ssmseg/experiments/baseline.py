@@ -58,7 +58,7 @@ class _Constant:
         return np.full(len(x), self.cls, np.int64)
 
 
-def _parts(dataset: Path, fold: int | None):
+def _parts(dataset: Path, fold: int | None, scored: str | None = None):
     from ssmseg.data import manifest as mf
     from ssmseg.data.datasets import PatchDataset
 
@@ -66,7 +66,8 @@ def _parts(dataset: Path, fold: int | None):
         folds = int(mf.load(dataset).get("split", {}).get("folds", 0))
         if not 0 <= fold < folds:
             raise ConfigError(f"--fold {fold}: '{dataset}' was prepared with {folds} folds; use 0 to {folds - 1}")
-    return PatchDataset(dataset, "train", fold), PatchDataset(dataset, "test" if fold is None else "heldout", fold)
+    scored = scored or ("test" if fold is None else "heldout")
+    return PatchDataset(dataset, "train", fold), PatchDataset(dataset, scored, fold)
 
 
 def _owned(patch: dict[str, Any], shape: tuple[int, int]) -> np.ndarray:
@@ -170,6 +171,25 @@ def run_baseline(cfg: Config, dataset: Path, fold: int | None = None, out: Path 
     return BaselineResult(done, results, notes)
 
 
+def baseline_scores(cfg: Config, dataset: Path, fold: int | None = None, scored: str | None = None) -> dict[str, Any]:
+    """The baselines' OA, mIoU and per-class IoU on the test split (or held-out fold ``fold``; ``scored``
+    names another part, e.g. the test split of a fold's run), fitted on the training part of the run (or
+    fold), without writing anything: for eval and cv outputs."""
+    from threadpoolctl import threadpool_limits
+
+    train, test = _parts(Path(dataset), fold, scored)
+    with threadpool_limits(limits=cfg.runtime.threads or 1, user_api="blas"):
+        results, _ = _fit_and_score(train, test, cfg.baseline, cfg.runtime.seed, fold, Path(dataset),
+                                    cfg.runtime.threads)  # fmt: skip
+    methods = {name: {"oa": m["oa"], "miou": m["miou"], "seconds": m["seconds"],
+                      "per_class_iou": {c: v["iou"] for c, v in m["per_class"].items()}}
+               for name, m in results["methods"].items()}  # fmt: skip
+    part = scored or ("test" if fold is None else "heldout")
+    where = "test split" if part == "test" else f"held-out fold {fold}"
+    return {"methods": methods, "scored_on": where, "train_pixels": results.get("train_pixels"),
+            "settings": cfg.baseline.model_dump(mode="json")}  # fmt: skip
+
+
 def _fit_and_score(train, test, bc, seed: int, fold: int | None, dataset: Path, threads: int | None):
     classes, ignore, n = list(train.manifest["classes"]), train.ignore_index, train.num_classes
     rng = np.random.default_rng(seed)
@@ -260,7 +280,7 @@ def _fit_and_score(train, test, bc, seed: int, fold: int | None, dataset: Path, 
     results = {
         "dataset": str(dataset),
         "fold": fold,
-        "fitted_on": "train split" if fold is None else f"folds other than {fold}",
+        "fitted_on": "train split" if fold is None else f"train split outside fold {fold}",
         "scored_on": "test split" if fold is None else f"held-out fold {fold}",
         "classes": classes,
         "protocol": protocol,

@@ -74,6 +74,10 @@ def run_cv(cfg: Config, folds: int | None = None, force: bool = False) -> dict[s
         try:
             result = train(cfg, fold=fold, run_dir=fold_dir)
             row = fold_row(cfg, result, dataset, fold, scorer)
+            if cfg.cv.baselines and cfg.task.name == "segmentation":  # same training part, same held-out pixels
+                from ssmseg.experiments.baseline import baseline_scores
+
+                row["baselines"] = baseline_scores(cfg, dataset, fold)
         except KeyboardInterrupt:  # in training or scoring: the fold starts over next time
             raise guards.cv_stopped(root, fold, k) from None
         except Exception:
@@ -141,6 +145,11 @@ def summarise(rows: list[dict[str, Any]], monitor: str, scored: bool, task: str)
         "selected_on": SELECTED_ON, "trained_on": TRAINED_ON, "scored_on": SCORED_ON if scored else None,
         "mean": {}, "std": {},
     }  # fmt: skip
+    if all("baselines" in r for r in rows):  # classical baselines on the same held-out pixels, fold by fold
+        names = list(rows[0]["baselines"]["methods"])
+        summary["baselines"] = {name: {key: dict(zip(("mean", "std"), _stats([r["baselines"]["methods"][name][key]
+                                                                              for r in rows]), strict=True))
+                                       for key in ("oa", "miou")} for name in names}  # fmt: skip
     for m in metrics:
         summary["mean"][m], summary["std"][m] = _stats([r.get(m) for r in rows])
     if scored:

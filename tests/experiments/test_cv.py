@@ -146,3 +146,22 @@ def test_the_report_shows_the_heldout_scores(cv_run):
     assert a["headline"] == "heldout/miou" and a["metrics"][0] == "heldout/miou" and "format" not in a["metrics"]
     assert "never the fold itself" in a["selected_on"] and {c["class"] for c in a["per_class"]} >= {"water"}
     assert not any("selected_on" in m for m in a["missing"])
+
+
+def test_baselines_beside_the_model_on_the_same_held_out_pixels_and_in_eval(synthetic_dataset, tmp_path):
+    from ssmseg.experiments.baseline import baseline_scores
+    from ssmseg.experiments.evaluate import evaluate
+
+    cfg = cfg_for(synthetic_dataset, tmp_path, "cvb").model_copy(deep=True)
+    cfg.cv.baselines, cfg.baseline.methods, cfg.eval.baselines = True, ["majority", "logistic"], True
+    summary = run_cv(cfg)
+    fold0 = summary["folds"][0]["baselines"]
+    assert fold0["scored_on"] == baseline_scores(cfg, synthetic_dataset, 0)["scored_on"] == "held-out fold 0"
+    assert set(summary["baselines"]) == {"majority", "logistic"}
+    logistic = [r["baselines"]["methods"]["logistic"]["miou"] for r in summary["folds"]]
+    assert summary["baselines"]["logistic"]["miou"]["mean"] == pytest.approx(sum(logistic) / 2)
+    assert summary["baselines"]["logistic"]["miou"]["mean"] > summary["baselines"]["majority"]["miou"]["mean"]
+    result = evaluate(cfg, tmp_path / "cvb" / "fold_0", tmp_path / "ev", [], [], None)
+    assert set(result.metrics["baselines"]["methods"]) == {"majority", "logistic"}
+    assert result.metrics["baselines"]["scored_on"] == baseline_scores(cfg, synthetic_dataset, 0, "test")["scored_on"]
+    assert result.metrics["baselines"]["scored_on"] != fold0["scored_on"]  # eval scores the test split

@@ -214,6 +214,11 @@ def _test_split(cfg: Config, state, model, device, out: Path, dataset: Path | No
     scored = {"split": "test", "dataset": str(folder), "patches": len(ds), "tta": cfg.eval.tta,
               "checkpoint_selected_on": selected_on(state)}  # fmt: skip
     metrics = _write_metrics(out, cm, state, {**scored, **protocol})
+    if cfg.eval.baselines:  # the classical yardstick on the same test pixels, fitted on the same training part
+        from ssmseg.experiments.baseline import baseline_scores
+
+        metrics["baselines"] = baseline_scores(cfg, folder, fold, scored="test")
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     return EvalResult(out, metrics, ["metrics.json", "metrics.csv", "vis/"])
 
 
