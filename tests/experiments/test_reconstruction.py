@@ -81,3 +81,25 @@ def test_tasks_models_and_checkpoints_do_not_mix(run, fields, synthetic_dataset,
 def test_a_key_the_model_does_not_read_is_refused(fields, tmp_path):
     with pytest.raises(ConfigError, match=r"model\.n_filters is not read by field_flow"):
         train(recon(fields, tmp_path, "k", model={"n_filters": 3}))
+
+
+def test_a_model_trained_on_16x16_fields_reconstructs_24x24_fields(run):
+    import torch
+
+    from ssmseg.data.fields import normalize, observed_masks, sinusoid_fields
+    from ssmseg.tasks.reconstruction.metrics import psnr
+    from ssmseg.tasks.reconstruction.sampling import draw_samples, load_field_model, sample_noise
+
+    state = ckpt.load(run.run_dir)
+    assert state["field_size"] == [16, 16]
+    model, stats = load_field_model(state, torch.device("cpu"))
+    truth = torch.from_numpy(sinusoid_fields(4, 24, seed=9))
+    observed = torch.from_numpy(observed_masks(4, 24, 24, 0.2, seed=1))[:, None]
+    values = normalize(truth, stats).float()
+    with torch.no_grad():
+        samples, nfe = draw_samples(
+            model, values, observed, sample_noise(torch.arange(4), 2, (1, 24, 24), 0), "euler", 2
+        )
+    assert samples.shape == (2, 4, 1, 24, 24) and nfe == 2 and torch.isfinite(samples).all()
+    assert torch.equal(samples[0][observed], values[observed])  # what was measured is kept
+    assert psnr(samples[0], values, (values.max() - values.min()).item(), observed).isfinite().all()
