@@ -37,7 +37,12 @@ class DataConfig(Section):
         description="Built-in synthetic data used when `dataset` is empty: a hyperspectral or rgb scene "
         "(segmentation), or sinusoid fields (reconstruction; chosen automatically for task.name reconstruction).",
     )
-    crop_size: int = Field(64, ge=8, description="Patch side in pixels.")
+    crop_size: int = Field(
+        64,
+        ge=8,
+        description="Patch side in pixels (a prepared dataset's own size is what runs and is recorded; for "
+        "reconstruction, the fields' side).",
+    )
     batch_size: int = Field(8, ge=1, description="Patches per optimisation step and process.")
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes (0 loads in the main one).")
     max_patches: int | None = Field(

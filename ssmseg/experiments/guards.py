@@ -110,8 +110,11 @@ def for_training(cfg: Config, dataset: Path, fold: int | None = None) -> Config:
         kind = manifest.get("task", "segmentation")
         raise InputError(f"'{dataset}' is a {kind} dataset but task.name is {cfg.task.name}; give a {cfg.task.name} "
                          f"dataset or set task.name: {kind}")  # fmt: skip
-    if cfg.task.name != "segmentation":
-        return cfg  # fields carry their own size; the task checks its data
+    if cfg.task.name != "segmentation":  # fields carry their own size: record it as the size that ran
+        side = min(manifest.get("size") or [cfg.data.crop_size])
+        if side == cfg.data.crop_size or side < 8:
+            return cfg
+        return cfg.model_copy(update={"data": cfg.data.model_copy(update={"crop_size": side})})
     check_training_data(dataset, manifest, fold)
     if cfg.data.dataset is None:
         return cfg  # the built-in dataset is prepared from this very config: crop size and prep settings acted

@@ -49,6 +49,7 @@ def test_training_records_the_reconstruction_task(run):
     assert 0 < rec["val/psnr"] < 100 and rec["val/rmse"] > 0
     state = ckpt.load(run.run_dir)
     assert state["task"] == "reconstruction" and state["stats"]["max"][0] > state["stats"]["min"][0]
+    assert state["config"]["data"]["crop_size"] == 16  # the fields' side ran, not the default 64
 
 
 def test_eval_reports_each_fraction_with_counted_nfe(run, fields, tmp_path):
