@@ -146,9 +146,10 @@ class CrossAttention(nn.Module):
                 k_extra = torch.where(mem_null[..., None], k_null, k_real)  # (B, M, 4)
                 q = torch.cat([q, q_extra.expand(b, h, L, 4)], -1)
                 k = torch.cat([k, k_extra[:, None].expand(b, h, M, 4)], -1)
+                v = F.pad(v, (0, 4))  # values as wide as keys: otherwise SDPA leaves its fused kernel (4x slower)
             y = F.scaled_dot_product_attention(
                 q, k, v, attn_mask=mem_valid[:, None, None, :], dropout_p=self.dropout if self.training else 0.0
-            )
+            )[..., :dh]
         return self.out(y.to(x.dtype).transpose(1, 2).reshape(b, L, d))
 
 
