@@ -58,6 +58,16 @@ class Task(Protocol):
     def run_info(self) -> dict[str, Any]: ...
 
 
+def check_monitor(monitor: str, task: Task | type) -> None:
+    """A monitor the task never records is a config error (exit 2) listing the valid names; ``task`` may be
+    the class (its names are class attributes), so the check can run before any data is read."""
+    from ssmseg.errors import ConfigError
+
+    valid = monitor_names(task)
+    if monitor not in valid:
+        raise ConfigError(f"train.monitor: '{monitor}' is not a {task.name} metric; use one of {', '.join(valid)}")
+
+
 def monitor_names(task: Task) -> list[str]:
     """Every name ``train.monitor`` may take for this task."""
     train = getattr(task, "train_metric_names", task.metric_names)  # what training steps report besides the loss

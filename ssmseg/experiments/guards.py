@@ -22,9 +22,11 @@ from ssmseg.config import Config, dump_config
 from ssmseg.config.loading import validate_layers
 from ssmseg.data import manifest as mf
 from ssmseg.data.io import sha256_file
+from ssmseg.engine.task import check_monitor
 from ssmseg.errors import ConfigError, InputError, Interrupted
 from ssmseg.outputs import RUN_FILES, OutputError, claim, create_folder, describe, pick_name, remove_own
 from ssmseg.progress import info, warn
+from ssmseg.tasks import task_class
 
 
 class RunFinished(InputError):
@@ -32,15 +34,6 @@ class RunFinished(InputError):
 
 
 # --- before training -----------------------------------------------------------------------------------------
-
-
-def monitor_choices(task: str) -> list[str]:
-    """The names train.monitor may take for a task (from the task class, without building it)."""
-    from ssmseg.engine.task import monitor_names
-    from ssmseg.tasks import task_class
-
-    cls = task_class(task)
-    return monitor_names(cls) if cls is not None else []
 
 
 def check_config(cfg: Config) -> None:
@@ -53,10 +46,9 @@ def check_config(cfg: Config) -> None:
         from ssmseg.engine.checkpoint import resolve
 
         resolve(cfg.finetune.init)
-    valid = monitor_choices(cfg.task.name)
-    if cfg.train.monitor is not None and valid and cfg.train.monitor not in valid:
-        raise ConfigError(f"train.monitor: '{cfg.train.monitor}' is not a {cfg.task.name} metric; use one of "
-                          f"{', '.join(valid)}")  # fmt: skip
+    cls = task_class(cfg.task.name)
+    if cfg.train.monitor is not None and cls is not None:
+        check_monitor(cfg.train.monitor, cls)
 
 
 def _parts(dataset: Path, manifest: dict[str, Any], fold: int | None, heldout: bool = False) -> dict[str, list[int]]:

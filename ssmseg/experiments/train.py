@@ -25,8 +25,8 @@ from ssmseg.engine.optim import EpochSchedule, build_optimizer
 from ssmseg.engine.precision import make_scaler
 from ssmseg.engine.precision import resolve as resolve_precision
 from ssmseg.engine.runtime import Runtime, barrier, setup_runtime, shutdown
-from ssmseg.engine.task import Task, monitor_names
-from ssmseg.errors import ConfigError, InputError
+from ssmseg.engine.task import Task, check_monitor
+from ssmseg.errors import InputError
 from ssmseg.experiments import finetune, guards
 from ssmseg.models.registry import check_model_task, count_parameters
 from ssmseg.ssm import choose_backend
@@ -49,9 +49,7 @@ def default_run_dir(cfg: Config) -> Path:
 def with_task_defaults(cfg: Config, task: Task) -> Config:
     """cfg with train.monitor/train.mode filled from the task and the monitor checked (exit 2)."""
     monitor, mode = cfg.train.monitor or task.monitor, cfg.train.mode or task.mode
-    valid = monitor_names(task)
-    if monitor not in valid:
-        raise ConfigError(f"train.monitor: '{monitor}' is not a {task.name} metric; use one of {', '.join(valid)}")
+    check_monitor(monitor, task)
     if cfg.train.monitor == monitor and cfg.train.mode == mode:
         return cfg
     return cfg.model_copy(update={"train": cfg.train.model_copy(update={"monitor": monitor, "mode": mode})})

@@ -3,34 +3,18 @@ lists the valid ones."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 from ssmseg.config import Config
 from ssmseg.engine.task import Task
 from ssmseg.errors import ConfigError
 
-
-def _segmentation(cfg: Config, dataset: Path, fold: int | None) -> Task:
-    from ssmseg.tasks.segmentation.task import SegmentationTask
-
-    return SegmentationTask(cfg, dataset, fold)
-
-
-def _reconstruction(cfg: Config, dataset: Path, fold: int | None) -> Task:
-    from ssmseg.tasks.reconstruction.task import ReconstructionTask
-
-    return ReconstructionTask(cfg, dataset, fold)
-
-
-TASKS: dict[str, Callable[[Config, Path, int | None], Task]] = {
-    "segmentation": _segmentation,
-    "reconstruction": _reconstruction,
-}
+TASK_NAMES = ("segmentation", "reconstruction")
 
 
 def task_class(name: str) -> type | None:
-    """The task class of a name (its monitor, mode and metric names are class attributes), or None."""
+    """The task class of a name (its monitor, mode and metric names are class attributes), or None. Imported
+    on demand: each pulls in its models."""
     if name == "segmentation":
         from ssmseg.tasks.segmentation.task import SegmentationTask
 
@@ -44,6 +28,7 @@ def task_class(name: str) -> type | None:
 
 def build_task(cfg: Config, dataset: Path, fold: int | None = None) -> Task:
     """The task named ``cfg.task.name`` on a prepared dataset (and cv fold)."""
-    if cfg.task.name not in TASKS:
-        raise ConfigError(f"task.name: '{cfg.task.name}' is not available; valid tasks: {', '.join(TASKS)}")
-    return TASKS[cfg.task.name](cfg, dataset, fold)
+    cls = task_class(cfg.task.name)
+    if cls is None:
+        raise ConfigError(f"task.name: '{cfg.task.name}' is not available; valid tasks: {', '.join(TASK_NAMES)}")
+    return cls(cfg, dataset, fold)
