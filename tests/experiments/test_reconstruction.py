@@ -104,3 +104,19 @@ def test_a_model_trained_on_16x16_fields_reconstructs_24x24_fields(run):
     assert samples.shape == (2, 4, 1, 24, 24) and nfe == 2 and torch.isfinite(samples).all()
     assert torch.equal(samples[0][observed], values[observed])  # what was measured is kept
     assert psnr(samples[0], values, (values.max() - values.min()).item(), observed).isfinite().all()
+
+
+def test_tv_weight_and_seed_act(fields, tmp_path):
+    import torch
+
+    from ssmseg.tasks.reconstruction.task import ReconstructionTask
+
+    plain = ReconstructionTask(recon(fields, tmp_path, "a"), fields)
+    tv = ReconstructionTask(recon(fields, tmp_path, "b", loss={"tv_weight": 0.5}), fields)
+    other = ReconstructionTask(recon(fields, tmp_path, "c", reconstruction={"seed": 7}), fields)
+    torch.manual_seed(0)
+    model = plain.build_model()
+    batch = {"field": torch.stack([plain.train_set[i]["field"] for i in range(4)])}
+    losses = [t.training_step(model, batch, torch.Generator().manual_seed(1)).loss.item() for t in (plain, tv)]
+    assert losses[1] > losses[0]  # the penalty is added
+    assert not torch.equal(plain.val_set[0]["observed"], other.val_set[0]["observed"])  # fixed draws follow the seed
