@@ -135,7 +135,41 @@ def build_config(
         layers.append(("--set", parse_overrides(overrides)))
     if explicit:
         layers.append(("command-line options", dict(explicit)))
+    if preset:
+        _fit_preset_to_model(layers, next(i for i, (name, _) in enumerate(layers) if name == f"preset '{preset}'"))
     return validate_layers(layers)
+
+
+def _fit_preset_to_model(layers: list[Layer], index: int) -> None:
+    """When a layer above the preset picks another model, drop the model keys that only the preset set, for its
+    own model, and that the chosen model does not read or cannot take (one notice line). Keys a later layer
+    sets stay, so the model check still refuses them."""
+    name, layer = layers[index]
+    section = layer.get("model")
+    if not isinstance(section, Mapping):
+        return
+    chosen = section.get("name")
+    for _, above in layers[index + 1 :]:
+        model = above.get("model")
+        if isinstance(model, Mapping) and "name" in model:
+            chosen = model["name"]
+    if not isinstance(chosen, str) or chosen == section.get("name"):
+        return
+    from ssmseg.models.registry import keys_that_do_not_fit  # imports torch: only when a model is switched
+
+    later = [above["model"] for _, above in layers[index + 1 :] if isinstance(above.get("model"), Mapping)]
+    set_above = {k for model in later for k in model}
+    drop = [k for k in keys_that_do_not_fit(chosen, dict(section)) if k not in set_above]
+    if not drop:
+        return
+    layers[index] = (name, {**layer, "model": {k: v for k, v in section.items() if k not in drop}})
+    shown = ", ".join(f"model.{k}={section[k]}" for k in drop)
+    from ssmseg.progress import info
+
+    one = len(drop) == 1
+    it = "it" if one else "them"
+    info(f"note: {name} sets {shown} for {section.get('name')}; {chosen} does not use {it} or cannot take {it}, "
+         f"so {'it is' if one else 'they are'} left at the default")  # fmt: skip
 
 
 def validate_layers(layers: list[Layer]) -> Config:

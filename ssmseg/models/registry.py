@@ -119,6 +119,17 @@ def check_model_task(name: str, task: str) -> None:
                           f"{' or '.join(model_names(task))}")  # fmt: skip
 
 
+def keys_that_do_not_fit(name: str, section: dict[str, Any]) -> list[str]:
+    """Keys of a ``model`` section (as set, for another model) that model ``name`` does not read or cannot take
+    (an even ``d_conv`` for SS2D blocks); empty for an unknown name (building it says so)."""
+    entry = MODELS.get(name)
+    if entry is None:
+        return []
+    unread = [k for k in SPECIFIC if k in section and k not in entry.uses]
+    even_conv = entry.ss2d_blocks and isinstance(section.get("d_conv"), int) and section["d_conv"] % 2 == 0
+    return unread + (["d_conv"] if even_conv else [])
+
+
 def build_model(cfg: ModelConfig, in_channels: int, num_classes: int, tiny: bool = False) -> nn.Module:
     """The model named ``cfg.name`` for ``in_channels`` bands and ``num_classes`` classes."""
     if cfg.name not in MODELS:
