@@ -88,10 +88,12 @@ def read_marker(folder: Path) -> dict[str, Any] | None:
 
 
 def _legacy_dataset(folder: Path) -> dict[str, Any] | None:
-    """A dataset folder from before markers: exactly prep's files, with a manifest that has its input hash."""
-    names = {"manifest.json", "images.npy", "labels.npy", "valid.npy"}
+    """A dataset folder from before markers (segmentation or fields): exactly prep's files, with a manifest that
+    has its input hash."""
+    segmentation, fields = {"manifest.json", "images.npy", "labels.npy", "valid.npy"}, {"manifest.json", "fields.npy"}
     try:
-        if {p.name for p in folder.iterdir()} - {"manifest.json.tmp"} != names:
+        names = {p.name for p in folder.iterdir()} - {"manifest.json.tmp"}
+        if names not in (segmentation, fields):
             return None
         manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):

@@ -116,6 +116,71 @@ def read_image(path: str | Path, mode: FieldMode = "bands", key: str | None = No
     return image[:, None] if mode == "bands" else image[None]
 
 
+@dataclass
+class FieldSource:
+    """The fields of one file: ``fields`` float32 (N, C, H, W); ``where`` each tile's (row, col) in pixels
+    (empty without tiling); ``dropped`` tiles left out because they touch nodata/NaN pixels, of ``tiles``."""
+
+    path: str
+    fields: np.ndarray
+    where: list[tuple[int, int]]
+    dropped: int = 0
+    tiles: int = 0
+
+
+def read_field_sources(
+    paths: list[str | Path] | str | Path,
+    size: int | None = None,
+    mode: FieldMode = "bands",
+    key: str | None = None,
+    skip_nodata: bool = True,
+) -> list[FieldSource]:
+    """The fields of each file, in the order of ``paths`` (the rules of ``read_fields``), each with its tiles'
+    positions and how many tiles were dropped for nodata. A file left with no field, or holding NaN that no rule
+    drops, is an InputError naming it and the cause; fields of different shapes are one too."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    if mode not in ("bands", "channels"):
+        raise ConfigError(f"field mode must be 'bands' or 'channels'; got '{mode}'")
+    if size is not None and size < 2:
+        raise ConfigError(f"field size must be at least 2; got {size}")
+    out: list[FieldSource] = []
+    for path in paths:
+        path = Path(path)
+        stack = path.suffix.lower() in STACK_SUFFIXES
+        array = read_stack(path, key) if stack else read_image(path, mode, key)
+        where: list[tuple[int, int]] = []
+        dropped = tiles = 0
+        if size is not None:
+            if array.shape[2] < size or array.shape[3] < size:
+                raise InputError(f"'{path}' has {array.shape[2]}x{array.shape[3]} fields, smaller than the "
+                                 f"{size}x{size} tiles asked for; use a smaller size or drop the file")  # fmt: skip
+            rows, cols = array.shape[2] // size, array.shape[3] // size
+            where = [(r * size, c * size) for _ in range(len(array)) for r in range(rows) for c in range(cols)]
+            array = _tiles(array, size)
+            tiles = len(array)
+            if skip_nodata and not stack:  # a nodata border is not a field
+                keep = ~np.isnan(array).any(axis=(1, 2, 3))
+                dropped = int((~keep).sum())
+                array, where = array[keep], [w for w, k in zip(where, keep, strict=True) if k]
+                if not len(array):
+                    raise InputError(f"'{path}': all {tiles} tiles of {size}x{size} touch nodata or NaN pixels, so it "
+                                     "gives no field; check the file's nodata value, or use a smaller tile size "
+                                     "(prep.fields.size) or drop the file")  # fmt: skip
+        if not stack and size is None and np.isnan(array).any():
+            raise InputError(f"'{path}' holds nodata or NaN pixels ({int(np.isnan(array).sum())} values); set a "
+                             "tile size (prep.fields.size) to cut it into tiles (tiles touching nodata are left "
+                             "out) or fill them first")  # fmt: skip
+        check_finite(array, f"'{path}'")
+        out.append(FieldSource(str(path), array, where, dropped, tiles))
+    shapes = {s.fields.shape[1:] for s in out}
+    if len(shapes) > 1:
+        listing = "; ".join(f"{s.path}: {'x'.join(map(str, s.fields.shape[1:]))} (CxHxW)" for s in out[:4])
+        raise InputError(f"fields of different shapes in one set ({listing}); give a tile size (prep.fields.size) "
+                         "to cut them all into equal tiles, or use files of one size and band count")  # fmt: skip
+    return out
+
+
 def read_fields(
     paths: list[str | Path] | str | Path,
     size: int | None = None,
@@ -132,33 +197,10 @@ def read_fields(
     its nodata pixels are dropped when ``skip_nodata`` (a nodata border is not a field). Any NaN left (in a
     stack, or nodata without tiling) is an InputError.
     """
-    if isinstance(paths, (str, Path)):
-        paths = [paths]
-    if mode not in ("bands", "channels"):
-        raise ConfigError(f"field mode must be 'bands' or 'channels'; got '{mode}'")
-    if size is not None and size < 2:
-        raise ConfigError(f"field size must be at least 2; got {size}")
-    parts: list[tuple[str, np.ndarray]] = []
-    for path in paths:
-        path = Path(path)
-        stack = path.suffix.lower() in STACK_SUFFIXES
-        array = read_stack(path, key) if stack else read_image(path, mode, key)
-        if size is not None:
-            if array.shape[2] < size or array.shape[3] < size:
-                raise InputError(f"'{path}' has {array.shape[2]}x{array.shape[3]} fields, smaller than the "
-                                 f"{size}x{size} tiles asked for; use a smaller size or drop the file")  # fmt: skip
-            array = _tiles(array, size)
-        if skip_nodata and size is not None and not stack:
-            array = array[~np.isnan(array).any(axis=(1, 2, 3))]
-        parts.append((str(path), array))
-    shapes = {a.shape[1:] for _, a in parts}
-    if len(shapes) > 1:
-        listing = "; ".join(f"{p}: {a.shape[1]}x{a.shape[2]}x{a.shape[3]} (CxHxW)" for p, a in parts)
-        raise InputError(f"fields of different shapes in one set ({listing}); give a tile size to cut them all "
-                         "into equal tiles, or use files of one size and band count")  # fmt: skip
-    fields = np.concatenate([a for _, a in parts]) if parts else np.zeros((0, 1, size or 1, size or 1), np.float32)
-    check_finite(fields, ", ".join(p for p, _ in parts))
-    return fields
+    sources = read_field_sources(paths, size, mode, key, skip_nodata)
+    if not sources:
+        return np.zeros((0, 1, size or 1, size or 1), np.float32)
+    return np.concatenate([s.fields for s in sources])
 
 
 def check_finite(fields: np.ndarray, where: str = "fields") -> None:

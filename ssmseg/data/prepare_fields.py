@@ -13,71 +13,42 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ssmseg import outputs
 from ssmseg.config.schema import Config
 from ssmseg.data import manifest as mf
-from ssmseg.data.fields import STACK_SUFFIXES, field_stats, read_image, read_stack, sinusoid_fields
+from ssmseg.data.fields import FieldSource, field_stats, read_field_sources, sinusoid_fields
 from ssmseg.data.io import sha256_file
 from ssmseg.data.prepare import PrepResult
 from ssmseg.errors import ConfigError, InputError
 
 
-def _units(sources: list[tuple[str, np.ndarray, list[tuple[int, int]]]], mode: str, block: int) -> list[tuple]:
+def _units(sources: list[FieldSource], mode: str, block: int) -> list[tuple]:
     """One unit key per field: fields with the same key share pixels and must share a split."""
     keys = []
-    for s, (_, array, where) in enumerate(sources):
-        for j in range(len(array)):
+    for s, src in enumerate(sources):
+        for j in range(len(src.fields)):
             if mode == "sources":
                 keys.append((s,))
-            elif mode == "random" or not where:
+            elif mode == "random" or not src.where:
                 keys.append((s, j))
             else:
-                r, c = where[j]
+                r, c = src.where[j]
                 keys.append((s, r // block, c // block))
     return keys
 
 
-def _tile(array: np.ndarray, size: int) -> tuple[np.ndarray, list[tuple[int, int]]]:
-    """(N, C, H, W) -> (N * tiles, C, size, size) and each tile's (row, col) in pixels."""
-    n, c, h, w = array.shape
-    rows, cols = range(0, h - size + 1, size), range(0, w - size + 1, size)
-    tiles = [(array[:, :, r : r + size, q : q + size], (r, q)) for r in rows for q in cols]
-    stacked = np.stack([t for t, _ in tiles], axis=1).reshape(-1, c, size, size)
-    where = [pos for _ in range(n) for _, pos in tiles]
-    return stacked, where
-
-
-def _read_sources(cfg: Config) -> tuple[list[tuple[str, np.ndarray, list[tuple[int, int]]]], list[str]]:
+def _read_sources(cfg: Config) -> list[FieldSource]:
     fp = cfg.prep.fields
     paths = sorted({p for pattern in cfg.prep.images for p in (glob.glob(pattern) or [pattern])})
     missing = [p for p in paths if not Path(p).is_file()]
     if missing:
         raise InputError(f"no such file: {missing[0]}; check prep.images")
-    out = []
-    for path in paths:
-        stack = Path(path).suffix.lower() in STACK_SUFFIXES
-        array = read_stack(path, fp.key) if stack else read_image(path, fp.mode, fp.key)
-        where: list[tuple[int, int]] = []
-        if fp.size is not None:
-            if min(array.shape[2:]) < fp.size:
-                raise InputError(f"'{path}' is {array.shape[2]}x{array.shape[3]}, smaller than prep.fields.size "
-                                 f"{fp.size}; use a smaller size or drop the file")  # fmt: skip
-            array, where = _tile(array, fp.size)
-            if not stack:  # tiles touching nodata are not fields
-                keep = ~np.isnan(array).any(axis=(1, 2, 3))
-                array, where = array[keep], [w for w, k in zip(where, keep, strict=True) if k]
-        out.append((path, array.astype(np.float32), where))
-    shapes = {a.shape[1:] for _, a, _ in out}
-    if len(shapes) > 1:
-        listing = "; ".join(f"{p}: {a.shape[1]}x{a.shape[2]}x{a.shape[3]}" for p, a, _ in out[:4])
-        raise InputError(f"fields of different sizes in one dataset ({listing}, CxHxW); set prep.fields.size to "
-                         "cut every file into tiles of one size")  # fmt: skip
-    return out, [sha256_file(p) for p, _, _ in out]
+    return read_field_sources(paths, fp.size, fp.mode, fp.key)
 
 
 def prepare_fields(cfg: Config, out: Path, force: bool = False, synthetic: bool = False) -> PrepResult:
@@ -85,12 +56,13 @@ def prepare_fields(cfg: Config, out: Path, force: bool = False, synthetic: bool 
     out, fp, sp = Path(out), cfg.prep.fields, cfg.prep.split
     if synthetic:
         fields = sinusoid_fields(fp.count, fp.size or 32, fp.channels, fp.n_terms, fp.max_cycles, fp.seed)
-        sources = [("sinusoids", fields, [])]
+        sources = [FieldSource("sinusoids", fields, [])]
         hashes = ["sinusoids"]
     else:
         if not cfg.prep.images:
             raise ConfigError("prep.images is empty: list the field files (images, rasters, .npy/.npz stacks)")
-        sources, hashes = _read_sources(cfg)
+        sources = _read_sources(cfg)
+        hashes = [sha256_file(src.path) for src in sources]
     settings = {"fields": fp.model_dump(mode="json"), "split": sp.model_dump(mode="json"), "synthetic": synthetic,
                 "images": cfg.prep.images}  # fmt: skip
     digest = hashlib.sha256(json.dumps({"settings": settings, "sources": hashes, "format": mf.FORMAT_VERSION},
@@ -98,12 +70,16 @@ def prepare_fields(cfg: Config, out: Path, force: bool = False, synthetic: bool 
     existing = mf.read_if_complete(out)
     if existing is not None and existing.get("input_hash") == digest:
         return PrepResult(out, True, existing)
-    if out.exists() and not force:
-        raise InputError(f"'{out}' already exists with other inputs; pass --force to replace it or choose another "
-                         "--out")  # fmt: skip
-    fields = np.concatenate([a for _, a, _ in sources])
+    # Only a dataset that prep wrote is ever replaced (with --force when its inputs differ); anything else is refused.
+    outputs.claim(out, "dataset", digest, force, mismatch=f"'{out}' holds a dataset prepared from other inputs; "
+                  "pass --force to replace it or choose another --out")  # fmt: skip
+    notes = [f"'{src.path}': {src.dropped} of {src.tiles} tiles touch nodata or NaN pixels and were left out"
+             for src in sources if src.dropped]  # fmt: skip
+    fields = np.concatenate([src.fields for src in sources])
     if len(fields) < 3:
-        raise InputError(f"only {len(fields)} fields; a dataset needs at least 3 (train, val, test)")
+        where = ", ".join(f"'{src.path}'" for src in sources[:3]) + (", ..." if len(sources) > 3 else "")
+        raise InputError(f"only {len(fields)} fields from {where}; a dataset needs at least 3 (train, val, test): "
+                         "add files or use a smaller prep.fields.size")  # fmt: skip
     block = max(1, (sp.block_size or 2 * fields.shape[-1]) // fields.shape[-1])
     keys = _units(sources, "random" if synthetic and sp.mode == "blocks" else sp.mode, block)
     split, fold = _assign(keys, sp.ratios, sp.folds, sp.seed)
@@ -112,32 +88,28 @@ def prepare_fields(cfg: Config, out: Path, force: bool = False, synthetic: bool 
         part = (fold >= 0) & (fold != k)
         if part.any():
             stats[f"fold_{k}"] = field_stats(fields[part]).to_dict()
-    origin = [(s, j) for s, (_, a, _) in enumerate(sources) for j in range(len(a))]
+    origin = [(s, j) for s, src in enumerate(sources) for j in range(len(src.fields))]
     manifest: dict[str, Any] = {
         "format": mf.FORMAT_VERSION, "task": "reconstruction", "count": len(fields),
         "channels": int(fields.shape[1]), "size": [int(fields.shape[2]), int(fields.shape[3])],
         "mode": fp.mode, "synthetic": synthetic, "input_hash": digest,
-        "sources": [{"path": p, "sha256": h, "fields": len(a)}
-                    for (p, a, _), h in zip(sources, hashes, strict=True)],
+        "sources": [{"path": src.path, "sha256": h, "fields": len(src.fields), "dropped_nodata_tiles": src.dropped}
+                    for src, h in zip(sources, hashes, strict=True)],
         "split": {**sp.model_dump(mode="json"), "mode": "random" if synthetic else sp.mode},
         "counts": {part: int((split == part).sum()) for part in ("train", "val", "test")},
         "fields": [{"source": s, "index": j, "split": str(split[i]), "fold": int(fold[i])}
                    for i, (s, j) in enumerate(origin)],
         "stats": stats,
     }  # fmt: skip
-    tmp = out.with_name(f".{out.name}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp = outputs.staging(out)
     try:
         np.save(tmp / "fields.npy", fields)
         mf.write(tmp, manifest)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
+        outputs.publish(tmp, out, "dataset", digest, about=f"ssmseg prep, {len(fields)} fields", force=True)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        outputs.discard(tmp)
         raise
-    return PrepResult(out, False, manifest)
+    return PrepResult(out, False, manifest, notes)
 
 
 def _assign(keys: list[tuple], ratios, folds: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -109,3 +109,65 @@ def test_eval_of_a_scene_keeps_the_test_split_metrics(world, tmp_path):
     # the same evaluation again replaces its own folder; another one gets a new folder
     assert invoke("eval", run).exit_code == 0 and invoke("eval", run, "--set", "eval.tta=true").exit_code == 0
     assert sorted(p.name for p in (run / "eval").iterdir()) == ["a", "test", "test-2"]
+
+
+def _field_sources(tmp_path):
+    """The ways reconstruction prep reads fields: the sinusoid generator, a raster, a .npy stack."""
+    import numpy as np
+
+    from tests.data.helpers import write_tif
+
+    rng = np.random.default_rng(0)
+    tif = write_tif(tmp_path / "in" / "f.tif", rng.random((2, 32, 32)).astype(np.float32))
+    npy = tmp_path / "in" / "s.npy"
+    np.save(npy, rng.random((12, 8, 8)).astype(np.float32))
+    cfgs = {}
+    for name, prep in (("raster", {"images": [str(tif)], "fields": {"size": 8}}),
+                       ("stack", {"images": [str(npy)], "split": {"mode": "random"}})):  # fmt: skip
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump({"task": {"name": "reconstruction"}, "prep": prep}))
+        cfgs[name] = ["--config", path]
+    sinusoids = ["--synthetic", "sinusoids", "--set", "prep.fields.count=12", "--set", "prep.fields.size=8"]
+    return {"sinusoids": sinusoids, **cfgs}
+
+
+def test_reconstruction_prep_never_deletes_a_users_folder(tmp_path):
+    mine = tmp_path / "mine"
+    (mine / "sub").mkdir(parents=True)
+    (mine / "notes.txt").write_text("my notes")
+    (mine / "sub" / "x.txt").write_text("and mine")
+    for name, args in _field_sources(tmp_path).items():
+        before = snapshot(tmp_path)
+        for force in ([], ["--force"]):
+            result = invoke("prep", *args, "--out", mine, *force)
+            assert_one_line_error(result, 1, str(mine), "did not write", "choose another --out")
+        assert snapshot(tmp_path) == before, name
+        assert (mine / "notes.txt").read_text() == "my notes"
+        assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging folder left
+
+
+def test_reconstruction_prep_force_replaces_its_own_dataset_only(tmp_path):
+    for name, args in _field_sources(tmp_path).items():
+        out = tmp_path / f"ds-{name}"
+        assert invoke("prep", *args, "--out", out).exit_code == 0, name
+        assert json.loads((out / MARKER).read_text())["kind"] == "dataset"
+        again = invoke("prep", *args, "--out", out)
+        assert again.exit_code == 0 and "up to date" in again.output
+        other = [*args, "--set", "prep.split.seed=5"]
+        assert_one_line_error(invoke("prep", *other, "--out", out), 1, "other inputs", "--force")
+        assert invoke("prep", *other, "--out", out, "--force").exit_code == 0, name
+        assert json.loads((out / "manifest.json").read_text())["split"]["seed"] == 5
+        (out / "readme.txt").write_text("the user's")
+        result = invoke("prep", *args, "--out", out, "--force")
+        assert_one_line_error(result, 1, "readme.txt", "did not write")
+        assert (out / "readme.txt").is_file() and (out / "fields.npy").is_file()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_field_dataset_from_before_markers_is_still_replaced_with_force(tmp_path):
+    args = _field_sources(tmp_path)["sinusoids"]
+    out = tmp_path / "old"
+    assert invoke("prep", *args, "--out", out).exit_code == 0
+    (out / MARKER).unlink()  # as the earlier prep wrote it
+    result = invoke("prep", *args, "--set", "prep.split.seed=5", "--out", out, "--force")
+    assert result.exit_code == 0, result.output

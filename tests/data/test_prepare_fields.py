@@ -54,7 +54,7 @@ def test_stacks_and_channels(tmp_path):
 @pytest.mark.parametrize(
     ("setup", "message"),
     [
-        ("sizes", "different sizes"),
+        ("sizes", "different shapes"),
         ("nan", "NaN"),
         ("constant", "constant"),
         ("few", "at least 3"),
@@ -77,7 +77,7 @@ def test_bad_fields_are_one_line_and_write_nothing(tmp_path, setup, message):
         np.save(paths[0], rng.random((2, 8, 8)))
     with pytest.raises(InputError, match=message):
         prepare_fields(cfg(images=[str(p) for p in paths], split={"mode": "random"}), tmp_path / "ds")
-    assert not (tmp_path / "ds").exists() and not list(tmp_path.glob(".*partial"))
+    assert not (tmp_path / "ds").exists() and not list(tmp_path.glob(".*partial*"))
 
 
 def test_observed_fraction_outside_0_1_is_a_config_error():
@@ -105,3 +105,20 @@ def test_validation_draws_are_fixed_and_datasets_refuse_the_other_task(tmp_path,
 
     with pytest.raises(InputError, match=r"field \(reconstruction\) dataset"):
         PatchDataset(tmp_path / "ds", "train")
+
+
+def test_tiles_touching_nodata_are_counted_and_an_all_nodata_raster_is_named(tmp_path):
+    rng = np.random.default_rng(0)
+    image = rng.random((1, 32, 32)).astype(np.float32)
+    image[:, :8, :] = -9999.0  # one row of 8-px tiles touches nodata
+    write_tif(tmp_path / "a.tif", image, nodata=-9999.0)
+    r = prepare_fields(cfg(images=[str(tmp_path / "a.tif")], fields={"size": 8}, split={"mode": "random"}),
+                       tmp_path / "ds")  # fmt: skip
+    assert r.manifest["count"] == 12
+    assert any("4 of 16 tiles" in w and "a.tif" in w and "nodata" in w for w in r.warnings), r.warnings
+    write_tif(tmp_path / "nan.tif", np.full((1, 32, 32), np.nan, np.float32))
+    with pytest.raises(InputError, match=r"nan\.tif.*all 16 tiles.*nodata or NaN"):
+        prepare_fields(cfg(images=[str(tmp_path / "nan.tif")], fields={"size": 8}), tmp_path / "ds2")
+    with pytest.raises(InputError, match=r"nan\.tif.*nodata or NaN pixels"):
+        prepare_fields(cfg(images=[str(tmp_path / "nan.tif")]), tmp_path / "ds3")
+    assert not (tmp_path / "ds2").exists() and not (tmp_path / "ds3").exists()
