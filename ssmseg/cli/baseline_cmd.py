@@ -28,7 +28,7 @@ def baseline_cmd(
     seed: SeedOpt = None,
 ) -> None:
     """Classical per-pixel baselines (baseline.*): the floor a network must beat, on eval's test pixels."""
-    from ssmseg.experiments.baseline import run_baseline
+    from ssmseg.tasks.segmentation.baseline import run_baseline
 
     cfg = resolve_config(config, preset, set_, seed=seed)
     result = run_baseline(cfg, dataset, fold, out)
@@ -45,4 +45,7 @@ def baseline_cmd(
     for name, m in r["methods"].items():
         table.add_row(name, *(f"{m[k]:.4f}" for k in ("oa", "miou", "mean_f1", "kappa")), f"{m['seconds']:.1f}")
     Console().print(table)
+    own = r["scored_majority"]
+    typer.echo(f"majority predicts the training split's most frequent class; the {r['scored_on']}'s own majority "
+               f"({own['class']}) has OA {own['oa']:.4f}, the real floor of OA")  # fmt: skip
     typer.echo(f"wrote {result.out}")

@@ -32,12 +32,13 @@ def eval_cmd(
     ),
 ) -> None:
     """Sliding-window inference with blending (eval.*), per-class metrics, GeoTIFF outputs and panels."""
-    from ssmseg.experiments.evaluate import evaluate, load_for_eval
+    from ssmseg.experiments.evaluate import check_model_unchanged, evaluate, load_for_eval
 
     state = load_for_eval(checkpoint)  # a bad checkpoint is reported before anything else
     base = ("checkpoint config", {k: v for k, v in state["config"].items() if k != "runtime"})
     extra = [f"reconstruction.samples={samples}"] if samples is not None else []
     cfg = resolve_config(config, preset, [*(set_ or []), *extra], device=device, base=base)
+    check_model_unchanged(cfg, state)
     result = evaluate(cfg, checkpoint, out, list(inputs or []), list(masks or []), dataset)
     for note in result.warnings:
         typer.echo(f"warning: {note}", err=True)
@@ -55,9 +56,14 @@ def eval_cmd(
             table.add_row(name, *cells, str(c["support"]))
         Console().print(table)
         chance = m["chance"]
-        major, drawn = chance["majority_class"], chance["class_prior_draw"]
-        typer.echo(f"chance on the same pixels: majority class ({major['class']}) mIoU {major['miou']:.4f}, "
-                   f"prior draw mIoU {drawn['miou']:.4f}")  # fmt: skip
+        major, drawn, own = chance["majority_class"], chance["class_prior_draw"], chance.get("scored_majority")
+        typer.echo(f"chance on the same pixels: the training split's majority class ({major['class']}) OA "
+                   f"{major['oa']:.4f} mIoU {major['miou']:.4f}; prior draw mIoU {drawn['miou']:.4f}")  # fmt: skip
+        if own:
+            typer.echo(f"the evaluated pixels' own majority class ({own['class']}) has OA {own['oa']:.4f}: the real "
+                       "floor of OA")  # fmt: skip
+        for name, b in (m.get("baselines") or {}).get("methods", {}).items():
+            typer.echo(f"baseline {name} on the same pixels and classes: OA {b['oa']:.4f} mIoU {b['miou']:.4f}")
     typer.echo(f"wrote {result.out}")
 
 

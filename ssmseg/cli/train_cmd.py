@@ -34,23 +34,23 @@ def train_cmd(
     """Train a model: segmentation, or reconstruction with task.name=reconstruction (on the built-in synthetic
     data when data.dataset is empty)."""
     from ssmseg.errors import UsageError
-    from ssmseg.experiments import guards
-    from ssmseg.experiments.train import train
+    from ssmseg.experiments.resume import check_resume, run_config
+    from ssmseg.experiments.train import check_config, train
 
     base = None
     if resume is not None:  # start from what ran; options given now are the change
         if init is not None:
             raise UsageError("--init starts a new run from another run's weights and --resume continues a run (which "
                              "keeps its own finetune.init); give one of them")  # fmt: skip
-        base = (f"run config '{resume / 'config.yaml'}'", guards.run_config(resume))
+        base = (f"run config '{resume / 'config.yaml'}'", run_config(resume))
     explicit = {"finetune": {"init": str(init.resolve())}} if init is not None else None
     cfg = resolve_config(config, preset, set_, out=out, device=device, seed=seed, base=base, explicit=explicit)
     if resume is not None:
-        done = guards.check_resume(resume, cfg, force, base[1])
+        done = check_resume(resume, cfg, force, base[1])
         if done:  # nothing to do: nothing is written
             typer.echo(done)
             return
-    guards.check_config(cfg)  # before the built-in dataset is prepared or anything is built
+    check_config(cfg)  # before the built-in dataset is prepared or anything is built
     result = train(cfg, resume=resume, force=force)
     best = result.best
     typer.echo(f"{result.stop_reason}; best {result.monitor} {best['value']:.4f} at epoch {best['epoch']}")
@@ -70,11 +70,11 @@ def cv_cmd(
 ) -> None:
     """k-fold cross-validation: per fold, train on the other folds' train split, pick the best epoch on their
     val split, then score the held-out fold once; each fold's metrics and mean +- std."""
-    from ssmseg.experiments import guards
     from ssmseg.experiments.cv import run_cv
+    from ssmseg.experiments.train import check_config
 
     cfg = resolve_config(config, preset, set_, out=out, device=device, seed=seed)
-    guards.check_config(cfg)
+    check_config(cfg)
     summary = run_cv(cfg, folds, force)
     scored = [m for m in summary["metrics"] if m.startswith("heldout/")]
     metrics = [*scored, summary["monitor"]] if scored else summary["metrics"]

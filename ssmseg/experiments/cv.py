@@ -3,9 +3,9 @@
 The protocol (the same for every task; the parts are ``data.datasets.select``): fold k trains on the
 ``train`` split outside fold k; early stopping and the best epoch (``best.pt``) are chosen on the ``val``
 split outside fold k (prep drew it once, spatially separate and buffered from every training window);
-fold k itself is never seen until ``best.pt`` is scored on it, once, by the task's scorer
-(``experiments.evaluate.SCORERS``; segmentation: the eval protocol, with the fold's own normalisation).
-A task without a scorer reports its validation metrics, and the summary says that no fold was scored.
+fold k itself is never seen until ``best.pt`` is scored on it, once, by the task (``TaskLife.score_heldout``;
+segmentation: the eval protocol, with the fold's own normalisation). A task without a held-out score
+reports its validation metrics, and the summary says that no fold was scored.
 """
 
 from __future__ import annotations
@@ -24,10 +24,11 @@ from ssmseg.data.builtin import resolve_dataset
 from ssmseg.data.datasets import describe_part
 from ssmseg.engine import checkpoint as ckpt
 from ssmseg.engine.runtime import setup_runtime, shutdown
-from ssmseg.errors import ConfigError
-from ssmseg.experiments import guards
-from ssmseg.experiments.evaluate import Scorer, scorer_for
-from ssmseg.experiments.train import RunResult, default_run_dir, train
+from ssmseg.errors import ConfigError, Interrupted
+from ssmseg.experiments.folders import cv_folder
+from ssmseg.experiments.train import RunResult, cap_warmup, check_config, default_run_dir, train
+from ssmseg.tasks import task_life
+from ssmseg.tasks.life import TaskLife
 
 ROW_FORMAT = 2  # fold rows of an older protocol (best epoch chosen on the fold itself) are trained again
 SELECTED_ON = "the val split outside the fold (prep's val blocks of the other folds), never the fold itself"
@@ -57,11 +58,13 @@ def run_cv(cfg: Config, folds: int | None = None, force: bool = False) -> dict[s
     if k > prepared:
         raise ConfigError(f"--folds {k} is more than the {prepared} folds '{dataset}' was prepared with; "
                           f"use at most {prepared} or prepare again with prep.split.folds={k}")  # fmt: skip
-    guards.check_config(cfg)
-    cfg = guards.cap_warmup(cfg)
-    guards.check_folds(dataset, k)  # every fold can train, validate and be scored, checked before the first one
-    root = guards.cv_folder(default_run_dir(cfg), cfg, k)  # ours with this config (completed folds kept), or new
-    scorer = scorer_for(cfg.task.name)
+    check_config(cfg)
+    cfg = cap_warmup(cfg)
+    life = task_life(cfg.task.name)
+    if cfg.cv.baselines:
+        life.check_baselines("cv.baselines")  # refused before the first fold trains
+    life.check_folds(dataset, k)  # every fold can train, validate and be scored, checked before the first one
+    root = cv_folder(default_run_dir(cfg), cfg, k)  # ours with this config (completed folds kept), or new
     rows = []
     for fold in range(k):
         fold_dir = root / f"fold_{fold}"
@@ -73,27 +76,32 @@ def run_cv(cfg: Config, folds: int | None = None, force: bool = False) -> dict[s
         outputs.remove_own(fold_dir, "run")  # an unfinished fold (or --force) starts over; only what train wrote
         try:
             result = train(cfg, fold=fold, run_dir=fold_dir)
-            row = fold_row(cfg, result, dataset, fold, scorer)
-            if cfg.cv.baselines and cfg.task.name == "segmentation":  # same training part, same held-out pixels
-                from ssmseg.experiments.baseline import baseline_scores
-
-                row["baselines"] = baseline_scores(cfg, dataset, fold)
+            row = fold_row(cfg, result, dataset, fold, life)
+            if cfg.cv.baselines:  # same training part, same held-out pixels, scored as the model
+                row["baselines"] = life.baselines(cfg, dataset, fold)
         except KeyboardInterrupt:  # in training or scoring: the fold starts over next time
-            raise guards.cv_stopped(root, fold, k) from None
+            raise cv_stopped(root, fold, k) from None
         except Exception:
             outputs.remove_if_empty(root)  # a cv folder that holds nothing yet is not left behind
             raise
         done.write_text(json.dumps(row, indent=1))
         rows.append(row)
-    summary = summarise(rows, rows[0]["monitor"], scorer is not None, cfg.task.name)
+    summary = summarise(rows, rows[0]["monitor"], life.scores_heldout, cfg.task.name)
     write_summary(root, summary)
     summary["run_dir"] = str(root)
     return summary
 
 
-def fold_row(cfg: Config, result: RunResult, dataset: Path, fold: int, scorer: Scorer | None) -> dict[str, Any]:
-    """One fold: the epoch the val split outside the fold chose, its validation metrics there, and (with a
-    scorer) the held-out fold's metrics of that checkpoint."""
+def cv_stopped(root: Path, fold: int, k: int) -> Interrupted:
+    return Interrupted(
+        f"cross-validation '{root}' stopped in fold {fold} of {k} (folds before it are kept); continue with the "
+        f"same command and --set runtime.name={root.name}"
+    )
+
+
+def fold_row(cfg: Config, result: RunResult, dataset: Path, fold: int, life: TaskLife) -> dict[str, Any]:
+    """One fold: the epoch the val split outside the fold chose, its validation metrics there, and (when the
+    task scores held-out folds) the held-out fold's metrics of that checkpoint."""
     best_epoch = result.best["epoch"]
     rec = next(r for r in result.history if r["epoch"] == best_epoch)
     val = {m: rec[m] for m in fold_metrics(rec, result.monitor)}
@@ -105,7 +113,7 @@ def fold_row(cfg: Config, result: RunResult, dataset: Path, fold: int, scorer: S
         "selected_on": describe_part("val", fold),
         "trained_on": describe_part("train", fold),
     }
-    if scorer is None:
+    if not life.scores_heldout:
         return {**row, "scored_on": None, **val}
     state = ckpt.load(result.run_dir / "checkpoints" / "best.pt")
     if state.get("epoch") is not None and int(state["epoch"]) + 1 != best_epoch:
@@ -113,7 +121,7 @@ def fold_row(cfg: Config, result: RunResult, dataset: Path, fold: int, scorer: S
                            f"history says {best_epoch}")  # fmt: skip
     rt = setup_runtime(cfg.runtime)
     try:
-        scored = scorer(cfg, state, dataset, fold, rt.device)
+        scored = life.score_heldout(cfg, state, dataset, fold, rt.device)
     finally:
         shutdown(rt)
     lead = result.monitor.replace("val/", "", 1)  # the monitored metric's held-out counterpart comes first

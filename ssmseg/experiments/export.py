@@ -124,17 +124,14 @@ def _runner(path: Path, fmt: str) -> Any:
 def export_model(source: Path, fmt: str, out: Path | None = None) -> ExportResult:
     """Export the checkpoint (or run folder) ``source`` as ``fmt`` into ``out`` (default: the run's
     ``export/<fmt>``, then ``-2``, ...), checked against PyTorch before it is published."""
-    from ssmseg.tasks.segmentation.evaluate import load_model
+    from ssmseg.tasks import life_of
 
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt}: choose {' or '.join(FORMATS)}")
     if fmt == "onnx":
         _need_onnx()
     state = ckpt.load(source)
-    if state.get("task", "segmentation") != "segmentation":
-        raise InputError(f"'{source}' is a {state['task']} model: its sampler integrates the network over an ODE "
-                         "solve in Python, which an export does not hold; export a segmentation run")  # fmt: skip
-    model = load_model(state, torch.device("cpu"))
+    model = life_of(state).export_model(state, source)  # a task that cannot be exported says why
     path = ckpt.resolve(source)
     run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
     key = {"checkpoint": str(path.resolve()), "epoch": state.get("epoch"), "format": fmt}

@@ -137,6 +137,7 @@ def eval_parent(file: Path) -> Path:
 
 
 def evaluate_exported(
+    life: Any,
     cfg: Config,
     state: dict[str, Any],
     device: torch.device,
@@ -145,11 +146,10 @@ def evaluate_exported(
     masks: list[Path],
     dataset: Path | None,
 ) -> EvalResult:
-    """``ssmseg eval`` of an export: the segmentation evaluation with the exported runtime as the model."""
-    from ssmseg.tasks.segmentation import evaluate as seg
-
+    """``ssmseg eval`` of an export: the task's evaluation (``TaskLife.evaluate``) with the exported runtime as
+    the model."""
     model = ExportedModel(Path(state["exported"]["path"]), state, device)
     size = model.size
     if size is not None and cfg.eval.window != size[0]:  # every window the scene is cut into has this size
         cfg = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"window": size[0]})})
-    return seg.run_model(cfg, state, model, device, out, inputs, masks, dataset)
+    return life.evaluate(cfg, state, device, out, inputs, masks, dataset, model=model)

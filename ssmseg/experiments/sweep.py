@@ -50,11 +50,13 @@ from ssmseg.data.fields import FieldStats, denormalize, normalize
 from ssmseg.engine import checkpoint as ckpt
 from ssmseg.engine.runtime import setup_runtime, shutdown
 from ssmseg.errors import InputError, UsageError
-from ssmseg.experiments.guards import run_folder_of
+from ssmseg.experiments.folders import run_folder_of
 from ssmseg.progress import progress_bar
 from ssmseg.tasks.reconstruction import baselines as bl
+from ssmseg.tasks.reconstruction.life import require_sweepable
 from ssmseg.tasks.reconstruction.metrics import metrics_from_sums, reconstruction_sums, sample_statistics, sample_sums
 from ssmseg.tasks.reconstruction.sampling import draw_samples, load_field_model, sample_noise
+from ssmseg.tasks.reconstruction.solvers import CountingVelocity
 
 INTERVAL = 0.9  # central interval of the calibration figure
 DOPRI5_NFE_GUESS = 60  # progress weight of a dopri5 solve before one is measured
@@ -80,21 +82,6 @@ class SweepResult:
     conclusions: list[str]
     protocol: dict[str, Any]
     timing: dict[str, Any]
-
-
-class CountingModel(nn.Module):
-    """The field model, counting its calls (``calls``) and the fields they carried (``fields``)."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-        self.calls = 0
-        self.fields = 0
-
-    def forward(self, x: Tensor, t: Tensor, values: Tensor, mask: Tensor) -> Tensor:
-        self.calls += 1
-        self.fields += int(x.shape[0])
-        return self.model(x, t, values, mask)
 
 
 def settings_of(cfg: Config) -> list[Setting]:
@@ -128,10 +115,7 @@ def load_run(run: Path) -> tuple[Path, dict[str, Any]]:
     else:
         raise UsageError(f"'{run}' does not exist; give a reconstruction run folder or a checkpoint file")
     state = ckpt.load(path)
-    task = state.get("task", "segmentation")
-    if task != "reconstruction":
-        raise UsageError(f"'{run}' is a {task} run; sweep-steps needs a reconstruction run (task.name: "
-                         "reconstruction)")  # fmt: skip
+    require_sweepable(state, run)
     return path, state
 
 
@@ -282,7 +266,7 @@ def run_grid(
     """Reference and every setting, batch by batch; returns rows, example tensors and timings."""
     sc, k = cfg.sweep, cfg.sweep.samples
     grid = settings_of(cfg)
-    counting = CountingModel(model)
+    counting = CountingVelocity(model)  # counts every model call (NFE), whatever the solver
     data_range = stats.data_range
     n, (c, h, w) = len(fields.truth), fields.truth.shape[1:]
     accs = {s: _Acc() for s in grid}
@@ -300,10 +284,10 @@ def run_grid(
             truth = fields.truth[sl].to(device)
             noise = sample_noise(fields.indices[sl], k, (c, h, w), cfg.reconstruction.seed)
             b = values.shape[0]
-            t0, calls0 = time.perf_counter(), counting.calls
+            t0, calls0 = time.perf_counter(), counting.nfe
             ref, _ = draw_samples(counting, values, observed, noise, "dopri5", 1, sc.reference_atol, sc.reference_rtol)
             ref_acc.seconds += time.perf_counter() - t0
-            ref_acc.calls += counting.calls - calls0
+            ref_acc.calls += counting.nfe - calls0
             ref_acc.solves += k
             advance(DOPRI5_NFE_GUESS * b * k)
             ref_d = denormalize(ref, stats)
@@ -313,12 +297,12 @@ def run_grid(
                     samples_d = ref_d
                     acc.seconds, acc.calls, acc.solves = ref_acc.seconds, ref_acc.calls, ref_acc.solves
                 else:
-                    t0, calls0 = time.perf_counter(), counting.calls
+                    t0, calls0 = time.perf_counter(), counting.nfe
                     samples, _ = draw_samples(counting, values, observed, noise, s.solver, s.steps or 1, sc.atol,
                                               sc.rtol)  # fmt: skip
                     acc.seconds += time.perf_counter() - t0
                     timing["solve_seconds"] += time.perf_counter() - t0
-                    acc.calls += counting.calls - calls0
+                    acc.calls += counting.nfe - calls0
                     acc.solves += k
                     advance(weight[s] * b * k)
                     samples_d = denormalize(samples, stats)
@@ -332,7 +316,7 @@ def run_grid(
                                                "std": st["std"].cpu()}  # fmt: skip
     timing["reference_seconds"] = ref_acc.seconds
     timing["reference_nfe"] = ref_acc.calls / max(ref_acc.solves, 1)
-    timing["model_calls"] = counting.calls
+    timing["model_calls"] = counting.nfe
     timing["model_fields"] = counting.fields
     rows = [_row(s, accs[s], n) for s in grid]
     return rows, examples, timing

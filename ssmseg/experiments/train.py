@@ -1,8 +1,14 @@
 """``ssmseg train``: one call that builds the task, data, model and optimiser from a config and runs the
-loop. Nothing here knows what the task predicts."""
+loop. Nothing here knows what the task predicts.
+
+Before any work: settings that cannot run (a monitor that is never recorded, a run name that is a path) are
+errors, and the task checks its dataset (``TaskLife.prepare``) and says which config really runs
+(``config.yaml`` records it: a prepared dataset fixes the crop size and the prep settings).
+"""
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,21 +22,25 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from ssmseg import __version__, outputs
 from ssmseg.config import Config, dump_config, save_config
+from ssmseg.data import manifest as mf
 from ssmseg.data.builtin import resolve_dataset
 from ssmseg.data.datasets import describe_part
 from ssmseg.data.sampling import EpochSampler
 from ssmseg.engine import checkpoint as ckpt
-from ssmseg.engine.loop import FitState, fit, restore
+from ssmseg.engine.loop import DivergedError, FitState, fit, restore
 from ssmseg.engine.optim import EpochSchedule, build_optimizer
 from ssmseg.engine.precision import make_scaler
 from ssmseg.engine.precision import resolve as resolve_precision
 from ssmseg.engine.runtime import Runtime, barrier, setup_runtime, shutdown
 from ssmseg.engine.task import Task, check_monitor
-from ssmseg.errors import InputError
-from ssmseg.experiments import finetune, guards
+from ssmseg.errors import ConfigError, InputError
+from ssmseg.experiments import finetune
+from ssmseg.experiments import resume as resuming
+from ssmseg.experiments.folders import create_run_folder
 from ssmseg.models.registry import check_model_task, count_parameters
+from ssmseg.progress import warn
 from ssmseg.ssm import choose_backend
-from ssmseg.tasks import build_task
+from ssmseg.tasks import build_task, task_class, task_life, task_of
 
 
 @dataclass
@@ -40,6 +50,49 @@ class RunResult:
     best: dict[str, Any]
     stop_reason: str
     monitor: str
+
+
+def check_config(cfg: Config) -> None:
+    """Settings that cannot run, found before any folder is created."""
+    name = cfg.runtime.name
+    if name is not None and (not name.strip() or name in (".", "..") or "/" in name or os.sep in name):
+        raise ConfigError(
+            f"runtime.name '{name}' must be a plain folder name (no '/'); runtime.out_dir sets where run folders go"
+        )
+    if cfg.finetune.init is not None:  # a wrong --init is named before any data is prepared
+        ckpt.resolve(cfg.finetune.init)
+    cls = task_class(cfg.task.name)
+    if cfg.train.monitor is not None and cls is not None:
+        check_monitor(cfg.train.monitor, cls)
+
+
+def cap_warmup(cfg: Config) -> Config:
+    """A run shorter than its warmup (a preset shortened with --set train.epochs=2) warms up for all but its
+    last epoch, with a warning; the returned config records the warmup that runs."""
+    warmup, epochs = cfg.schedule.warmup_epochs, cfg.train.epochs
+    if warmup < epochs:
+        return cfg
+    capped = epochs - 1
+    warn(
+        f"schedule.warmup_epochs {warmup} does not fit a {epochs}-epoch run: warming up for {capped} epoch"
+        f"{'' if capped == 1 else 's'} instead (recorded in config.yaml)"
+    )
+    return cfg.model_copy(update={"schedule": cfg.schedule.model_copy(update={"warmup_epochs": capped})})
+
+
+def for_training(cfg: Config, dataset: Path, fold: int | None = None) -> Config:
+    """Check what a run needs before any work; return the config that will actually run (the task's checks
+    of its dataset; a warmup longer than the run is capped)."""
+    check_config(cfg)
+    cfg = cap_warmup(cfg)
+    manifest = mf.load(dataset)
+    kind = task_of(manifest)
+    if kind != cfg.task.name:
+        raise InputError(
+            f"'{dataset}' is a {kind} dataset but task.name is {cfg.task.name}; give a {cfg.task.name} dataset or "
+            f"set task.name: {kind}"
+        )
+    return task_life(cfg.task.name).prepare(cfg, dataset, manifest, fold)
 
 
 def default_run_dir(cfg: Config) -> Path:
@@ -85,11 +138,11 @@ def train(
             dataset = resolve_dataset(cfg)  # prepares the built-in dataset on first use
         barrier(rt)
         dataset = resolve_dataset(cfg)
-        cfg = guards.for_training(cfg, dataset, fold)  # refuse what cannot train; record what will run
+        cfg = for_training(cfg, dataset, fold)  # refuse what cannot train; record what will run
         check_model_task(cfg.model.name, cfg.task.name)
         task = build_task(cfg, dataset, fold)
         cfg = with_task_defaults(cfg, task)
-        state = _resume_state(run_dir, cfg, force) if resume is not None else None
+        state = resuming.resume_state(run_dir, cfg, force) if resume is not None else None
         train_loader, val_loader = loaders(cfg, task, rt)
         model = task.build_model()
         tuned = finetune.prepare(model, cfg, task.checkpoint_meta(), state)  # --init: matching weights, frozen parts
@@ -116,26 +169,18 @@ def train(
             restore(st, state)
         if rt.is_main:
             if resume is None:  # created exclusively: a new name when it exists (a cv fold: exactly that name)
-                run_dir, cfg = guards.create_run_folder(run_dir, cfg, exact=fold is not None)
+                run_dir, cfg = create_run_folder(run_dir, cfg, exact=fold is not None)
             save_config(cfg, run_dir / "config.yaml")
         run_dir = outputs.broadcast(run_dir, rt)
         try:
             result = fit(st, train_loader, val_loader, cfg, rt, run_dir)
         except KeyboardInterrupt:
-            raise guards.stopped(run_dir, remove=rt.is_main and resume is None) from None
+            raise resuming.stopped(run_dir, remove=rt.is_main and resume is None) from None
+        except DivergedError as exc:  # the folder stays: its history shows the run up to the failure
+            raise DivergedError(resuming.diverged(str(exc), run_dir)) from None
         except Exception:
-            guards.drop_unresumable(run_dir, fresh=rt.is_main and resume is None)  # nothing half-made is left
+            resuming.drop_unresumable(run_dir, fresh=rt.is_main and resume is None)  # nothing half-made is left
             raise
         return RunResult(run_dir, st.history, result["best"], result["stop_reason"], cfg.train.monitor)
     finally:
         shutdown(rt)
-
-
-def _resume_state(run_dir: Path, cfg: Config, force: bool) -> dict[str, Any]:
-    done = guards.check_resume(run_dir, cfg, force)  # the run's own config; only a real change needs --force
-    if done:
-        raise guards.RunFinished(done)
-    latest = run_dir / "checkpoints" / "latest.pt"
-    if not latest.is_file():
-        raise InputError(f"'{run_dir}' has no checkpoints/latest.pt to resume from; start a new run")
-    return ckpt.load(latest)

@@ -149,8 +149,8 @@ def test_the_report_shows_the_heldout_scores(cv_run):
 
 
 def test_baselines_beside_the_model_on_the_same_held_out_pixels_and_in_eval(synthetic_dataset, tmp_path):
-    from ssmseg.experiments.baseline import baseline_scores
     from ssmseg.experiments.evaluate import evaluate
+    from ssmseg.tasks.segmentation.baseline import baseline_scores
 
     cfg = cfg_for(synthetic_dataset, tmp_path, "cvb").model_copy(deep=True)
     cfg.cv.baselines, cfg.baseline.methods, cfg.eval.baselines = True, ["majority", "logistic"], True

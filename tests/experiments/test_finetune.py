@@ -161,7 +161,7 @@ def test_cli_init_lists_what_was_loaded_resumes_frozen_and_refuses_init_with_res
 
 def test_resuming_a_run_older_than_the_finetune_keys_is_not_a_change():
     from ssmseg.config import dump_config
-    from ssmseg.experiments.guards import resume_differences
+    from ssmseg.experiments.resume import resume_differences
 
     cfg = build_config()
     saved = yaml.safe_load(dump_config(cfg))

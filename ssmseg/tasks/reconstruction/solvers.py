@@ -22,18 +22,19 @@ SOLVERS = ("euler", "midpoint", "heun", "rk4", "dopri5")
 
 
 class CountingVelocity:
-    """Wraps a velocity and counts its calls (``nfe``) and the fields it was called on (``fields``, the
-    sum of batch sizes: the work done when batches differ)."""
+    """Wraps a velocity (or the field model itself: any callable whose first argument is the batch of
+    fields) and counts its calls (``nfe``) and the fields it was called on (``fields``, the sum of batch
+    sizes: the work done when batches differ). The one model-call counter of the project."""
 
-    def __init__(self, velocity: Velocity) -> None:
+    def __init__(self, velocity: Callable[..., Tensor]) -> None:
         self.velocity = velocity
         self.nfe = 0
         self.fields = 0
 
-    def __call__(self, x: Tensor, t: Tensor) -> Tensor:
+    def __call__(self, x: Tensor, *rest: Tensor) -> Tensor:
         self.nfe += 1
         self.fields += int(x.shape[0])
-        return self.velocity(x, t)
+        return self.velocity(x, *rest)
 
     def reset(self) -> None:
         self.nfe = 0

@@ -24,12 +24,12 @@ from ssmseg.data.datasets import PatchDataset, describe_part, select
 from ssmseg.data.io import Source, open_source, raster_env
 from ssmseg.data.labels import LabelMapping, parse_color
 from ssmseg.errors import ConfigError, InputError
-from ssmseg.experiments import guards
 from ssmseg.models import build_model
 from ssmseg.progress import progress_bar
 from ssmseg.tasks.results import EvalResult, PartialResult
+from ssmseg.tasks.segmentation.checks import check_test_data
 from ssmseg.tasks.segmentation.figures import save_confusion, save_panel
-from ssmseg.tasks.segmentation.inference import Normaliser, predict_batch, predict_scene, window_starts
+from ssmseg.tasks.segmentation.inference import Normaliser, owned_mask, predict_batch, predict_scene, window_starts
 from ssmseg.tasks.segmentation.metrics import boundary_band, metrics_from_confusion
 from ssmseg.tasks.segmentation.visual import false_colour
 
@@ -51,21 +51,27 @@ def load_model(state: dict[str, Any], device: torch.device) -> torch.nn.Module:
 def chance_baselines(
     cm: np.ndarray, train_counts: list[int] | None, classes: list[str], exclude: list[str] | tuple[str, ...] = ()
 ) -> dict[str, Any]:
-    """Expected metrics of two predictors that ignore the input, on the same pixels: always the majority
-    class (of the training data when known), and drawing each pixel's class from the class priors."""
+    """Expected metrics of predictors that ignore the input, on the same pixels: always the majority class
+    (of the training data when known: ``majority_class``), drawing each pixel's class from the class priors,
+    and always the scored pixels' own majority class (``scored_majority``: its OA is the real floor of OA)."""
     support = cm.sum(1).astype(np.float64)
-    prior = np.asarray(train_counts if train_counts and sum(train_counts) else support, dtype=np.float64)
+    trained = bool(train_counts and sum(train_counts))
+    prior = np.asarray(train_counts if trained else support, dtype=np.float64)
     prior = prior / prior.sum()
-    majority = np.zeros_like(cm, dtype=np.float64)
-    majority[:, int(prior.argmax())] = support
-    drawn = np.outer(support, prior)  # expected counts: truth i predicted j with probability prior_j
     pick = ("oa", "miou", "mean_f1", "kappa")
+
+    def always(cls: int) -> dict[str, Any]:
+        pred = np.zeros_like(cm, dtype=np.float64)
+        pred[:, cls] = support
+        return {"class": classes[cls], **{k: metrics_from_confusion(pred, classes, exclude)[k] for k in pick}}
+
+    drawn = np.outer(support, prior)  # expected counts: truth i predicted j with probability prior_j
     return {
-        "majority_class": {"class": classes[int(prior.argmax())],
-                           **{k: metrics_from_confusion(majority, classes, exclude)[k] for k in pick}},
+        "majority_class": {**always(int(prior.argmax())), "from": "training" if trained else "evaluated pixels"},
         "class_prior_draw": {k: metrics_from_confusion(drawn, classes, exclude)[k] for k in pick},
-        "priors_from": "training class counts" if train_counts and sum(train_counts) else "evaluated pixels",
-    }  # fmt: skip
+        "priors_from": "training class counts" if trained else "evaluated pixels",
+        "scored_majority": {**always(int(support.argmax())), "from": "evaluated pixels"},
+    }
 
 
 def _mapping(state: dict[str, Any]) -> LabelMapping:
@@ -174,16 +180,22 @@ def run_model(
 def patch_confusion(cfg: Config, state: dict[str, Any], model, device, ds, label: str,
                     vis: Path | None = None) -> np.ndarray:  # fmt: skip
     """The confusion matrix of ``model`` on every patch of ``ds`` under the eval protocol (TTA, boundary
-    band); with ``vis``, panels of the first four patches."""
+    band), each labelled pixel once (the region each patch owns); with ``vis``, panels of the first four
+    patches."""
     n, ignore, radius = state["num_classes"], state["ignore_index"], cfg.eval.boundary_ignore
     cm = torch.zeros(n, n, dtype=torch.int64)
     loader = torch.utils.data.DataLoader(ds, batch_size=cfg.eval.batch_size)
-    shown = 0
+    patches = ds.manifest["patches"]
+    shown, seen = 0, 0
     with progress_bar(label, len(loader)) as advance, torch.no_grad():
         for batch in loader:
             pred = predict_batch(model, batch["image"].to(device), cfg.eval.tta).argmax(1).cpu()
             truth = batch["mask"]
+            own = np.stack([owned_mask(patches[ds.indices[seen + i]], tuple(truth.shape[1:]))
+                            for i in range(len(truth))])  # fmt: skip
+            seen += len(truth)
             keep = (truth != ignore) & ~torch.from_numpy(boundary_band(truth.numpy(), radius, ignore))
+            keep &= torch.from_numpy(own)
             cm += torch.bincount(truth[keep] * n + pred[keep], minlength=n * n).reshape(n, n)
             for i in range(min(len(pred), 4 - shown) if vis is not None else 0):
                 rgb = false_colour(batch["image"][i]).permute(1, 2, 0).numpy()
@@ -205,7 +217,7 @@ def _test_split(cfg: Config, state, model, device, out: Path, dataset: Path | No
     ds = PatchDataset(folder, "test", fold)
     if ds.bands != state["in_channels"]:
         raise InputError(f"'{folder}' has {ds.bands} bands, the model {state['in_channels']}; use its own dataset")
-    guards.check_test_data(folder, ds.manifest, state)
+    check_test_data(folder, ds.manifest, state)
     chosen = set(select(ds.manifest, "val", fold)[0]) | set(select(ds.manifest, "train", fold)[0])
     if chosen & set(ds.indices):  # by construction never; a guard against a changed split rule
         raise InputError(f"'{folder}': test patches are also training or validation patches of this run; "
@@ -215,7 +227,7 @@ def _test_split(cfg: Config, state, model, device, out: Path, dataset: Path | No
               "checkpoint_selected_on": selected_on(state)}  # fmt: skip
     metrics = _write_metrics(out, cm, state, {**scored, **protocol})
     if cfg.eval.baselines:  # the classical yardstick on the same test pixels, fitted on the same training part
-        from ssmseg.experiments.baseline import baseline_scores
+        from ssmseg.tasks.segmentation.baseline import baseline_scores
 
         metrics["baselines"] = baseline_scores(cfg, folder, fold, scored="test")
         (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
@@ -296,7 +308,9 @@ def _scenes(cfg: Config, state, model, device, out: Path, inputs, masks, protoco
     done: list[dict[str, Any]] = []
     try:
         for k, path in enumerate(inputs):
-            cm = _scene(cfg, state, model, device, out, path, masks[k] if masks else None, names[k])
+            cm, unknown = _scene(cfg, state, model, device, out, path, masks[k] if masks else None, names[k])
+            if unknown:
+                notes.append(_unknown_note(masks[k], unknown, state))
             done.append({"scene": names[k], "input": str(path), "mask": str(masks[k]) if masks else None,
                          "confusion": cm})  # fmt: skip
     except BaseException as exc:
@@ -347,8 +361,19 @@ def _write_per_scene(out: Path, done: list[dict[str, Any]], state, protocol) -> 
     return rows
 
 
-def _scene(cfg: Config, state, model, device, out: Path, path: Path, mask_path: Path | None, name: str) -> np.ndarray:
-    """Predict one scene into ``<name>_pred.tif`` (and confidence, PNG, overview); its confusion matrix."""
+def _unknown_note(mask: Path, unknown: dict[int, int], state: dict[str, Any]) -> str:
+    total = sum(unknown.values())
+    values = ", ".join(f"{v}: {n} px" for v, n in sorted(unknown.items(), key=lambda kv: -kv[1])[:5])
+    return (f"mask '{mask}': {total} pixels hold values that are none of the model's classes ({values}); they are "
+            f"left out of the metrics like ignored pixels; the model's classes are {', '.join(state['classes'])} "
+            f"(values {', '.join(map(str, sorted(int(v) for v in state['labels']['values'])))})")  # fmt: skip
+
+
+def _scene(
+    cfg: Config, state, model, device, out: Path, path: Path, mask_path: Path | None, name: str
+) -> tuple[np.ndarray, dict[int, int]]:
+    """Predict one scene into ``<name>_pred.tif`` (and confidence, PNG, overview); its confusion matrix and the
+    mask's pixel counts of values that are no class."""
     import rasterio
     import rasterio.shutil
     from rasterio.windows import Window
@@ -356,6 +381,7 @@ def _scene(cfg: Config, state, model, device, out: Path, path: Path, mask_path: 
     n, ignore, radius = state["num_classes"], state["ignore_index"], cfg.eval.boundary_ignore
     norm_state = state["normalization"]
     cm = np.zeros((n, n), np.int64)
+    unknown: dict[int, int] = {}
     mapping = _mapping(state) if mask_path is not None else None
     colormap = {i: (*parse_color(c), 255) for i, c in enumerate(state["palette"])}
     with contextlib.ExitStack() as stack:
@@ -388,15 +414,18 @@ def _scene(cfg: Config, state, model, device, out: Path, path: Path, mask_path: 
                 conf.write(np.where(strip.valid, strip.confidence, -1).astype(np.float32)[None], window=window)
                 if mask is not None:
                     top, bottom = max(0, strip.row0 - radius), min(info.height, strip.row0 + h + radius)
-                    halo, _ = mapping.decode(mask.read(top, 0, bottom - top, info.width))  # rows around: the band
+                    raw = mask.read(top, 0, bottom - top, info.width)
+                    halo, _ = mapping.decode(raw)  # rows around: the band
                     inner = slice(strip.row0 - top, strip.row0 - top + h)
+                    for value, count in mapping.decode(raw[:, inner])[1].items():  # each row counted once
+                        unknown[value] = unknown.get(value, 0) + count
                     truth, band = halo[inner], boundary_band(halo, radius, ignore)[inner]
                     keep = (truth != ignore) & strip.valid & ~band
                     cm += np.bincount(truth[keep].astype(np.int64) * n + labels[keep], minlength=n * n).reshape(n, n)
         _overview(out, name, src, out / f"{name}_pred.tif", mask, mapping, state)
         if cfg.eval.save_png:  # GDAL streams the paletted GeoTIFF into a PNG keeping its colour table
             rasterio.shutil.copy(out / f"{name}_pred.tif", out / f"{name}_pred.png", driver="PNG")
-    return cm
+    return cm, unknown
 
 
 def _overview(out: Path, stem: str, src: Source, pred_path: Path, mask, mapping, state) -> None:

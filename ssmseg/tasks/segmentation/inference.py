@@ -11,12 +11,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from ssmseg.data.io import Source
+
+
+def owned_mask(patch: dict[str, Any], shape: tuple[int, int]) -> np.ndarray:
+    """(h, w) bool: the pixels a prepared patch owns (prep records each patch's ``own`` region, the top-left
+    rows and columns no earlier window covers), so overlapping patches score each pixel once. Datasets
+    prepared before ``own`` was recorded: every pixel."""
+    own = np.zeros(shape, bool)
+    oh, ow = patch.get("own", shape)
+    own[:oh, :ow] = True
+    return own
 
 
 def blend_weights(size: int, kind: str) -> torch.Tensor:

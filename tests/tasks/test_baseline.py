@@ -12,7 +12,7 @@ from scipy.ndimage import gaussian_filter
 from ssmseg import outputs
 from ssmseg.config import build_config
 from ssmseg.data.prepare import prepare
-from ssmseg.experiments.baseline import run_baseline
+from ssmseg.tasks.segmentation.baseline import run_baseline
 from ssmseg.tasks.segmentation.metrics import metrics_from_confusion
 from tests.cli.conftest import assert_one_line_error, invoke
 from tests.data.helpers import prep_config, write_tif
@@ -40,6 +40,13 @@ def texture_ds(tmp_path_factory):
     return prepare(prep_config(root, overlap=0.25, split={"block_size": 32, "folds": 2}), root / "ds").out
 
 
+def owned(lab: np.ndarray, patch: dict) -> np.ndarray:
+    """The labelled pixels a patch owns, flattened."""
+    oh, ow = patch["own"]
+    region = lab[:oh, :ow]
+    return region[region != 255].astype(np.int64)
+
+
 def cfg(**baseline):
     return build_config(explicit={"baseline": {"trees": 30, **baseline}})
 
@@ -49,9 +56,11 @@ def test_baselines_score_eval_pixels_with_eval_metrics(texture_ds, tmp_path):
     r = result.results
     manifest = json.loads((texture_ds / "manifest.json").read_text())
     labels = np.load(texture_ds / "labels.npy")
-    test = labels[[i for i, p in enumerate(manifest["patches"]) if p["split"] == "test"]]
-    truth = test[test != 255].astype(np.int64)
-    assert r["test_pixels"] == len(truth)  # eval's pixels: every labelled pixel of every test patch
+    truth = np.concatenate([owned(labels[i], p) for i, p in enumerate(manifest["patches"]) if p["split"] == "test"])
+    # eval's pixels: each labelled test pixel once (overlapping patches: the region each owns), as prep counts them
+    assert r["test_pixels"] == len(truth) == sum(manifest["class_counts"]["test"])
+    assert len(truth) < sum(int((labels[i] != 255).sum()) for i, p in enumerate(manifest["patches"])
+                            if p["split"] == "test")  # the patches overlap: counting all would count twice
     # Training pixels are the owned ones, counted once (patches overlap): the manifest's own count.
     assert r["train_pixels"]["labelled"] == sum(manifest["class_counts"]["train"])
     assert r["train_pixels"]["class_counts"] == manifest["class_counts"]["train"]
@@ -77,7 +86,7 @@ def test_a_fold_is_scored_on_its_held_out_pixels_and_the_sample_is_capped(textur
 
     def labelled(part):  # the pixels cv uses: held-out labels near other folds' windows are ignored
         ds = PatchDataset(texture_ds, part, 1)
-        return sum(int((ds[i]["mask"] != 255).sum()) for i in range(len(ds)))
+        return sum(len(owned(ds[i]["mask"].numpy(), ds.manifest["patches"][ds.indices[i]])) for i in range(len(ds)))
 
     assert r["test_pixels"] == labelled("heldout") and r["scored_on"] == "held-out fold 1"
     assert 0 < r["train_pixels"]["labelled"] <= labelled("train")  # overlapping patches: each pixel once

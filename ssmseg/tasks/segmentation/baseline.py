@@ -2,17 +2,18 @@
 
 Fitted on the training pixels of the dataset's split (for ``--fold K``: the training folds) and scored on the
 same test pixels, with the same metrics, as ``ssmseg eval`` (the test split; for ``--fold K``: the held-out
-fold K). Patches are read through ``PatchDataset``, so they are normalised with the training statistics of
-that split, and ignored labels (255) count nowhere.
+fold K): each labelled pixel once (the region its patch owns), without the boundary band of
+``eval.boundary_ignore``, and ``eval.exclude_classes`` left out of the macro means exactly as for the model.
+Patches are read through ``PatchDataset``, so they are normalised with the training statistics of that
+split, and ignored labels (255) count nowhere.
 
-- ``majority``: always the most frequent training class.
+- ``majority``: always the most frequent class of the training split (not of the scored pixels).
 - ``logistic``: multinomial logistic regression on the per-pixel spectrum (standardised on the sample).
 - ``random_forest``: a random forest on the spectrum plus the mean and standard deviation in small windows
   (``baseline.windows``) of the first ``baseline.context_components`` principal components of the spectrum.
 
 Training pixels are drawn at random, at most ``baseline.max_train_pixels``; pixels shared by overlapping
-training patches are drawn from once. Test pixels are read as eval reads them: every labelled pixel of every
-test patch.
+training patches are drawn from once. Test pixels are read as eval reads them.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ from ssmseg import outputs
 from ssmseg.config import Config
 from ssmseg.errors import ConfigError, InputError
 from ssmseg.progress import info, progress_bar
-from ssmseg.tasks.segmentation.metrics import metrics_from_confusion
+from ssmseg.tasks.segmentation.inference import owned_mask
+from ssmseg.tasks.segmentation.metrics import boundary_band, metrics_from_confusion
 
 PREDICT_CHUNK = 200_000  # test pixels predicted at a time: memory stays bounded for any test split
 
@@ -68,14 +70,6 @@ def _parts(dataset: Path, fold: int | None, scored: str | None = None):
             raise ConfigError(f"--fold {fold}: '{dataset}' was prepared with {folds} folds; use 0 to {folds - 1}")
     scored = scored or ("test" if fold is None else "heldout")
     return PatchDataset(dataset, "train", fold), PatchDataset(dataset, scored, fold)
-
-
-def _owned(patch: dict[str, Any], shape: tuple[int, int]) -> np.ndarray:
-    """Pixels this patch owns (datasets prepared before ``own`` was recorded: all of them)."""
-    own = np.zeros(shape, bool)
-    oh, ow = patch.get("own", shape)
-    own[:oh, :ow] = True
-    return own
 
 
 class Features:
@@ -125,7 +119,7 @@ def _sample_training(train, cap: int, rng: np.random.Generator, ignore: int):
     where, counts = [], np.zeros(n_classes, np.int64)
     for j in train.indices:
         lab = np.asarray(labels[j])
-        keep = (lab != ignore) & _owned(patches[j], lab.shape)
+        keep = (lab != ignore) & owned_mask(patches[j], lab.shape)
         flat = np.flatnonzero(keep)
         where.append(flat)
         counts += np.bincount(lab.reshape(-1)[flat], minlength=n_classes)[:n_classes]
@@ -160,7 +154,7 @@ def run_baseline(cfg: Config, dataset: Path, fold: int | None = None, out: Path 
     # BLAS on one thread unless runtime.threads says otherwise: these matrices are small, and a multithreaded
     # OpenBLAS on a busy machine was measured 20-50x slower (threads spinning for cores others hold).
     with threadpool_limits(limits=cfg.runtime.threads or 1, user_api="blas"):
-        results, notes = _fit_and_score(train, test, bc, seed, fold, dataset, cfg.runtime.threads)
+        results, notes = _fit_and_score(train, test, bc, seed, fold, dataset, cfg.runtime.threads, _scoring(cfg))
     tmp = outputs.staging(out)
     try:
         _write(tmp, results)
@@ -180,18 +174,31 @@ def baseline_scores(cfg: Config, dataset: Path, fold: int | None = None, scored:
     train, test = _parts(Path(dataset), fold, scored)
     with threadpool_limits(limits=cfg.runtime.threads or 1, user_api="blas"):
         results, _ = _fit_and_score(train, test, cfg.baseline, cfg.runtime.seed, fold, Path(dataset),
-                                    cfg.runtime.threads)  # fmt: skip
+                                    cfg.runtime.threads, _scoring(cfg))  # fmt: skip
     methods = {name: {"oa": m["oa"], "miou": m["miou"], "seconds": m["seconds"],
                       "per_class_iou": {c: v["iou"] for c, v in m["per_class"].items()}}
                for name, m in results["methods"].items()}  # fmt: skip
     part = scored or ("test" if fold is None else "heldout")
     where = "test split" if part == "test" else f"held-out fold {fold}"
     return {"methods": methods, "scored_on": where, "train_pixels": results.get("train_pixels"),
+            "test_pixels": results["test_pixels"], "protocol": results["protocol"],
+            "scored_majority": results["scored_majority"],
             "settings": cfg.baseline.model_dump(mode="json")}  # fmt: skip
 
 
-def _fit_and_score(train, test, bc, seed: int, fold: int | None, dataset: Path, threads: int | None):
+def _scoring(cfg: Config) -> dict[str, Any]:
+    """The eval protocol's choices that decide which pixels and classes count (``eval.*``)."""
+    return {"exclude_classes": list(cfg.eval.exclude_classes), "boundary_ignore": cfg.eval.boundary_ignore}
+
+
+def _fit_and_score(train, test, bc, seed: int, fold: int | None, dataset: Path, threads: int | None,
+                   scoring: dict[str, Any]):  # fmt: skip
     classes, ignore, n = list(train.manifest["classes"]), train.ignore_index, train.num_classes
+    exclude, radius = scoring["exclude_classes"], scoring["boundary_ignore"]
+    unknown = [c for c in exclude if c not in classes]
+    if unknown:
+        raise ConfigError(f"eval.exclude_classes: {', '.join(map(repr, unknown))} not among the classes of "
+                          f"'{dataset}' ({', '.join(classes)})")  # fmt: skip
     rng = np.random.default_rng(seed)
     notes: list[str] = []
     forest = "random_forest" in bc.methods
@@ -243,11 +250,16 @@ def _fit_and_score(train, test, bc, seed: int, fold: int | None, dataset: Path, 
         buffer.clear()
 
     pending, test_pixels = 0, 0
+    test_patches = test.manifest["patches"]
     with progress_bar("baseline test patches", len(test)) as advance:
         for i in range(len(test)):
             item = test[i]
-            image, lab = item["image"].numpy(), item["mask"].numpy().reshape(-1)
-            keep = np.flatnonzero(lab != ignore)  # as eval counts them: every labelled pixel of the patch
+            image, mask = item["image"].numpy(), item["mask"].numpy()
+            lab = mask.reshape(-1)
+            # as eval counts them: each labelled pixel once (its patch owns it), outside the boundary band
+            scored = (mask != ignore) & owned_mask(test_patches[test.indices[i]], mask.shape)
+            scored &= ~boundary_band(mask[None], radius, ignore)[0]
+            keep = np.flatnonzero(scored)
             if len(keep):
                 ctx = feats.context(image).reshape(feats.n_context, -1)[:, keep].T if forest else None
                 buffer.append((image.reshape(image.shape[0], -1)[:, keep].T, ctx, lab[keep].astype(np.int64)))
@@ -265,15 +277,21 @@ def _fit_and_score(train, test, bc, seed: int, fold: int | None, dataset: Path, 
 
     methods = {}
     for method in bc.methods:
-        metrics = metrics_from_confusion(cms[method], classes)
+        metrics = metrics_from_confusion(cms[method], classes, exclude)
         seconds = fit_seconds[method] + predict_seconds[method]
         methods[method] = {**metrics, "confusion_matrix": cms[method].tolist(), "fit_seconds": fit_seconds[method],
                            "predict_seconds": predict_seconds[method], "seconds": seconds}  # fmt: skip
         info(f"{method}: mIoU {metrics['miou']:.4f}, OA {metrics['oa']:.4f}, {seconds:.1f} s (fit and predict)")
+    support = next(iter(cms.values())).sum(1)  # the scored pixels per true class (the same for every method)
+    scored_majority = {"class": classes[int(support.argmax())], "oa": float(support.max() / support.sum())}
     protocol = {
         "metrics": "metrics_from_confusion, as ssmseg eval: OA and kappa micro, mIoU and mean F1 macro over "
-        "classes present in truth or prediction",
-        "pixels": "every labelled pixel of every test patch (ignore index excluded), as ssmseg eval counts them",
+        "classes present in truth or prediction, less exclude_classes",
+        "exclude_classes": exclude,
+        "boundary_ignore": radius,
+        "majority": "majority predicts the training split's most frequent class",
+        "pixels": "each labelled pixel of the test patches once (the region its patch owns; ignore index and the "
+        "boundary band excluded), as ssmseg eval counts them",
         "ignore_index": ignore,
         "normalisation": f"{train.manifest['normalize']} with statistics '{train.stats_key}' (training pixels)",
     }
@@ -292,6 +310,7 @@ def _fit_and_score(train, test, bc, seed: int, fold: int | None, dataset: Path, 
             "class_counts": counts.tolist(),
         },
         "test_pixels": test_pixels,
+        "scored_majority": scored_majority,
         "features": {
             "logistic": train.bands,
             "random_forest": train.bands + feats.n_context,

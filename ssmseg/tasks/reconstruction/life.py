@@ -1,0 +1,87 @@
+"""Reconstruction's answers to what the commands ask a task (``tasks/life.py``). Its classical baselines
+(interpolants, GP) are scored by ``ssmseg sweep-steps`` on the same fields and observed pixels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ssmseg.config import Config
+from ssmseg.errors import ConfigError, InputError, UsageError
+from ssmseg.tasks.reconstruction.task import ReconstructionTask
+from ssmseg.tasks.results import EvalResult
+
+TASK_CLASS = ReconstructionTask
+NO_BASELINES = ("{option}: the reconstruction task's classical baselines (interpolants, GP) are scored by "
+                "ssmseg sweep-steps (sweep.baselines) on the same fields; set {option} false")  # fmt: skip
+
+
+class ReconstructionLife:
+    name = "reconstruction"
+    scores_heldout = False  # cv reports the validation metrics of the val split outside each fold, and says so
+
+    def prepare(self, cfg: Config, dataset: Path, manifest: dict[str, Any], fold: int | None) -> Config:
+        """Fields carry their own size: it is recorded as the crop size that ran."""
+        side = min(manifest.get("size") or [cfg.data.crop_size])
+        if side == cfg.data.crop_size or side < 8:
+            return cfg
+        return cfg.model_copy(update={"data": cfg.data.model_copy(update={"crop_size": side})})
+
+    def check_folds(self, dataset: Path, folds: int) -> None:
+        from ssmseg.data.field_dataset import FieldDataset
+
+        for fold in range(folds):
+            for part in ("train", "val", "heldout"):
+                FieldDataset(dataset, part, fold)  # a part without fields is a one-line error naming it
+
+    def check_baselines(self, option: str) -> None:
+        raise ConfigError(NO_BASELINES.format(option=option))
+
+    def evaluate(
+        self,
+        cfg: Config,
+        state: dict[str, Any],
+        device: torch.device,
+        out: Path,
+        inputs: list[Path],
+        masks: list[Path],
+        dataset: Path | None,
+        model: nn.Module | None = None,
+    ) -> EvalResult:
+        from ssmseg.tasks.reconstruction.evaluate import run
+
+        if cfg.eval.baselines:
+            self.check_baselines("eval.baselines")
+        if model is not None:
+            raise InputError("a reconstruction model is not evaluated through an export; evaluate its run")
+        return run(cfg, state, device, out, inputs, masks, dataset)
+
+    def score_heldout(
+        self, cfg: Config, state: dict[str, Any], dataset: Path, fold: int, device: torch.device
+    ) -> dict[str, Any]:
+        raise NotImplementedError("reconstruction cv reports validation metrics (scores_heldout is False)")
+
+    def baselines(self, cfg: Config, dataset: Path, fold: int | None, scored: str | None = None) -> dict[str, Any]:
+        self.check_baselines("cv.baselines" if fold is not None else "eval.baselines")
+        return {}
+
+    def input_warnings(self, state: dict[str, Any], inputs: list[Path]) -> list[str]:
+        return []
+
+    def export_model(self, state: dict[str, Any], source: Path) -> nn.Module:
+        raise InputError(f"'{source}' is a reconstruction model: its sampler integrates the network over an ODE "
+                         "solve in Python, which an export does not hold; export a segmentation run")  # fmt: skip
+
+
+LIFE = ReconstructionLife()
+
+
+def require_sweepable(state: dict[str, Any], run: Path) -> None:
+    """sweep-steps needs a reconstruction run: a run of another task is a usage error (exit 2)."""
+    task = state.get("task") or "segmentation"
+    if task != ReconstructionTask.name:
+        raise UsageError(f"'{run}' is a {task} run; sweep-steps needs a reconstruction run (task.name: "
+                         "reconstruction)")  # fmt: skip
