@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import platform
 import sys
 
 import torch
 
 from ssmseg import __version__
+from ssmseg.engine.cpus import load_warning, usable_cpus
 from ssmseg.ssm.scan import backend_report, mamba_ssm_kernel
 
 
@@ -33,5 +33,9 @@ def collect() -> list[tuple[str, str]]:
         rows.append(("rasterio / GDAL", f"{rasterio.__version__} / {rasterio.__gdal_version__}"))
     except ImportError as exc:
         rows.append(("rasterio / GDAL", f"not importable ({exc})"))
-    rows.append(("cpu threads", f"torch uses {torch.get_num_threads()} of {os.cpu_count()} logical cores"))
+    budget = usable_cpus()
+    rows.append(("cpu threads", f"runtime.threads auto chooses {budget.threads} ({budget.why})"))
+    busy = load_warning(budget.threads)
+    if busy:
+        rows.append(("machine load", busy))
     return rows

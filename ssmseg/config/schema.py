@@ -485,7 +485,12 @@ class RuntimeConfig(Section):
         "auto",
         description="Selective-scan backend; auto picks per call from the tensors' device and what imports.",
     )
-    threads: int | None = Field(None, ge=1, description="CPU threads for torch and the scan; empty: torch's default.")
+    threads: Literal["auto"] | Annotated[int, Field(ge=1)] | None = Field(
+        "auto",
+        description="CPU threads for torch and the scan. auto: what this process may really use (its affinity mask "
+        "and cgroup CPU quota, at most the physical cores); a number: exactly that; empty: torch's default. On a "
+        "busy shared machine 1 can be several times faster (the run header says when the machine is busy).",
+    )
     out_dir: Path = Field(Path("runs"), description="Folder that holds run folders.")
     name: str | None = Field(None, description="Run folder name; empty: the model name and a timestamp.")
 

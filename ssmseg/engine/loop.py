@@ -22,7 +22,7 @@ from ssmseg.engine import checkpoint as ckpt
 from ssmseg.engine.logging import RunLogger
 from ssmseg.engine.optim import EpochSchedule
 from ssmseg.engine.precision import autocast
-from ssmseg.engine.runtime import Runtime, all_reduce_, seed_everything
+from ssmseg.engine.runtime import Runtime, all_reduce_, announce_threads, seed_everything
 from ssmseg.engine.task import StepOut, Task
 from ssmseg.errors import SsmsegError
 from ssmseg.progress import epoch_line, progress_bar
@@ -171,6 +171,7 @@ def fit(st: FitState, train_loader, val_loader, cfg: Config, rt: Runtime, run_di
     tc = cfg.train
     if st.start_epoch >= tc.epochs:  # a finished run: nothing to do, nothing written
         return {"stop_reason": "already complete", "best": st.best}
+    announce_threads(rt)
     logger = RunLogger(run_dir, rt.is_main, len(st.history))
     ck_dir = run_dir / "checkpoints"
     stop_reason, pending = "completed", None

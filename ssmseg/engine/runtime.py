@@ -12,6 +12,7 @@ import torch
 import torch.distributed as dist
 
 from ssmseg.config.schema import RuntimeConfig
+from ssmseg.engine.cpus import load_warning, usable_cpus
 from ssmseg.errors import BackendUnavailableError
 from ssmseg.ssm import set_default_backend
 
@@ -21,6 +22,8 @@ class Runtime:
     device: torch.device
     rank: int = 0
     world_size: int = 1
+    threads: int = 1  # torch's intra-op threads as set
+    threads_why: str = ""  # how they were chosen (run header, history.json)
 
     @property
     def distributed(self) -> bool:
@@ -49,15 +52,36 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def choose_threads(threads: int | str | None, world_size: int = 1) -> tuple[int, str]:
+    """The thread count for ``runtime.threads`` and a few words on why: a number as given; auto: the usable
+    cores (affinity, cgroup quota, physical cores) shared among the processes of this machine (torchrun);
+    None: torch's default."""
+    if isinstance(threads, int):
+        return threads, "runtime.threads"
+    if threads is None:
+        return torch.get_num_threads(), "torch's default (runtime.threads empty)"
+    budget = usable_cpus()
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", str(world_size)) or world_size)
+    if local > 1:
+        return max(1, budget.threads // local), f"auto: {budget.threads} usable / {local} processes ({budget.why})"
+    return budget.threads, f"auto: {budget.why}"
+
+
+def explicit_threads(cfg: RuntimeConfig) -> int | None:
+    """``runtime.threads`` when the user gave a number, else None (for libraries with their own default)."""
+    return cfg.threads if isinstance(cfg.threads, int) else None
+
+
 def setup_runtime(cfg: RuntimeConfig) -> Runtime:
-    """Threads, scan backend, determinism, process group (under torchrun) and the device."""
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    """Threads, scan backend, determinism, process group (under torchrun) and the device; ``announce_threads``
+    prints the choice when the work starts."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    threads, why = choose_threads(cfg.threads, world)
+    torch.set_num_threads(threads)
     set_default_backend(cfg.scan_backend)
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
-    world = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     device = resolve_device(cfg.device, local_rank)
     if world > 1 and not dist.is_initialized():
@@ -67,7 +91,25 @@ def setup_runtime(cfg: RuntimeConfig) -> Runtime:
         # A bounded timeout: a peer that dies makes the others fail instead of waiting for the default 30 min.
         dist.init_process_group(backend, timeout=timedelta(minutes=5))
     seed_everything(cfg.seed)
-    return Runtime(device, rank, world)
+    return Runtime(device, rank, world, threads, why)
+
+
+_announced: list[tuple[int, str]] = []
+
+
+def announce_threads(rt: Runtime) -> None:
+    """The run header's thread line (and the busy-machine hint), on the CPU, once per process and choice (cv's
+    folds set up the same runtime again)."""
+    from ssmseg.progress import info, warn
+
+    threads, why = rt.threads, rt.threads_why
+    if rt.device.type != "cpu" or (threads, why) in _announced:
+        return
+    _announced.append((threads, why))
+    info(f"threads: {threads} ({why})")
+    busy = load_warning(threads)
+    if busy:
+        warn(busy)
 
 
 def all_reduce_(tensor: torch.Tensor, rt: Runtime) -> torch.Tensor:

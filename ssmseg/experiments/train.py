@@ -156,7 +156,8 @@ def train(
                 "versions": versions, "scan_backend": backend, "selected_on": describe_part("val", fold),
                 **({"finetune": tuned} if tuned else {})}  # fmt: skip
         info = {"model": cfg.model.name, "parameters": parameters, "device": str(rt.device), "scan_backend": backend,
-                "world_size": rt.world_size, "precision": resolve_precision(rt.device, cfg.runtime.precision),
+                "world_size": rt.world_size, "threads": rt.threads, "threads_why": rt.threads_why,
+                "precision": resolve_precision(rt.device, cfg.runtime.precision),
                 "epochs_planned": cfg.train.epochs, "schedule": cfg.schedule.name,
                 "warmup_epochs": cfg.schedule.warmup_epochs, "train_items": len(task.train_set),
                 "val_items": len(val_loader.dataset), "val_items_total": len(task.val_set),

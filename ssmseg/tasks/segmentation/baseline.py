@@ -35,6 +35,7 @@ from sklearn.preprocessing import StandardScaler
 
 from ssmseg import outputs
 from ssmseg.config import Config
+from ssmseg.engine.runtime import explicit_threads
 from ssmseg.errors import ConfigError, InputError
 from ssmseg.progress import info, progress_bar
 from ssmseg.tasks.segmentation.inference import owned_mask
@@ -153,8 +154,9 @@ def run_baseline(cfg: Config, dataset: Path, fold: int | None = None, out: Path 
 
     # BLAS on one thread unless runtime.threads says otherwise: these matrices are small, and a multithreaded
     # OpenBLAS on a busy machine was measured 20-50x slower (threads spinning for cores others hold).
-    with threadpool_limits(limits=cfg.runtime.threads or 1, user_api="blas"):
-        results, notes = _fit_and_score(train, test, bc, seed, fold, dataset, cfg.runtime.threads, _scoring(cfg))
+    threads = explicit_threads(cfg.runtime)
+    with threadpool_limits(limits=threads or 1, user_api="blas"):
+        results, notes = _fit_and_score(train, test, bc, seed, fold, dataset, threads, _scoring(cfg))
     tmp = outputs.staging(out)
     try:
         _write(tmp, results)
@@ -172,9 +174,9 @@ def baseline_scores(cfg: Config, dataset: Path, fold: int | None = None, scored:
     from threadpoolctl import threadpool_limits
 
     train, test = _parts(Path(dataset), fold, scored)
-    with threadpool_limits(limits=cfg.runtime.threads or 1, user_api="blas"):
+    with threadpool_limits(limits=explicit_threads(cfg.runtime) or 1, user_api="blas"):
         results, _ = _fit_and_score(train, test, cfg.baseline, cfg.runtime.seed, fold, Path(dataset),
-                                    cfg.runtime.threads, _scoring(cfg))  # fmt: skip
+                                    explicit_threads(cfg.runtime), _scoring(cfg))  # fmt: skip
     methods = {name: {"oa": m["oa"], "miou": m["miou"], "seconds": m["seconds"],
                       "per_class_iou": {c: v["iou"] for c, v in m["per_class"].items()}}
                for name, m in results["methods"].items()}  # fmt: skip
