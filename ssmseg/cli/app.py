@@ -1,6 +1,7 @@
 """The ``ssmseg`` command line: one Typer app; every expected failure becomes one line and an exit code.
 
-Exit codes: 0 success, 1 runtime failure, 2 usage or config error, 130 interrupted.
+Exit codes: 0 success, 1 runtime failure, 2 usage or config error, 130 interrupted (Ctrl-C), 143 terminated
+(SIGTERM, handled like Ctrl-C).
 ``--debug`` or ``SSMSEG_DEBUG=1`` shows tracebacks.
 """
 
@@ -41,8 +42,10 @@ class SsmsegGroup(TyperGroup):
     """Runs the app without Click's standalone handling, so that every error is printed our way."""
 
     def main(self, args: Any = None, prog_name: str | None = None, **extra: Any) -> Any:
+        from ssmseg.engine.signals import terminate_as_interrupt
+
         extra.pop("standalone_mode", None)
-        with _quiet_unless_rank_zero():
+        with _quiet_unless_rank_zero(), terminate_as_interrupt():
             code = self._run(args, prog_name, extra)
         sys.exit(code if isinstance(code, int) else 0)
 
@@ -68,11 +71,15 @@ class SsmsegGroup(TyperGroup):
 
 
 def _interrupted(exc: KeyboardInterrupt) -> int:
-    """Ctrl-C: where it stopped and how to continue when the command knows (a training run), else one line."""
+    """Ctrl-C (130) or SIGTERM (143): where it stopped and how to continue when the command knows (a training
+    run), else one line."""
+    from ssmseg.engine import signals
+
     if _debugging():
         traceback.print_exception(exc)
-    typer.echo(f"interrupted: {exc}" if isinstance(exc, Interrupted) else "interrupted", err=True)
-    return 130
+    word = signals.describe()
+    typer.echo(f"{word}: {exc}" if isinstance(exc, Interrupted) else word, err=True)
+    return signals.exit_code()
 
 
 @contextlib.contextmanager
