@@ -322,6 +322,25 @@ class TrainConfig(Section):
     patience: int | None = Field(None, ge=1, description="Early-stopping patience in epochs; empty: off.")
     min_delta: float = Field(0.0, ge=0, description="Smallest change that counts as an improvement.")
     save_interval: int = Field(1, ge=1, description="Write latest.pt every this many epochs.")
+    time_limit: float | None = Field(
+        None,
+        gt=0,
+        description="Minutes of training for this command (from the first epoch): the run stops at the first epoch "
+        "boundary past it, keeps best.pt and latest.pt, and history.json says stop_reason: time_limit; "
+        "--resume continues it (with a new budget). Empty: no limit.",
+    )
+    fit_schedule_to_time_limit: bool = Field(
+        False,
+        description="With train.time_limit and a cosine or poly schedule: after the first epoch, lower train.epochs "
+        "to the epochs that fit in the limit at that epoch's pace, so the schedule ends instead of being cut; "
+        "config.yaml and history.json record the fitted count.",
+    )
+    extend_schedule: Literal["continue", "restart"] = Field(
+        "continue",
+        description="A finished cosine or poly run resumed with a larger train.epochs: continue: the added epochs "
+        "keep the final learning rate; restart: they follow `schedule` anew (warmup, then the decay from "
+        "optim.lr) over the added epochs. history.json's schedule record lists each stage.",
+    )
 
 
 class LossConfig(Section):

@@ -17,19 +17,21 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from ssmseg.config import save_config
 from ssmseg.config.schema import Config
 from ssmseg.engine import checkpoint as ckpt
 from ssmseg.engine.logging import RunLogger
-from ssmseg.engine.optim import EpochSchedule
+from ssmseg.engine.optim import LENGTH_DEPENDENT, EpochSchedule
 from ssmseg.engine.precision import autocast
 from ssmseg.engine.runtime import Runtime, all_reduce_, announce_threads, seed_everything
 from ssmseg.engine.task import StepOut, Task
 from ssmseg.errors import SsmsegError
-from ssmseg.progress import epoch_line, progress_bar
+from ssmseg.progress import epoch_line, info, progress_bar
 
 # Steps between divergence checks: each check is the training step's only device-to-host sync.
 CHECK_EVERY = 16
 HISTORY_FORMAT = 2
+clock = time.perf_counter  # the wall clock of train.time_limit (a test drives its own)
 
 
 class DivergedError(SsmsegError):
@@ -78,6 +80,12 @@ def restore(st: FitState, state: dict[str, Any]) -> None:
     st.scaler.load_state_dict(state["scaler"])
     ckpt.set_rng_state(state["rng"])
     st.start_epoch, st.best, st.history = state["epoch"] + 1, dict(state["best"]), list(state["history"])
+    if "epochs" not in state["schedule"]:  # a checkpoint from before schedule stages: its config's total
+        trained = ((state.get("config") or {}).get("train") or {}).get("epochs")
+        st.schedule.saved_epochs = int(trained) if isinstance(trained, int) else st.schedule.saved_epochs
+    change = st.schedule.resumed(st.start_epoch)
+    if change:
+        info(change)
 
 
 def _improved(value: float, best: float | None, mode: str, min_delta: float) -> bool:
@@ -163,7 +171,39 @@ def run_epoch(st: FitState, loader, cfg: Config, rt: Runtime, epoch: int, train:
 def _header(st: FitState, cfg: Config, stop_reason: str) -> dict[str, Any]:
     return {"format_version": HISTORY_FORMAT, "task": st.task.name, "monitor": cfg.train.monitor,
             "mode": cfg.train.mode, "metric_names": list(st.task.metric_names), "best": st.best,
-            "stop_reason": stop_reason, "run": st.info}  # fmt: skip
+            "stop_reason": stop_reason, "schedule": st.schedule.record(), "run": st.info}  # fmt: skip
+
+
+def _slowest(seconds: float, rt: Runtime) -> float:
+    """The largest of a time over ranks, so that every rank takes the same decision from it."""
+    if not rt.distributed:
+        return seconds
+    t = torch.tensor([seconds], dtype=torch.float64, device=rt.device)
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    return float(t)
+
+
+def _fit_to_time_limit(st: FitState, cfg: Config, epoch_seconds: float, run_dir: Path, rt: Runtime) -> Config:
+    """``train.fit_schedule_to_time_limit`` after the first epoch of a new run: train.epochs lowered to what fits
+    in the limit at this epoch's pace, so the schedule ends instead of being cut; config.yaml, the checkpoints'
+    config and history.json record the fitted count (what ran)."""
+    tc = cfg.train
+    fitted = max(1, min(tc.epochs, math.floor(tc.time_limit * 60 / max(epoch_seconds, 1e-9))))
+    if fitted >= tc.epochs:
+        info(f"train.time_limit {tc.time_limit:g} min fits all {tc.epochs} epochs ({epoch_seconds:.1f} s each)")
+        return cfg
+    why = {"why": "train.fit_schedule_to_time_limit", "time_limit_minutes": tc.time_limit,
+           "first_epoch_seconds": round(epoch_seconds, 3)}  # fmt: skip
+    st.schedule.fit(fitted, 1, why)
+    cfg = cfg.model_copy(update={"train": tc.model_copy(update={"epochs": fitted})})
+    st.meta["config"]["train"]["epochs"] = fitted
+    st.info["epochs_planned"] = fitted
+    if rt.is_main:
+        save_config(cfg, run_dir / "config.yaml")
+    info(f"train.time_limit {tc.time_limit:g} min at {epoch_seconds:.1f} s per epoch: the {cfg.schedule.name} "
+         f"schedule is fitted to {fitted} epochs (of {tc.epochs}); config.yaml records "
+         f"train.epochs={fitted}")  # fmt: skip
+    return cfg
 
 
 def fit(st: FitState, train_loader, val_loader, cfg: Config, rt: Runtime, run_dir: Path) -> dict[str, Any]:
@@ -176,8 +216,11 @@ def fit(st: FitState, train_loader, val_loader, cfg: Config, rt: Runtime, run_di
     ck_dir = run_dir / "checkpoints"
     stop_reason, pending = "completed", None
     since_best = 0 if st.best["epoch"] is None else len(st.history) - 1 - _index_of(st.history, st.best["epoch"])
+    began, first = clock(), st.start_epoch
+    fitting = tc.time_limit is not None and tc.fit_schedule_to_time_limit and first == 0
     try:
-        for epoch in range(st.start_epoch, tc.epochs):
+        epoch = first
+        while epoch < tc.epochs:
             # Every random draw of an epoch depends only on (seed, epoch): resume replays it exactly.
             seed_everything(cfg.runtime.seed + 7919 * epoch + rt.rank)
             if hasattr(train_loader.sampler, "set_epoch"):
@@ -217,6 +260,23 @@ def fit(st: FitState, train_loader, val_loader, cfg: Config, rt: Runtime, run_di
                     pending = state
             if tc.patience is not None and since_best >= tc.patience:
                 stop_reason = f"early stop: {tc.monitor} did not improve for {tc.patience} epochs"
+                break
+            if fitting and epoch == 0 and cfg.schedule.name in LENGTH_DEPENDENT:
+                cfg = _fit_to_time_limit(st, cfg, _slowest(clock() - began, rt), run_dir, rt)
+                tc = cfg.train
+                if rt.is_main:  # the checkpoints of epoch 1 record the fitted schedule too
+                    state = checkpoint_state(st, epoch)
+                    ckpt.save(state, ck_dir / "latest.pt")
+                    if improved:
+                        ckpt.save(state, ck_dir / "best.pt")
+                    pending = None
+                logger.write_history(st.history, _header(st, cfg, "running"))
+            epoch += 1
+            elapsed = _slowest(clock() - began, rt) if tc.time_limit is not None else 0.0
+            if tc.time_limit is not None and elapsed >= tc.time_limit * 60 and epoch < tc.epochs:
+                stop_reason = "time_limit"
+                info(f"train.time_limit {tc.time_limit:g} min reached after epoch {epoch} of {tc.epochs} "
+                     f"({elapsed / 60:.1f} min); continue with: ssmseg train --resume {run_dir}")  # fmt: skip
                 break
     except DivergedError:
         stop_reason = "diverged"

@@ -29,23 +29,50 @@ def build_optimizer(cfg: OptimConfig, model: nn.Module) -> torch.optim.Optimizer
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
 
 
-class EpochSchedule:
-    """The learning rate of each epoch; ``step(metric)`` after an epoch feeds reduce-on-plateau."""
+# Schedules whose learning rate depends on the total number of epochs (what extending or fitting a run changes).
+LENGTH_DEPENDENT = ("cosine", "poly")
 
-    def __init__(self, cfg: ScheduleConfig, base_lr: float, epochs: int, mode: str = "max") -> None:
-        self.cfg, self.base, self.epochs, self.mode = cfg, base_lr, epochs, mode
+
+class EpochSchedule:
+    """The learning rate of each epoch; ``step(metric)`` after an epoch feeds reduce-on-plateau.
+
+    A run is one or more *stages*: the first follows ``cfg`` over ``epochs``; a finished cosine or poly run
+    that is extended (``resumed(start, ...)`` with a larger total) gets a second stage from its first new epoch:
+    ``continue`` keeps the last learning rate, ``restart`` runs ``cfg`` anew (warmup included) over the added
+    epochs. ``record()`` describes the stages for history.json.
+    """
+
+    def __init__(
+        self, cfg: ScheduleConfig, base_lr: float, epochs: int, mode: str = "max", extend: str = "continue"
+    ) -> None:
+        self.cfg, self.base, self.epochs, self.mode, self.extend = cfg, base_lr, epochs, mode, extend
         self.plateau_scale, self.best, self.bad = 1.0, None, 0
+        self.stages: list[dict[str, Any]] = [{"start": 0, "kind": "schedule"}]
+        self.changes: list[dict[str, Any]] = []  # total epochs changed while a stage ran (fitted, stretched)
+        self.saved_epochs = epochs  # the total the restored checkpoint was trained towards
+
+    def _stage(self, epoch: int) -> tuple[dict[str, Any], int]:
+        """The stage that holds ``epoch`` and its length."""
+        i = max(k for k, st in enumerate(self.stages) if st["start"] <= epoch) if epoch >= 0 else 0
+        end = self.stages[i + 1]["start"] if i + 1 < len(self.stages) else self.epochs
+        return self.stages[i], max(1, end - self.stages[i]["start"])
 
     def lr(self, epoch: int) -> float:
+        stage, length = self._stage(epoch)
+        if stage["kind"] == "continue":
+            return stage["lr"]
+        return self._formula(epoch - stage["start"], length)
+
+    def _formula(self, epoch: int, epochs: int) -> float:
         c, base = self.cfg, self.base
         if epoch < c.warmup_epochs:
             s = c.warmup_start_factor
             return base * (s + (1 - s) * epoch / c.warmup_epochs)
-        t, T = epoch - c.warmup_epochs, max(1, self.epochs - c.warmup_epochs)
+        t, T = epoch - c.warmup_epochs, max(1, epochs - c.warmup_epochs)
         if c.name == "cosine":
             return c.min_lr + (base - c.min_lr) * 0.5 * (1 + math.cos(math.pi * t / T))
         if c.name == "poly":
-            return c.min_lr + (base - c.min_lr) * (1 - t / T) ** c.power
+            return c.min_lr + (base - c.min_lr) * (1 - min(t, T) / T) ** c.power
         if c.name == "cosine_restarts":
             period = c.t0
             while t >= period:
@@ -55,6 +82,53 @@ class EpochSchedule:
         if c.name == "plateau":
             return base * self.plateau_scale
         return base
+
+    def resumed(self, start: int) -> str | None:
+        """After a restore: when the run's total epochs changed (``self.epochs`` now, ``saved_epochs`` then) and
+        the schedule depends on it, decide what the epochs from ``start`` follow; returns a line for the log."""
+        old, new = self.saved_epochs, self.epochs
+        self.saved_epochs = new
+        if old == new or self.cfg.name not in LENGTH_DEPENDENT:
+            return None
+        if start >= old and new > old:  # the schedule had ended: a new stage
+            last = self._lr_with_total(start - 1, old)
+            if self.extend == "restart":
+                self.stages.append({"start": start, "kind": "restart"})
+                return (f"train.epochs {old} -> {new}: epochs {start + 1}-{new} follow a new {self.cfg.name} "
+                        f"schedule from optim.lr {self.base:.3g} (train.extend_schedule=restart; it ended at "
+                        f"{last:.3g})")  # fmt: skip
+            self.stages.append({"start": start, "kind": "continue", "lr": last})
+            return (f"train.epochs {old} -> {new}: epochs {start + 1}-{new} continue at the final learning rate "
+                    f"{last:.3g} (train.extend_schedule=continue; restart for a new {self.cfg.name} "
+                    "schedule)")  # fmt: skip
+        self.changes.append(
+            {"at_epoch": start + 1, "epochs_from": old, "epochs_to": new, "why": "train.epochs changed"}
+        )
+        return (f"train.epochs {old} -> {new} before the schedule ended: the {self.cfg.name} schedule is "
+                f"{'stretched' if new > old else 'shortened'} to end at epoch {new}")  # fmt: skip
+
+    def _lr_with_total(self, epoch: int, total: int) -> float:
+        now, self.epochs = self.epochs, total
+        try:
+            return self.lr(epoch)
+        finally:
+            self.epochs = now
+
+    def fit(self, epochs: int, at_epoch: int, why: dict[str, Any]) -> None:
+        """Shorten the total (``train.fit_schedule_to_time_limit``) after epoch ``at_epoch`` (1-based)."""
+        self.changes.append({"at_epoch": at_epoch, "epochs_from": self.epochs, "epochs_to": epochs, **why})
+        self.epochs = self.saved_epochs = epochs
+
+    def record(self) -> dict[str, Any]:
+        """What history.json shows: the schedule, its total, each stage's epochs (1-based, inclusive) and
+        learning rates, and any change of the total while it ran."""
+        stages = []
+        for i, st in enumerate(self.stages):
+            end = self.stages[i + 1]["start"] if i + 1 < len(self.stages) else self.epochs
+            rec = {"stage": i + 1, "kind": st["kind"], "first_epoch": st["start"] + 1, "last_epoch": end,
+                   "lr_first": self.lr(st["start"]), "lr_last": self.lr(max(st["start"], end - 1))}  # fmt: skip
+            stages.append(rec)
+        return {"name": self.cfg.name, "epochs": self.epochs, "stages": stages, "changes": list(self.changes)}
 
     def step(self, metric: float | None) -> None:
         if self.cfg.name != "plateau" or metric is None:
@@ -75,7 +149,13 @@ class EpochSchedule:
         return lr
 
     def state_dict(self) -> dict[str, Any]:
-        return {"plateau_scale": self.plateau_scale, "best": self.best, "bad": self.bad}
+        return {"plateau_scale": self.plateau_scale, "best": self.best, "bad": self.bad, "epochs": self.epochs,
+                "stages": [dict(s) for s in self.stages], "changes": [dict(c) for c in self.changes]}  # fmt: skip
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores the plateau state and the stages; ``saved_epochs`` is the total the run was trained towards
+        (checkpoints from before stages: the current total)."""
         self.plateau_scale, self.best, self.bad = state["plateau_scale"], state["best"], state["bad"]
+        self.saved_epochs = int(state.get("epochs", self.epochs))
+        self.stages = [dict(s) for s in state.get("stages", self.stages)]
+        self.changes = [dict(c) for c in state.get("changes", [])]

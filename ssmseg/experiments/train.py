@@ -164,7 +164,9 @@ def train(
                 "selected_on": describe_part("val", fold), **task.run_info(),
                 **({"finetune": tuned} if tuned else {})}  # fmt: skip
         optimizer = build_optimizer(cfg.optim, model)
-        schedule = EpochSchedule(cfg.schedule, cfg.optim.lr, cfg.train.epochs, cfg.train.mode)
+        schedule = EpochSchedule(
+            cfg.schedule, cfg.optim.lr, cfg.train.epochs, cfg.train.mode, cfg.train.extend_schedule
+        )
         st = FitState(task, model, optimizer, schedule, make_scaler(rt.device, cfg.runtime.precision), meta, info)
         if state is not None:
             restore(st, state)
