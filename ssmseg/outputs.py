@@ -10,6 +10,10 @@ The rules every command follows:
 - A folder is replaced or deleted only when its marker proves that ssmseg wrote it (the kind, and the inputs
   unless replacing is forced) and it holds nothing that ssmseg did not write.
 - Anything else is refused with one line that names the folder and what it holds.
+- A staging folder's name carries its owner (``.NAME.partial-p<pid>s<start>h<host>-*``: pid, the process's start
+  time, a hash of the host) and a reserved folder's marker the same: after a SIGKILL they stay, and the next
+  command writing the same output removes those whose process provably ended on this host (never one without
+  that proof: another host, a live process, an older name).
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ import fnmatch
 import hashlib
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Iterable
@@ -71,7 +77,7 @@ def write_marker(
     """Write ``folder/.ssmseg.json`` atomically."""
     marker = {"ssmseg": __version__, "kind": kind, "inputs": inputs_key(inputs), "about": about,
               "files": sorted(files), "patterns": list(patterns),
-              "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}  # fmt: skip
+              "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "owner": owner()}  # fmt: skip
     tmp = Path(folder) / f"{MARKER}.tmp"
     tmp.write_text(json.dumps(marker, indent=1), encoding="utf-8")
     tmp.replace(Path(folder) / MARKER)
@@ -102,6 +108,100 @@ def _legacy_dataset(folder: Path) -> dict[str, Any] | None:
     if not isinstance(digest, str):
         return None
     return {"kind": "dataset", "inputs": digest, "files": sorted(names), "patterns": ["manifest.json.tmp"]}
+
+
+# --- abandoned staging and reserved folders ------------------------------------------------------------------
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (/proc), or None where there is no /proc."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat[stat.rindex(")") + 2 :].split()[19]
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def owner() -> dict[str, Any]:
+    """Who is writing: this process (pid and start time, so a reused pid is told apart) on this host."""
+    return {"pid": os.getpid(), "start": _start_time(os.getpid()), "host": socket.gethostname()}
+
+
+def owner_ended(who: Any) -> bool:
+    """True only when ``who`` (an ``owner()`` record) names a process of this host that has provably ended: its
+    pid is gone, or now belongs to a process that started at another time."""
+    if not isinstance(who, dict) or who.get("host") != socket.gethostname() or not isinstance(who.get("pid"), int):
+        return False
+    pid = who["pid"]
+    if pid == os.getpid() and who.get("start") == _start_time(pid):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OSError):
+        return False  # alive (another user's) or unknown: no proof
+    start = _start_time(pid)
+    return who.get("start") is not None and start is not None and start != who["start"]
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+
+
+def _host_tag() -> str:
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:10]
+
+
+def staging_prefix(dest: Path) -> str:
+    """``.NAME.partial-p<pid>s<start>h<host>-``: the owner of a staging folder, in its name (so nothing is
+    added inside the folder)."""
+    me = owner()
+    return f".{Path(dest).name}.partial-p{me['pid']}s{me['start'] or 'x'}h{_host_tag()}-"
+
+
+_OWNED = re.compile(r"p(\d+)s(\d+|x)h([0-9a-f]{10})-")
+
+
+def remove_abandoned_staging(dest: Path) -> list[Path]:
+    """Remove ``.DEST.partial-*`` staging folders beside ``dest`` that a killed ssmseg process left (their name
+    names a process of this host that has ended); returns what was removed."""
+    dest, removed = Path(dest), []
+    head = f".{dest.name}.partial-"
+    try:
+        candidates = sorted(p for p in dest.parent.iterdir() if p.name.startswith(head))
+    except OSError:
+        return removed
+    for folder in candidates:
+        m = _OWNED.match(folder.name[len(head) :])
+        if m is None or folder.is_symlink() or not folder.is_dir():
+            continue
+        who = {"pid": int(m[1]), "start": None if m[2] == "x" else m[2],
+               "host": socket.gethostname() if m[3] == _host_tag() else None}  # fmt: skip
+        if owner_ended(who):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    if removed:
+        from ssmseg.progress import info
+
+        info(f"removed {len(removed)} staging folder(s) that a killed ssmseg process left beside '{dest}'")
+    return removed
+
+
+def _abandoned_reservation(folder: Path, kind: str) -> bool:
+    """A folder created (and marked) by an ssmseg process of this host that has ended, holding nothing but its
+    marker: an output reserved and never written (an interrupted sweep's ``sweep/``)."""
+    if folder.is_symlink() or not folder.is_dir():
+        return False
+    marker = _read_json(folder / MARKER)
+    try:
+        only_marker = {p.name for p in folder.iterdir()} == {MARKER}
+    except OSError:
+        return False
+    return isinstance(marker, dict) and marker.get("kind") == kind and only_marker and owner_ended(marker.get("owner"))
 
 
 def files_below(folder: Path) -> list[str]:
@@ -234,6 +334,8 @@ def create_folder(
     for k in range(1, 10_000):
         candidate = path if k == 1 else path.with_name(f"{path.name}-{k}")
         try:
+            if _abandoned_reservation(candidate, kind):  # reserved by a killed process: take it back
+                shutil.rmtree(candidate, ignore_errors=True)
             os.mkdir(candidate)
         except FileExistsError:
             if not unique:
@@ -254,8 +356,9 @@ def staging(dest: Path, option: str = "--out") -> Path:
     """A new, exclusively created folder beside ``dest`` (hidden) to build an output in."""
     dest = Path(dest)
     made = make_parents(dest, option)
+    remove_abandoned_staging(dest)
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=staging_prefix(dest), dir=dest.parent))
     except OSError as exc:
         _remove_empty(made)
         raise io_error(exc, f"choose another {option}", path=dest) from None
