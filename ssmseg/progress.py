@@ -16,6 +16,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
+from ssmseg.eta import PlainProgress
+
 console = Console(stderr=True)
 
 
@@ -32,8 +34,13 @@ def main_process() -> bool:
 
 
 @contextmanager
-def progress_bar(label: str, total: int) -> Iterator[Callable[[int], None]]:
-    """A bar on a terminal (nothing when output is not a terminal); yields advance(n=1)."""
+def progress_bar(label: str, total: int | None) -> Iterator[Callable[[int], None]]:
+    """A bar on a terminal; elsewhere a plain line with done/total and ETA every ~30 s (``eta.PlainProgress``);
+    yields advance(n=1)."""
+    if not console.is_terminal:
+        plain = PlainProgress(label, total, enabled=main_process())
+        yield plain.advance
+        return
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
