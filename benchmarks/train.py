@@ -1,11 +1,16 @@
 """Training speed and memory on the CPU (figures printed, no asserts).
 
     python benchmarks/train.py [--bands 32] [--classes 5] [--size 64] [--batch 8] [--steps 6] [--threads 2]
+    python benchmarks/train.py --threads-under-load [--model ssmu_net] [--load N]
 
 For each registered model at its default sizes: training samples per second (forward, backward, AdamW
 step) on size x size patches, and peak resident memory of a fresh process doing it. Then a UNet whose
 width is chosen to match SSMU-Net's parameter count, the ratio of their speeds, and the wall time of
 `ssmseg train --preset fast` on the built-in dataset.
+
+``--threads-under-load`` instead starts N busy-loop processes (default: one per core) and prints one model's
+training samples/s at 1 thread, at what ``runtime.threads: auto`` chooses, and at all logical cores: what a
+thread count taken from the core count costs on a shared machine.
 """
 
 from __future__ import annotations
@@ -49,8 +54,9 @@ def child(name: str, width: int, bands: int, classes: int, size: int, batch: int
     print(f"{batch * steps / seconds} {hwm * 1024} {count_parameters(model)}")
 
 
-def measure(name: str, width: int, args: argparse.Namespace) -> tuple[float, int, int]:
-    call = f"{name!r}, {width}, {args.bands}, {args.classes}, {args.size}, {args.batch}, {args.steps}, {args.threads}"
+def measure(name: str, width: int, args: argparse.Namespace, threads: int | None = None) -> tuple[float, int, int]:
+    threads = args.threads if threads is None else threads
+    call = f"{name!r}, {width}, {args.bands}, {args.classes}, {args.size}, {args.batch}, {args.steps}, {threads}"
     code = f"import sys; sys.path.insert(0, {str(ROOT)!r}); import benchmarks.train as b; b.child({call})"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if proc.returncode:
@@ -69,6 +75,28 @@ def matching_unet_width(target: int, args: argparse.Namespace) -> int:
     return min(range(4, 129), key=lambda w: abs(params(w) - target))
 
 
+def threads_under_load(args: argparse.Namespace) -> None:
+    """samples/s at 1 thread, auto and all cores while ``args.load`` busy loops hold the cores."""
+    from ssmseg.engine.cpus import usable_cpus
+
+    budget = usable_cpus()
+    cores = os.cpu_count() or 1
+    n = args.load if args.load is not None else cores
+    settings = {"1 thread": 1, f"auto ({budget.threads})": budget.threads, f"all cores ({cores})": cores}
+    print(f"{args.model}, {args.batch} x {args.bands} x {args.size} x {args.size}; auto: {budget.why}")
+    print(f"load average before: {os.getloadavg()[0]:.2f}; starting {n} busy-loop processes")
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    try:
+        time.sleep(1.0)
+        for label, threads in settings.items():
+            speed = measure(args.model, 32, args, threads)[0]
+            print(f"{label:<16} {speed:8.1f} samples/s")
+    finally:
+        for proc in busy:
+            proc.kill()
+            proc.wait()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for flag, default in (
@@ -81,7 +109,13 @@ def main() -> None:
     ):
         parser.add_argument(flag, type=int, default=default)
     parser.add_argument("--skip-fast", action="store_true", help="do not time the fast preset")
+    parser.add_argument("--threads-under-load", action="store_true", help="1 thread vs auto vs all cores, loaded")
+    parser.add_argument("--model", default="ssmu_net", help="the model of --threads-under-load")
+    parser.add_argument("--load", type=int, default=None, help="busy-loop processes (default: one per core)")
     args = parser.parse_args()
+    if args.threads_under_load:
+        threads_under_load(args)
+        return
     from ssmseg.models.registry import MODELS
 
     shape = f"{args.batch} x {args.bands} x {args.size} x {args.size}"
