@@ -27,6 +27,7 @@ from ssmseg import __version__, outputs
 from ssmseg.engine import checkpoint as ckpt
 from ssmseg.errors import InputError, SsmsegError, UsageError
 from ssmseg.experiments.exported import FILES, META_KEY, OnnxRunner, TorchScriptRunner, load_meta
+from ssmseg.progress import info
 
 TOLERANCE = 1e-4  # max |exported - PyTorch| / max(1, max |PyTorch|) over every logit of every checked input
 FORMATS = ("onnx", "torchscript")
@@ -144,6 +145,7 @@ def export_model(source: Path, fmt: str, out: Path | None = None) -> ExportResul
         sizes, bands = check_sizes(state), int(state["in_channels"])
         crop = sizes[0]
         sample = torch.randn(2, bands, *crop, generator=torch.Generator().manual_seed(1))
+        info(f"exporting to {fmt}: tracing the model, then checking it against PyTorch at {len(sizes)} sizes")
         _trace(model, fmt, sample, file, dynamic=True)
         input_size, why = None, None
         try:
