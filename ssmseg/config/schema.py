@@ -504,7 +504,7 @@ class RuntimeConfig(Section):
         "auto",
         description="Selective-scan backend; auto picks per call from the tensors' device and what imports.",
     )
-    threads: Literal["auto"] | Annotated[int, Field(ge=1)] | None = Field(
+    threads: Literal["auto"] | int | None = Field(
         "auto",
         description="CPU threads for torch and the scan. auto: what this process may really use (its affinity mask "
         "and cgroup CPU quota, at most the physical cores); a number: exactly that; empty: torch's default. On a "
@@ -512,6 +512,13 @@ class RuntimeConfig(Section):
     )
     out_dir: Path = Field(Path("runs"), description="Folder that holds run folders.")
     name: str | None = Field(None, description="Run folder name; empty: the model name and a timestamp.")
+
+    @field_validator("threads")
+    @classmethod
+    def _threads_positive(cls, v: int | str | None) -> int | str | None:
+        if isinstance(v, int) and v < 1:
+            raise ValueError("must be at least 1, or auto")
+        return v
 
 
 class Config(BaseModel):
