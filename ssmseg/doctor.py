@@ -8,7 +8,7 @@ import sys
 import torch
 
 from ssmseg import __version__
-from ssmseg.engine.cpus import load_warning, usable_cpus
+from ssmseg.engine.cpus import free_of_load, usable_cpus
 from ssmseg.ssm.scan import backend_report, mamba_ssm_kernel
 
 
@@ -34,8 +34,7 @@ def collect() -> list[tuple[str, str]]:
     except ImportError as exc:
         rows.append(("rasterio / GDAL", f"not importable ({exc})"))
     budget = usable_cpus()
-    rows.append(("cpu threads", f"runtime.threads auto chooses {budget.threads} ({budget.why})"))
-    busy = load_warning(budget.threads)
-    if busy:
-        rows.append(("machine load", busy))
+    free, busy = free_of_load(budget.threads)
+    rows.append(("cpu threads", f"runtime.threads auto chooses {free} now ({budget.why}"
+                 + (f"; {busy})" if busy else "; the machine is not busy)")))  # fmt: skip
     return rows

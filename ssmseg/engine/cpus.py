@@ -1,9 +1,10 @@
 """How many CPU threads this process may really use: its affinity mask and its cgroup CPU quota (v2 or v1),
-never more than torch's own default (the physical cores); and whether the machine is busier than that.
+never more than torch's own default (the physical cores), less what other work holds (the load average);
+and whether the machine is busier than a thread count the user chose.
 
-``runtime.threads: auto`` takes ``usable_cpus()``. Shared servers, CI runners and containers are where a
-thread count taken from the core count oversubscribes: with two threads on two cores that other work holds,
-a step waits for the slowest thread every time (measured several times slower than one thread).
+``runtime.threads: auto`` takes ``usable_cpus()`` and then ``free_of_load``. Shared servers, CI runners and
+containers are where a thread count taken from the core count oversubscribes: with two threads on two cores
+that other work holds, a step waits for the slowest thread every time (measured 5-30x slower than one).
 """
 
 from __future__ import annotations
@@ -111,6 +112,22 @@ def usable_cpus(
     threads = max(1, min(limits.values()))
     why = ", ".join(limits) + ("" if quota is not None else ", no cgroup quota")
     return CpuBudget(threads, why, logical, affinity, quota)
+
+
+def free_of_load(usable: int, load: float | None = None) -> tuple[int, str]:
+    """``usable`` less what other work holds now (the 1-minute load average, rounded), at least 1, and a few
+    words when that is fewer (else ""). Threads that wait for cores others hold make every step wait for the
+    slowest: on 2 loaded cores 2 threads were measured 5-30x slower than 1, while 1 thread on 2 free cores
+    costs at most 2x, so a busy machine gets fewer threads."""
+    if load is None:
+        try:
+            load = os.getloadavg()[0]
+        except (AttributeError, OSError):
+            return usable, ""
+    free = max(1, min(usable, round(usable - load)))
+    if free >= usable:
+        return usable, ""
+    return free, f"load average {load:.1f}: about {max(0.0, usable - load):.1f} of {usable} free"
 
 
 def load_warning(threads: int, load: float | None = None) -> str | None:

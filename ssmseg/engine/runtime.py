@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 
 from ssmseg.config.schema import RuntimeConfig
-from ssmseg.engine.cpus import load_warning, usable_cpus
+from ssmseg.engine.cpus import free_of_load, load_warning, usable_cpus
 from ssmseg.errors import BackendUnavailableError
 from ssmseg.ssm import set_default_backend
 
@@ -52,19 +52,32 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def choose_threads(threads: int | str | None, world_size: int = 1) -> tuple[int, str]:
-    """The thread count for ``runtime.threads`` and a few words on why: a number as given; auto: the usable
-    cores (affinity, cgroup quota, physical cores) shared among the processes of this machine (torchrun);
-    None: torch's default."""
+_by_load: dict[int, tuple[int, str]] = {}  # auto's load-based choice, made once per process
+
+
+def choose_threads(threads: int | str | None, world_size: int = 1, steady: bool = False) -> tuple[int, str]:
+    """The thread count for ``runtime.threads`` and a few words on why: a number as given; None: torch's
+    default; auto: the usable cores (affinity, cgroup quota, physical cores) shared among this machine's
+    processes (torchrun), less what other work holds now (the load average; once per process, so cv's later
+    folds do not see this run's own load). ``steady`` (runtime.deterministic) leaves the load out: the same
+    count on every run of this machine."""
     if isinstance(threads, int):
         return threads, "runtime.threads"
     if threads is None:
         return torch.get_num_threads(), "torch's default (runtime.threads empty)"
     budget = usable_cpus()
+    n, why = budget.threads, budget.why
     local = int(os.environ.get("LOCAL_WORLD_SIZE", str(world_size)) or world_size)
     if local > 1:
-        return max(1, budget.threads // local), f"auto: {budget.threads} usable / {local} processes ({budget.why})"
-    return budget.threads, f"auto: {budget.why}"
+        n, why = max(1, n // local), f"{n} usable / {local} processes ({why})"
+    if steady:
+        return n, f"auto: {why}; runtime.deterministic: the load is not considered"
+    if n not in _by_load:
+        _by_load[n] = free_of_load(n)
+    free, busy = _by_load[n]
+    if busy:
+        return free, f"auto: {why}; {busy} (set runtime.threads={n} to use them anyway)"
+    return n, f"auto: {why}"
 
 
 def explicit_threads(cfg: RuntimeConfig) -> int | None:
@@ -76,7 +89,7 @@ def setup_runtime(cfg: RuntimeConfig) -> Runtime:
     """Threads, scan backend, determinism, process group (under torchrun) and the device; ``announce_threads``
     prints the choice when the work starts."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    threads, why = choose_threads(cfg.threads, world)
+    threads, why = choose_threads(cfg.threads, world, steady=cfg.deterministic)
     torch.set_num_threads(threads)
     set_default_backend(cfg.scan_backend)
     if cfg.deterministic:

@@ -67,6 +67,8 @@ def test_auto_reads_affinity_and_quota(monkeypatch, tmp_path):
 
 def test_setup_runtime_sets_what_auto_chose(monkeypatch):
     before = torch.get_num_threads()
+    monkeypatch.setattr(runtime, "_by_load", {})
+    monkeypatch.setattr(runtime, "free_of_load", lambda n: (n, ""))  # an idle machine
     monkeypatch.setattr(runtime, "usable_cpus", lambda: cpus.CpuBudget(1, "affinity 1", 4, 1, None))
     try:
         rt = runtime.setup_runtime(RuntimeConfig(device="cpu"))
@@ -77,6 +79,20 @@ def test_setup_runtime_sets_what_auto_chose(monkeypatch):
         assert runtime.choose_threads("auto", 2)[0] == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_auto_leaves_the_cores_other_work_holds(monkeypatch):
+    assert cpus.free_of_load(2, load=0.3) == (2, "")
+    assert cpus.free_of_load(2, load=11.0)[0] == 1 and "load average 11.0" in cpus.free_of_load(2, load=11.0)[1]
+    assert cpus.free_of_load(16, load=4.2)[0] == 12
+    monkeypatch.setattr(runtime, "_by_load", {})
+    monkeypatch.setattr(runtime, "usable_cpus", lambda: cpus.CpuBudget(2, "affinity 2", 2, 2, None))
+    monkeypatch.setattr(cpus.os, "getloadavg", lambda: (6.0, 5.0, 4.0))
+    threads, why = runtime.choose_threads("auto")
+    assert threads == 1 and "load average 6.0" in why and "runtime.threads=2" in why
+    monkeypatch.setattr(cpus.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert runtime.choose_threads("auto")[0] == 1  # decided once per process: cv's next fold sees its own load
+    assert runtime.choose_threads("auto", steady=True)[0] == 2  # runtime.deterministic: the same count always
 
 
 def test_busy_machine_line(monkeypatch):
