@@ -7,17 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from ssmseg.report.analysis import (
-    analyse_cv,
-    analyse_eval,
-    analyse_run,
-    analyse_sweep,
-    chance_baselines,
-    compare,
-    fmt,
-    metrics_from_confusion,
-    smooth,
-)
+from ssmseg.report.analysis import analyse_cv, analyse_eval, analyse_run, analyse_sweep
+from ssmseg.report.chance import chance_baselines, metrics_from_confusion
+from ssmseg.report.compare import compare
+from ssmseg.report.series import fmt, smooth
 from ssmseg.report.runs import read_cv, read_eval, read_run, read_sweep
 from tests.report import shapes
 
