@@ -45,9 +45,17 @@ def _grid(n: int, cols: int = 2, height: float = PANEL_HEIGHT) -> tuple[Any, lis
     return fig, list(axes.flat)
 
 
-def _save(fig: Any, out: Path, name: str) -> str:
+def _save(fig: Any, out: Path, name: str, left: float = 0.9, tight: bool = False) -> str:
+    """Save at DPI; margins fixed in inches (``left`` for long tick labels): tight_layout costs more than
+    drawing a grid of panels, so only small figures (``tight``) use it."""
     with plt.rc_context(FONT):
-        fig.tight_layout()
+        if tight:
+            fig.tight_layout()
+        else:
+            w, h = fig.get_size_inches()
+            top = 0.75 if fig._suptitle is not None else 0.45
+            fig.subplots_adjust(left=left / w, right=1 - 0.25 / w, bottom=0.65 / h, top=1 - top / h,
+                                wspace=0.22, hspace=0.5)  # fmt: skip
         fig.savefig(out / name, dpi=DPI)
     plt.close(fig)
     return f"plots/{name}"
@@ -97,7 +105,7 @@ def curves(out: Path, name: str, items: list[tuple[str, dict[str, Any]]], title:
             ys = ys[np.isfinite(ys)]
             if len(ys) and ys.min() > 0:
                 ax.set_yscale("log")
-        if ax.get_legend_handles_labels()[0]:
+        if ax.get_legend() is None and ax.get_legend_handles_labels()[0]:
             ax.legend(loc="best", framealpha=0.8)
     fig.suptitle(title)
     file = _save(fig, out, name)
@@ -128,7 +136,7 @@ def _draw_panel(ax: Any, panel: str, cur: Curves, a: dict[str, Any], w: int, col
             ax.plot(cur.epoch, y, style, color=c, lw=1.5, marker="." if len(y) < 40 else None, label=f"{prefix}{word}")
     best = a["summary"]["best_epoch"]
     if best is not None:
-        ax.axvline(best, color=colour or "k", ls=":", lw=1)
+        ax.axvline(best, color=colour or "k", ls=":", lw=1, label=f"{prefix}best epoch")
     monitor = a.get("monitor") or ""
     if panel == "lr":
         for k, change in enumerate(a.get("schedule_changes", [])):
@@ -253,7 +261,7 @@ def eval_figure(out: Path, name: str, ev: dict[str, Any]) -> dict[str, Any] | No
     ax.set_xlim(0, 1)
     ax.set_xlabel("IoU")
     ax.legend(loc="lower right", framealpha=0.8)
-    file = _save(fig, out, name)
+    file = _save(fig, out, name, left=0.3 + 0.09 * max(len(str(c)) for c in names))
     return _record(name, file, f"{ev['name']}: IoU per class", "black line: mIoU; red lines: chance mIoU",
                    "per_class_figure", {"class": names, "iou": iou, "miou": miou})  # fmt: skip
 
@@ -283,7 +291,7 @@ def confusion(out: Path, name: str, ev: dict[str, Any]) -> dict[str, Any] | None
                         color="white" if norm[i, j] > 0.5 else "black")  # fmt: skip
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
     ax.set_title("confusion matrix, normalised per true class")
-    file = _save(fig, out, name)
+    file = _save(fig, out, name, tight=True)
     return _record(name, file, f"{ev['name']}: confusion matrix",
                    "each row sums to 1: the share of a true class's pixels given to each predicted class",
                    "confusion", {"classes": classes, "normalised": norm.tolist()})  # fmt: skip
