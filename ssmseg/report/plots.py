@@ -105,7 +105,9 @@ def curves(out: Path, name: str, items: list[tuple[str, dict[str, Any]]], title:
             ys = ys[np.isfinite(ys)]
             if len(ys) and ys.min() > 0:
                 ax.set_yscale("log")
-        if ax.get_legend() is None and ax.get_legend_handles_labels()[0]:
+        if not single:
+            _key_legend(ax, [label for label, _ in items])
+        elif ax.get_legend() is None and ax.get_legend_handles_labels()[0]:
             ax.legend(loc="best", framealpha=0.8)
     fig.suptitle(title)
     file = _save(fig, out, name)
@@ -115,6 +117,22 @@ def curves(out: Path, name: str, items: list[tuple[str, dict[str, Any]]], title:
         + ("; shading: the training stages" if single else "")
     )
     return _record(name, file, title, caption, "curves", {"runs": data, "panels": panels})
+
+
+def _key_legend(ax: Any, labels: list[str]) -> None:
+    """Several runs on one panel: a legend of the runs' colours and of the line styles used on this panel (each
+    line is one run in one style), instead of one entry per line."""
+    from matplotlib.lines import Line2D
+
+    runs = [Line2D([], [], color=f"C{r % 10}", lw=2, label=label) for r, label in enumerate(labels)]
+    styles: dict[str, Line2D] = {}
+    for line in ax.get_lines():
+        word = next((line.get_label()[len(p) + 1 :] for p in labels if line.get_label().startswith(p + " ")), None)
+        if word and word not in styles:
+            styles[word] = Line2D([], [], color="0.3", ls=line.get_linestyle(), marker=line.get_marker(), lw=1.5,
+                                  label=word)  # fmt: skip
+    if runs or styles:
+        ax.legend(handles=runs + list(styles.values()), loc="best", framealpha=0.8, fontsize=8)
 
 
 def _draw_panel(ax: Any, panel: str, cur: Curves, a: dict[str, Any], w: int, colour: str | None, prefix: str) -> None:

@@ -245,7 +245,10 @@ def test_sweep_conclusions_come_from_sweep_json_not_recomputed(tmp_path):
     folder = tmp_path / "sw"
     folder.mkdir()
     data = shapes.sweep(baseline_psnr=31.0)  # no setting beats the baseline: the old report added its own finding
-    data["conclusions"] = ["best setting: euler, 1 step", {"rule": "baseline", "message": "idw wins", "severity": "warning"}]
+    data["conclusions"] = [
+        "best setting: euler, 1 step",
+        {"rule": "baseline", "message": "idw wins", "severity": "warning"},
+    ]
     (folder / "sweep.json").write_text(json.dumps(data))
     a = analyse_sweep(read_sweep(folder))
     assert a["best"]["solver"] == "euler" and a["best"]["nfe"] == 1

@@ -53,7 +53,9 @@ def test_a_few_dozen_steps_is_too_short_to_judge_never_too_little_capacity(tmp_p
     long = flat_low()
     long["run"]["train_items"] = 1600
     b = analyse(tmp_path / "long", long, data__batch_size=8)
-    assert [f["rule"] for f in b["findings"]] == ["low_and_close"] and "too little capacity" in b["findings"][0]["message"]
+    assert [f["rule"] for f in b["findings"]] == ["low_and_close"] and "too little capacity" in b["findings"][0][
+        "message"
+    ]
 
 
 @pytest.mark.parametrize("n", [2, 3, 4])
