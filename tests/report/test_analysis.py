@@ -10,8 +10,8 @@ import pytest
 from ssmseg.report.analysis import analyse_cv, analyse_eval, analyse_run, analyse_sweep
 from ssmseg.report.chance import chance_baselines, metrics_from_confusion
 from ssmseg.report.compare import compare
-from ssmseg.report.series import fmt, smooth
 from ssmseg.report.runs import read_cv, read_eval, read_run, read_sweep
+from ssmseg.report.series import fmt, smooth
 from tests.report import shapes
 
 
