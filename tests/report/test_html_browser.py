@@ -109,7 +109,7 @@ def test_reports_render_in_a_real_browser(tmp_path):
         shot = _screenshot(tmp_path, out / "report.html", height, shots / f"{kind}.png")
         assert shot.shape[:2] == (height, WIDTH)  # the whole page, at its own height
         for i in images:
-            x, y, w, h = (int(round(v)) for v in i["box"])
+            x, y, w, h = (round(v) for v in i["box"])
             assert w >= min(i["w"], 1000) * 0.9, (kind, i)  # figures at the page's width, not shrunk
             crop = shot[y : y + h, x : x + w]
             inked = (crop.mean(axis=2) < 0.9).mean()

@@ -45,7 +45,7 @@ def test_lr_is_raw_on_a_log_axis_with_the_schedule_change(drawn):
 
 
 def test_every_line_is_in_a_legend_and_metric_panels_carry_chance(drawn):
-    fig, record, a = drawn
+    fig, _, a = drawn
     for ax in (ax for ax in fig.axes if ax.get_visible()):
         legend = ax.get_legend()
         assert legend is not None, ax.get_title()

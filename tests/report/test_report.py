@@ -112,7 +112,7 @@ def test_out_is_claimed_through_outputs(tmp_path):
     assert sorted(p.name for p in (tmp_path / "user").iterdir()) == ["notes.txt"]
     out = make_report([run], out=tmp_path / "r").out
     (out / "extra.txt").write_text("mine")  # a file the user added to a report: never replaced
-    with pytest.raises(OutputError, match="extra.txt"):
+    with pytest.raises(OutputError, match=r"extra\.txt"):
         make_report([run], out=tmp_path / "r")
     assert (out / "extra.txt").read_text() == "mine"
 
