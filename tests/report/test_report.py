@@ -198,3 +198,19 @@ def test_report_imports_neither_torch_nor_the_engine():
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_every_finding_links_to_the_table_or_figure_that_shows_it(tree):
+    import re
+
+    _, result = tree
+    html = (result.out / "report.html").read_text()
+    ids = {i: tag for tag, i in re.findall(r'<(table|figure) id="([^"]+)"', html)}
+    assert ids
+    items = re.findall(r'<li class="(?:warning|info)">(.*?)</li>', html, re.DOTALL)
+    assert len(items) == 2 * len(result.findings)  # the top list and each section's own
+    for item in items:
+        links = re.findall(r'<a href="#([^"]+)"', item)
+        assert links and all(link in ids for link in links), item[:200]
+    weak = next(i for i in items if "weak_classes" in i)
+    assert {ids[x] for x in re.findall(r'<a href="#([^"]+)"', weak)} == {"table", "figure"}  # per class + confusion
