@@ -101,14 +101,17 @@ def test_default_output_never_touches_an_existing_folder(tmp_path):
     assert not [p for p in run.iterdir() if p.name.startswith(".")]  # no staging folder left
 
 
-def test_out_is_claimed_through_outputs(tmp_path):
+def test_out_is_claimed_through_outputs(tmp_path, monkeypatch):
+    import ssmseg.report as report
     from ssmseg.outputs import OutputError
 
     run = shapes.write_run(tmp_path / "run", shapes.clean(30, 0), shapes.config(30))
     (tmp_path / "user").mkdir()
     (tmp_path / "user" / "notes.txt").write_text("keep")
-    with pytest.raises(OutputError, match="ssmseg only replaces folders it wrote"):
-        make_report([run], out=tmp_path / "user")
+    with monkeypatch.context() as m:  # refused before any work is done
+        m.setattr(report, "build", lambda *a, **k: pytest.fail("the report was built before --out was claimed"))
+        with pytest.raises(OutputError, match="ssmseg only replaces folders it wrote"):
+            make_report([run], out=tmp_path / "user")
     assert sorted(p.name for p in (tmp_path / "user").iterdir()) == ["notes.txt"]
     out = make_report([run], out=tmp_path / "r").out
     (out / "extra.txt").write_text("mine")  # a file the user added to a report: never replaced
