@@ -167,7 +167,8 @@ def build(
     with_curves = [(a["label"], a) for _, a in run_analyses if a["curves"].epoch.size]
     if len(with_curves) <= MAX_RUN_FIGURES:
         for label, a in with_curves:
-            figs.add(plots.curves(out / "plots", figs.name(f"{label}_curves"), [(label, a)], label), a)
+            title = f"{label}: training curves"
+            figs.add(plots.curves(out / "plots", figs.name(f"{label}_curves"), [(label, a)], title), a)
     overlay = with_curves + (
         [(prev_analysis["label"], prev_analysis)] if prev_analysis and prev_analysis["curves"].epoch.size else []
     )

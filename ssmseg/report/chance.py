@@ -43,22 +43,23 @@ def _counts(value: Any) -> bool:
     return isinstance(value, list) and bool(value) and all(isinstance(v, int | float) and v >= 0 for v in value)
 
 
-def scored_counts(run: Run) -> tuple[np.ndarray | None, str, bool]:
+def scored_counts(run: Run) -> tuple[np.ndarray | None, str, bool | None]:
     """The class counts of the validation pixels the run scored: (counts, the key they came from, exact).
     ``exact`` is False when only the whole split's counts are known but a subset was scored
-    (data.max_val_patches)."""
+    (data.max_val_patches), None when history.json does not say how many items were scored."""
     info = run.info
-    subset = _subset(run)
     for key in SCORED_KEYS:
         if _counts(info.get(key)):
-            exact = key == "class_counts_val_scored" or not subset
+            exact = True if key == "class_counts_val_scored" else _whole_split(run)
             return np.asarray(info[key], np.float64), key, exact
-    return None, "", False
+    return None, "", None
 
 
-def _subset(run: Run) -> bool:
+def _whole_split(run: Run) -> bool | None:
     scored, total = run.info.get("val_items"), run.info.get("val_items_total")
-    return isinstance(scored, int) and isinstance(total, int) and scored < total
+    if not (isinstance(scored, int) and isinstance(total, int)):
+        return None
+    return scored >= total
 
 
 def chance_baselines(metric: str, run: Run) -> tuple[dict[str, Any] | None, str | None]:
@@ -95,7 +96,7 @@ def chance_baselines(metric: str, run: Run) -> tuple[dict[str, Any] | None, str 
 
 def chance_note(chance: dict[str, Any]) -> str | None:
     """A sentence when the baselines are not on exactly the scored pixels (a validation subset)."""
-    if chance["exact"]:
+    if chance["exact"] is not False:
         return None
     return (
         f"chance baselines use the class counts of the whole validation split: the run scored "

@@ -153,7 +153,8 @@ def run_section(a: dict[str, Any], figures: dict[str, dict[str, Any]], title: st
         sec["tables"].append(table(keys, rows, "LR schedule changes recorded in history.json", "schedule"))
     if a.get("chance"):
         ch = a["chance"]
-        where = "scored validation pixels" if ch["exact"] else "whole validation split: an estimate for the subset"
+        where = {True: "scored validation pixels", False: "whole validation split: an estimate for the subset",
+                 None: "the validation split's class counts"}[ch["exact"]]  # fmt: skip
         prior = ch["priors_from"].replace("class_counts_", "")
         rows = [[f"always the majority class '{ch['majority_class']['class']}'", ch["majority_class"]["value"]],
                 [f"drawing from the {prior} class priors", ch["class_prior_draw"]["value"]],

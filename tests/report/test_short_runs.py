@@ -96,6 +96,10 @@ def test_chance_baselines_on_the_pixels_actually_scored(tmp_path):
     assert b["chance"]["exact"] is True and b["chance"]["pixels_from"] == "class_counts_val_scored"
     assert b["chance"]["majority_class"]["value"] == pytest.approx(100 / 400 / 2)  # water on 100 of 400; 2 present
     assert not any("scored 27" in m for m in b["missing"])
+    hist["run"].update(val_items=100, class_counts_val_scored=None)  # every patch scored: the split's counts
+    assert analyse(tmp_path / "c", hist)["chance"]["exact"] is True
+    del hist["run"]["val_items"]  # unknown: not claimed either way
+    assert analyse(tmp_path / "d", hist)["chance"]["exact"] is None
 
 
 def test_all_nan_history_is_judged_not_called_clean(tmp_path):
