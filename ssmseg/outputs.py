@@ -3,7 +3,7 @@
 The rules every command follows:
 
 - Every folder a command creates carries a marker, ``.ssmseg.json``: its kind (``run``, ``cv``, ``dataset``,
-  ``eval``, ``export``), a hash of its inputs, and the files it wrote (names, or patterns for folders that grow).
+  ``eval``, ``export``, ``report``, ...), a hash of its inputs, and the files it wrote (names, or patterns for folders that grow).
 - Run and output folders are created exclusively (``os.mkdir``): on a collision a new name (``name-2``, ...)
   is taken; a folder is never shared by two commands.
 - Finished outputs are built in a staging folder beside the target and moved in place when complete.
@@ -44,6 +44,7 @@ KINDS = {
     "sweep": "a solver/step sweep",
     "baseline": "classical baselines",
     "export": "an exported model",
+    "report": "a report",
 }
 # What a run folder may hold, as written by train (a run folder grows, so it is described by patterns).
 RUN_FILES = (

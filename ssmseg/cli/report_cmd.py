@@ -13,8 +13,12 @@ from ssmseg.errors import UsageError
 @app.command("report")
 def report_cmd(
     paths: list[Path] = typer.Argument(..., help="Run, cv, eval or sweep folders; several runs are overlaid."),
-    vs: Path | None = typer.Option(None, "--vs", help="A previous run folder to compare each run with."),
-    out: Path | None = typer.Option(None, "--out", "-o", help="New output folder (default: PATH/report, report-2...)."),
+    vs: Path | None = typer.Option(
+        None, "--vs", help="A previous run (or cv) folder to compare each run (or cv folder) with."
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Output folder: new, empty, or this same report (default: PATH/report, report-2...)."
+    ),
 ) -> None:
     """Summary, curves, training stages, findings with their evidence, and comparisons (report.md/.html/.json)."""
     for path in [*paths, *([vs] if vs is not None else [])]:
@@ -22,10 +26,6 @@ def report_cmd(
             raise UsageError(f"'{path}' does not exist; give a run, cv, eval or sweep folder")
     if vs is not None and not vs.is_dir():
         raise UsageError(f"--vs '{vs}' is not a folder; give the previous run's folder")
-    if out is not None and out.exists():
-        raise UsageError(
-            f"--out '{out}' already exists; the report never writes into an existing folder: give a new one"
-        )
     from ssmseg.report import make_report
 
     result = make_report(paths, vs=vs, out=out)

@@ -52,7 +52,7 @@ class Sweep:
     protocol: dict[str, Any]
     rows: list[dict[str, Any]]
     baselines: list[dict[str, Any]]
-    conclusions: list[str]
+    conclusions: list[Any]  # sentences (or objects with rule, message, evidence) written by sweep-steps
     missing: list[str] = field(default_factory=list)
 
 
@@ -75,6 +75,7 @@ class Run:
     missing: list[str] = field(default_factory=list)
     evals: list[Eval] = field(default_factory=list)
     sweeps: list[Sweep] = field(default_factory=list)
+    schedule_changes: list[dict[str, Any]] = field(default_factory=list)  # LR schedule records (on extension)
 
     def planned_epochs(self) -> int | None:
         return _int(self.info.get("epochs_planned")) or _int(cfg_get(self.config, "train.epochs"))
@@ -98,6 +99,13 @@ class CV:
     fold_runs: list[Run]
     missing: list[str] = field(default_factory=list)
     headline: str | None = None  # the metric that scores the folds (heldout/miou), when the summary names one
+    note: str | None = None  # cv_summary.json's own words on what was selected and scored
+    scored_on: str | None = None
+
+    @property
+    def config(self) -> dict[str, Any] | None:
+        """The folds' resolved config (fold 0's; the folds differ only in the fold they hold out)."""
+        return next((r.config for r in self.fold_runs if r.config is not None), None)
 
 
 Source = Run | CV | Eval | Sweep
@@ -192,6 +200,12 @@ def read_run(path: Path) -> Run:
             "no history.json: the run has not finished an epoch (or the file was removed); "
             "the summary, curves, stages and findings need it"
         )
+    if history is not None and "epochs" not in history:
+        raise InputError(
+            f"'{hist_path}' has no 'epochs' list ({_holds(history)}): it is not an ssmseg history.json or it was "
+            "emptied; give the run folder that training wrote, or move the file away"
+        )
+    if history is None:
         history = {}
     records = _dicts(_list(history, "epochs", hist_path), "epoch records", missing)
     records = _by_epoch(records, missing)
@@ -233,7 +247,31 @@ def read_run(path: Path) -> Run:
     info = history.get("run") if isinstance(history.get("run"), dict) else {}
     run = Run(path, path.name, config, records, version, task, monitor, mode, metric_names, best, stop, info, missing)
     run.evals, run.sweeps = _outputs_inside(path)
+    run.schedule_changes = _schedule_changes(history, records)
     return run
+
+
+SCHEDULE_KEYS = ("schedule_changes", "lr_schedule", "schedules", "extensions")
+
+
+def _schedule_changes(history: dict[str, Any], records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """LR-schedule records written when a run is extended or fitted to a time limit (any of SCHEDULE_KEYS at
+    the top of history.json, a list of objects or one object; or a per-epoch 'schedule_change' object).
+    Absent in older histories: then the list is empty."""
+    out: list[dict[str, Any]] = []
+    for key in SCHEDULE_KEYS:
+        value = history.get(key)
+        items = value if isinstance(value, list) else [value] if isinstance(value, dict) else []
+        out += [x for x in items if isinstance(x, dict)]
+    for r in records:
+        change = r.get("schedule_change")
+        if isinstance(change, dict):
+            out.append({"epoch": r["epoch"], **change})
+    return out
+
+
+def _holds(data: dict[str, Any]) -> str:
+    return "an empty object" if not data else f"keys {', '.join(sorted(map(str, data))[:5])}"
 
 
 def _by_epoch(records: list[dict[str, Any]], missing: list[str]) -> list[dict[str, Any]]:
@@ -269,6 +307,11 @@ def _outputs_inside(path: Path) -> tuple[list[Eval], list[Sweep]]:
 
 def read_eval(path: Path, name: str | None = None) -> Eval:
     data = read_json(path / "metrics.json")
+    if not any(k in data for k in ("per_fraction", "per_class", "miou", "oa", "confusion_matrix")):
+        raise InputError(
+            f"'{path / 'metrics.json'}' holds no metrics ({_holds(data)}): it is not an ssmseg eval output; "
+            "rerun eval or move the file away"
+        )
     missing: list[str] = []
     task = "reconstruction" if data.get("task") == "reconstruction" or "per_fraction" in data else "segmentation"
     want = ("per_fraction", "protocol") if task == "reconstruction" else ("miou", "per_class", "chance", "protocol")
@@ -281,12 +324,19 @@ def read_eval(path: Path, name: str | None = None) -> Eval:
 def read_sweep(path: Path, name: str | None = None) -> Sweep:
     file = path / "sweep.json"
     data = read_json(file)
+    if "rows" not in data:
+        raise InputError(
+            f"'{file}' has no 'rows' ({_holds(data)}): it is not an ssmseg sweep output; rerun sweep-steps or move "
+            "the file away"
+        )
     missing: list[str] = []
     rows = _dicts(_list(data, "rows", file), "sweep rows", missing)
     baselines = _dicts(_list(data, "baselines", file), "baselines", missing)
     if not rows:
         missing.append("sweep.json has no rows")
-    conclusions = [str(c) for c in _list(data, "conclusions", file)]
+    conclusions = list(_list(data, "conclusions", file))
+    if rows and not conclusions:
+        missing.append("sweep.json has no conclusions: rerun sweep-steps (the report shows what sweep-steps wrote)")
     protocol = data.get("protocol") if isinstance(data.get("protocol"), dict) else {}
     return Sweep(path, name or path.name, protocol, rows, baselines, conclusions, missing)
 
@@ -300,8 +350,13 @@ def read_cv(path: Path) -> CV:
     missing: list[str] = []
     fold_runs = [read_run(p) for p in _fold_dirs(path)]
     file = path / "cv_summary.json"
+    data: dict[str, Any] = {}
     if file.is_file():
         data = read_json(file)
+        if "folds" not in data:
+            raise InputError(
+                f"'{file}' has no 'folds' ({_holds(data)}): it is not an ssmseg cv summary; rerun cv or move it away"
+            )
         folds = _dicts(_list(data, "folds", file), "fold rows", missing)
         mean = {k: number(v) for k, v in (data.get("mean") or {}).items()} if isinstance(data.get("mean"), dict) else {}
         std = {k: number(v) for k, v in (data.get("std") or {}).items()} if isinstance(data.get("std"), dict) else {}
@@ -335,8 +390,8 @@ def read_cv(path: Path) -> CV:
         k = int(run.name[5:])
         if k not in listed:
             missing.append(f"{run.name} has a folder but no row in the summary (not finished?)")
-    headline = data.get("headline") if file.is_file() and isinstance(data.get("headline"), str) else None
-    return CV(path, path.name, folds, monitor, mean, std, selected, fold_runs, missing, headline)
+    text = {k: data.get(k) if isinstance(data.get(k), str) else None for k in ("headline", "note", "scored_on")}
+    return CV(path, path.name, folds, monitor, mean, std, selected, fold_runs, missing, **text)
 
 
 # ---------------------------------------------------------------------------------------------- discovery

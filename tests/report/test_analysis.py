@@ -7,18 +7,11 @@ import math
 import numpy as np
 import pytest
 
-from ssmseg.report.analysis import (
-    analyse_cv,
-    analyse_eval,
-    analyse_run,
-    analyse_sweep,
-    chance_baselines,
-    compare,
-    fmt,
-    metrics_from_confusion,
-    smooth,
-)
+from ssmseg.report.analysis import analyse_cv, analyse_eval, analyse_run, analyse_sweep
+from ssmseg.report.chance import chance_baselines, metrics_from_confusion
+from ssmseg.report.compare import compare
 from ssmseg.report.runs import read_cv, read_eval, read_run, read_sweep
+from ssmseg.report.series import fmt, smooth
 from tests.report import shapes
 
 
@@ -74,7 +67,7 @@ def test_overfitting_after_epoch_k(tmp_path):
     assert 20 <= over["evidence"]["onset_epoch"] <= 28
     assert over["evidence"]["gap_final"] > over["evidence"]["gap_at_best"]
     assert a["summary"]["best_epoch"] == 25
-    late = stage(a, "late stage")
+    late = stage(a, "decline")
     assert 25 < late["first_epoch"] <= 32 and late["last_epoch"] == 60
     assert late["mean_gap"] > stage(a, "peak")["mean_gap"]
 
@@ -94,7 +87,7 @@ def test_undertrained_run_is_still_improving(tmp_path):
     f = a["findings"][0]
     assert f["evidence"]["best_epoch"] == 30 and f["evidence"]["gain"] > 0 and "train longer" in f["message"]
     assert a["stages"][-1]["stage"] == "peak" and a["stages"][-1]["last_epoch"] == 30
-    assert not any(s["stage"] == "late stage" for s in a["stages"])
+    assert not any(s["stage"] in ("decline", "plateau") for s in a["stages"])
 
 
 def test_divergence_names_the_first_bad_epoch(tmp_path):
@@ -130,8 +123,8 @@ def test_metric_at_chance_from_class_counts(tmp_path):
     assert ch["metric"] == "miou" and ch["majority_class"]["class"] == "water"
     assert ch["majority_class"]["value"] == pytest.approx(5000 / 11500 / 5)
     assert ch["priors_from"] == "class_counts_train"
-    # one plateau: a flat noisy curve has no learning stages
-    assert [s["stage"] for s in a["stages"]] == ["peak"]
+    # one plateau: a flat noisy curve has no learning stages (and no peak)
+    assert [s["stage"] for s in a["stages"]] == ["plateau"]
 
 
 def test_chance_baseline_is_for_the_metric_in_use(tmp_path):
@@ -200,17 +193,32 @@ def test_compare_refuses_values_of_different_metrics(tmp_path):
 
 def test_cv_spread_flagged_only_when_large(tmp_path):
     wide = analyse_cv(read_cv(shapes.write_cv(tmp_path / "wide", [0.5, 0.7, 0.9])))
-    assert {f["evidence"]["metric"] for f in wide["findings"] if f["rule"] == "cv_spread"} >= {"val/miou"}
+    spread = {f["evidence"]["metric"] for f in wide["findings"] if f["rule"] == "cv_spread"}
+    assert spread == {"heldout/miou", "heldout/oa"}  # not val/*: the selection values are not the score
     tight = analyse_cv(read_cv(shapes.write_cv(tmp_path / "tight", [0.70, 0.71, 0.72])))
     assert tight["findings"] == []
-    assert tight["mean"]["val/miou"] == pytest.approx(0.71)
+    assert tight["mean"]["heldout/miou"] == pytest.approx(0.71)
+
+
+def test_cv_leads_with_held_out_scores_not_the_selection_values(tmp_path):
+    # held-out scores tight, the validation values that selected the epochs spread out: the old report led with
+    # val/miou and warned about its spread; the held-out truth is what counts
+    cv = shapes.write_cv(tmp_path / "cv", [0.70, 0.71, 0.72], val_values=[0.5, 0.8, 0.95])
+    a = analyse_cv(read_cv(cv))
+    assert a["headline"] == "heldout/miou" and a["metrics"][:2] == ["heldout/miou", "heldout/oa"]
+    assert a["findings"] == []
+    from ssmseg.report import cv_headline
+
+    line = cv_headline(a)
+    assert line.startswith("cv: heldout/miou 0.71 ± 0.01 over 3 folds") and "val/miou 0.75 selected the epoch" in line
 
 
 def test_cv_without_summary_uses_fold_histories(tmp_path):
     cv = read_cv(shapes.write_cv(tmp_path / "cv", [0.7, 0.72], with_summary=False))
     a = analyse_cv(cv)
     assert len(a["folds"]) == 2 and any("no cv_summary.json" in m for m in a["missing"])
-    assert a["mean"]["val/miou"] == pytest.approx(0.71)
+    assert a["mean"]["val/miou"] == pytest.approx(0.74)
+    assert a["headline"] == "val/miou" and any("no held-out scores" in m for m in a["missing"])
 
 
 def test_eval_weak_classes_and_chance(tmp_path):
@@ -231,23 +239,24 @@ def test_eval_weak_classes_and_chance(tmp_path):
     assert [(x["rule"], x["evidence"]["metric"]) for x in f] == [("at_chance", "kappa")]
 
 
-def test_sweep_best_setting_gap_and_baseline(tmp_path):
+def test_sweep_conclusions_come_from_sweep_json_not_recomputed(tmp_path):
     import json
 
     folder = tmp_path / "sw"
     folder.mkdir()
-    (folder / "sweep.json").write_text(json.dumps(shapes.sweep(baseline_psnr=24.0)))
+    data = shapes.sweep(baseline_psnr=31.0)  # no setting beats the baseline: the old report added its own finding
+    data["conclusions"] = [
+        "best setting: euler, 1 step",
+        {"rule": "baseline", "message": "idw wins", "severity": "warning"},
+    ]
+    (folder / "sweep.json").write_text(json.dumps(data))
     a = analyse_sweep(read_sweep(folder))
     assert a["best"]["solver"] == "euler" and a["best"]["nfe"] == 1
-    assert a["sample_mean_gap"]["median"] == pytest.approx(2.5)
-    assert "below_baseline" not in {f["rule"] for f in a["findings"]}
-    falls = [f["evidence"]["solver"] for f in a["findings"] if f["rule"] == "psnr_falls_with_steps"]
-    assert falls == ["euler", "midpoint", "rk4"] and "sample_mean_gap" not in {f["rule"] for f in a["findings"]}
-    wide = shapes.sweep()
-    for r in wide["rows"]:
-        r["psnr_sample"] = r["psnr_mean"] - 4.5
-    (folder / "sweep.json").write_text(json.dumps(wide))
-    gap = [f for f in analyse_sweep(read_sweep(folder))["findings"] if f["rule"] == "sample_mean_gap"]
-    assert len(gap) == 1 and gap[0]["evidence"]["median_gap_db"] == pytest.approx(4.5)
-    (folder / "sweep.json").write_text(json.dumps(shapes.sweep(baseline_psnr=31.0)))
-    assert "below_baseline" in {f["rule"] for f in analyse_sweep(read_sweep(folder))["findings"]}
+    assert [(f["rule"], f["severity"], f["message"]) for f in a["findings"]] == [
+        ("sweep", "info", "best setting: euler, 1 step"),
+        ("sweep: baseline", "warning", "idw wins"),
+    ]
+    data["conclusions"] = []
+    (folder / "sweep.json").write_text(json.dumps(data))
+    a = analyse_sweep(read_sweep(folder))
+    assert a["findings"] == [] and any("no conclusions" in m for m in a["missing"])

@@ -38,7 +38,9 @@ def test_report_files_and_json(tree):
     root, result = tree
     out = result.out
     assert out == root / "over" / "report"
-    assert {p.name for p in out.iterdir()} == {"report.md", "report.html", "report.json", "plots"}
+    assert {p.name for p in out.iterdir()} == {"report.md", "report.html", "report.json", "plots", ".ssmseg.json"}
+    marker = json.loads((out / ".ssmseg.json").read_text())
+    assert marker["kind"] == "report" and "report.html" in marker["files"]
     data = json.loads((out / "report.json").read_text())
     files = {f["file"] for f in data["figures"]}
     assert files == {f"plots/{p.name}" for p in (out / "plots").iterdir()}
@@ -49,11 +51,14 @@ def test_report_files_and_json(tree):
         ("over", "overfitting"),
         ("over/eval/test", "weak_classes"),
         ("cv", "cv_spread"),
+        ("over/sweep", "sweep"),
     } <= rules
     (run,) = data["runs"]
-    assert [s["stage"] for s in run["stages"]][-1] == "late stage" and run["summary"]["best_epoch"] == 25
+    assert [s["stage"] for s in run["stages"]][-1] == "decline" and run["summary"]["best_epoch"] == 25
     assert data["comparisons"][0]["config_diff"][0]["key"] == "optim.lr"
-    assert data["cvs"][0]["mean"]["val/miou"] == pytest.approx(0.7)
+    assert data["cvs"][0]["mean"]["heldout/miou"] == pytest.approx(0.7) and data["cvs"][0]["headline"] == "heldout/miou"
+    roles = {f["role"] for f in data["figures"]}
+    assert {"curves", "fold_figure", "confusion", "per_class_figure", "figure", "per_fraction_figure"} <= roles
     assert data["evals"][0]["task"] == "reconstruction" and len(data["evals"][0]["rows"]) == 3
     assert data["rules"]["overfitting"] and data["thresholds"]["cv_spread"] == 0.1
     assert not list(root.rglob("*.partial"))
@@ -89,11 +94,30 @@ def test_default_output_never_touches_an_existing_folder(tmp_path):
     (run / "report").mkdir()
     (run / "report" / "mine.txt").write_text("keep")
     first = make_report([run])
-    second = make_report([run])
-    assert first.out.name == "report-2" and second.out.name == "report-3"
-    assert (run / "report" / "mine.txt").read_text() == "keep" and sorted(
-        p.name for p in (run / "report").iterdir()
-    ) == ["mine.txt"]
+    again = make_report([run])  # the same inputs: its own report is replaced, not duplicated
+    other = make_report([run], vs=run)  # other inputs: a new folder
+    assert first.out.name == again.out.name == "report-2" and other.out.name == "report-3"
+    assert sorted(p.name for p in (run / "report").iterdir()) == ["mine.txt"]
+    assert not [p for p in run.iterdir() if p.name.startswith(".")]  # no staging folder left
+
+
+def test_out_is_claimed_through_outputs(tmp_path, monkeypatch):
+    import ssmseg.report as report
+    from ssmseg.outputs import OutputError
+
+    run = shapes.write_run(tmp_path / "run", shapes.clean(30, 0), shapes.config(30))
+    (tmp_path / "user").mkdir()
+    (tmp_path / "user" / "notes.txt").write_text("keep")
+    with monkeypatch.context() as m:  # refused before any work is done
+        m.setattr(report, "build", lambda *a, **k: pytest.fail("the report was built before --out was claimed"))
+        with pytest.raises(OutputError, match="ssmseg only replaces folders it wrote"):
+            make_report([run], out=tmp_path / "user")
+    assert sorted(p.name for p in (tmp_path / "user").iterdir()) == ["notes.txt"]
+    out = make_report([run], out=tmp_path / "r").out
+    (out / "extra.txt").write_text("mine")  # a file the user added to a report: never replaced
+    with pytest.raises(OutputError, match=r"extra\.txt"):
+        make_report([run], out=tmp_path / "r")
+    assert (out / "extra.txt").read_text() == "mine"
 
 
 def test_a_failed_report_leaves_nothing_behind(tmp_path, monkeypatch):
@@ -107,6 +131,9 @@ def test_a_failed_report_leaves_nothing_behind(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         make_report([run], out=tmp_path / "out")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    assert sorted(p.name for p in run.iterdir()) == ["config.yaml", "history.json"]
+    with pytest.raises(RuntimeError):
+        make_report([run])  # the default folder: nothing left beside the run's files either
     assert sorted(p.name for p in run.iterdir()) == ["config.yaml", "history.json"]
 
 
@@ -145,8 +172,8 @@ def test_cli_report(tmp_path):
     ("args", "code", "needle"),
     [
         (["{tmp}/nope"], 2, "does not exist"),
-        (["{run}", "--out", "{run}"], 2, "already exists"),
-        (["{run}", "--vs", "{tmp}/ev"], 2, "not a run folder"),
+        (["{run}", "--out", "{run}"], 1, "ssmseg only replaces folders it wrote itself"),
+        (["{run}", "--vs", "{tmp}/ev"], 2, "not a run or cv folder"),
         (["{tmp}/junk"], 1, "not a run, cv, eval or sweep"),
         (["{tmp}/bad"], 1, "not valid JSON"),
     ],
@@ -174,3 +201,19 @@ def test_report_imports_neither_torch_nor_the_engine():
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_every_finding_links_to_the_table_or_figure_that_shows_it(tree):
+    import re
+
+    _, result = tree
+    html = (result.out / "report.html").read_text()
+    ids = {i: tag for tag, i in re.findall(r'<(table|figure) id="([^"]+)"', html)}
+    assert ids
+    items = re.findall(r'<li class="(?:warning|info)">(.*?)</li>', html, re.DOTALL)
+    assert len(items) == 2 * len(result.findings)  # the top list and each section's own
+    for item in items:
+        links = re.findall(r'<a href="#([^"]+)"', item)
+        assert links and all(link in ids for link in links), item[:200]
+    weak = next(i for i in items if "weak_classes" in i)
+    assert {ids[x] for x in re.findall(r'<a href="#([^"]+)"', weak)} == {"table", "figure"}  # per class + confusion
