@@ -3,7 +3,8 @@
 The rules every command follows:
 
 - Every folder a command creates carries a marker, ``.ssmseg.json``: its kind (``run``, ``cv``, ``dataset``,
-  ``eval``, ``export``, ``report``, ...), a hash of its inputs, and the files it wrote (names, or patterns for folders that grow).
+  ``eval``, ``export``, ``report``, ...), a hash of its inputs, and the files it wrote (names, or patterns
+  for folders that grow).
 - Run and output folders are created exclusively (``os.mkdir``): on a collision a new name (``name-2``, ...)
   is taken; a folder is never shared by two commands.
 - Finished outputs are built in a staging folder beside the target and moved in place when complete.

@@ -59,8 +59,9 @@ def test_baselines_score_eval_pixels_with_eval_metrics(texture_ds, tmp_path):
     truth = np.concatenate([owned(labels[i], p) for i, p in enumerate(manifest["patches"]) if p["split"] == "test"])
     # eval's pixels: each labelled test pixel once (overlapping patches: the region each owns), as prep counts them
     assert r["test_pixels"] == len(truth) == sum(manifest["class_counts"]["test"])
-    assert len(truth) < sum(int((labels[i] != 255).sum()) for i, p in enumerate(manifest["patches"])
-                            if p["split"] == "test")  # the patches overlap: counting all would count twice
+    assert len(truth) < sum(
+        int((labels[i] != 255).sum()) for i, p in enumerate(manifest["patches"]) if p["split"] == "test"
+    )  # the patches overlap: counting all would count twice
     # Training pixels are the owned ones, counted once (patches overlap): the manifest's own count.
     assert r["train_pixels"]["labelled"] == sum(manifest["class_counts"]["train"])
     assert r["train_pixels"]["class_counts"] == manifest["class_counts"]["train"]
