@@ -93,7 +93,7 @@ def _different_pixels(diffs: list[dict[str, Any]], source: str, what: str) -> Fi
 
 def _short(v: Any) -> str:
     text = fmt(v) if isinstance(v, int | float) else str(v)
-    return text if len(text) <= 40 else text[:37] + "..."
+    return text if len(text) <= 40 else "..." + text[-37:]  # paths differ at their ends
 
 
 def _row(key: str, label: str, p: float, c: float) -> dict[str, Any]:
