@@ -251,14 +251,29 @@ def read_run(path: Path) -> Run:
     return run
 
 
-SCHEDULE_KEYS = ("schedule_changes", "lr_schedule", "schedules", "extensions")
+SCHEDULE_KEYS = ("schedule_changes", "lr_schedule", "extensions")
 
 
 def _schedule_changes(history: dict[str, Any], records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """LR-schedule records written when a run is extended or fitted to a time limit (any of SCHEDULE_KEYS at
-    the top of history.json, a list of objects or one object; or a per-epoch 'schedule_change' object).
-    Absent in older histories: then the list is empty."""
+    """LR-schedule changes, each with the ``epoch`` (1-based) it takes effect: from history.json's ``schedule``
+    record (a stage after the first: a run extended past its schedule's end; a change of the total while it ran,
+    such as a schedule fitted to train.time_limit), from any of SCHEDULE_KEYS (a list of objects), or a
+    per-epoch 'schedule_change' object. Older histories have none: then the list is empty."""
     out: list[dict[str, Any]] = []
+    record = history.get("schedule") if isinstance(history.get("schedule"), dict) else {}
+    stages = (
+        [st for st in record.get("stages", []) if isinstance(st, dict)]
+        if isinstance(record.get("stages"), list)
+        else []
+    )
+    for st in stages[1:]:
+        out.append({"epoch": st.get("first_epoch"), "change": f"stage {st.get('stage')}: {st.get('kind')}",
+                    "epochs": f"{st.get('first_epoch')}–{st.get('last_epoch')}", "lr_first": st.get("lr_first"),
+                    "lr_last": st.get("lr_last")})  # fmt: skip
+    changes = record.get("changes") if isinstance(record.get("changes"), list) else []
+    for ch in (c for c in changes if isinstance(c, dict)):
+        total = f"train.epochs {ch.get('epochs_from')} -> {ch.get('epochs_to')}"
+        out.append({"epoch": ch.get("at_epoch"), "change": total, "why": ch.get("why")})
     for key in SCHEDULE_KEYS:
         value = history.get(key)
         items = value if isinstance(value, list) else [value] if isinstance(value, dict) else []

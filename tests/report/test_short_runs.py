@@ -143,3 +143,20 @@ def test_time_limit_and_schedule_change_are_shown_and_optional(tmp_path):
     assert data["runs"][0]["schedule_changes"][0]["epoch"] == 11
     plain = make_report([shapes.write_run(tmp_path / "plain", shapes.clean(20, 0), shapes.config(20))])
     assert "schedule changes" not in (plain.out / "report.md").read_text()
+
+
+def test_an_extension_recorded_in_the_schedule_block_is_a_schedule_change(tmp_path):
+    hist = shapes.clean(30, 0)
+    stages = [
+        {"stage": 1, "kind": "schedule", "first_epoch": 1, "last_epoch": 20, "lr_first": 1e-3, "lr_last": 1e-6},
+        {"stage": 2, "kind": "continue", "first_epoch": 21, "last_epoch": 30, "lr_first": 1e-6, "lr_last": 1e-6},
+    ]
+    changes = [{"at_epoch": 2, "epochs_from": 40, "epochs_to": 20, "why": "train.fit_schedule_to_time_limit"}]
+    hist["schedule"] = {"name": "cosine", "epochs": 30, "stages": stages, "changes": changes}
+    a = analyse(tmp_path, hist)
+    assert [(c["epoch"], c["change"]) for c in a["schedule_changes"]] == [
+        (21, "stage 2: continue"),
+        (2, "train.epochs 40 -> 20"),
+    ]
+    hist["schedule"] = {"name": "cosine", "epochs": 30, "stages": stages[:1], "changes": []}  # nothing changed
+    assert analyse(tmp_path / "plain", hist)["schedule_changes"] == []
