@@ -77,7 +77,7 @@ RULES = [  # name, when it fires (shown in the report's rule table and report.js
         "low_and_close",
         f"a [0, 1] metric monitored with mode max: train and validation over the last quarter both at "
         f"most {_T['low_metric']:g}, within {_T['close_gap']:g} of each other, and the training metric flat, in a run "
-        f"of {_T['short_run_steps']} optimiser steps or more",
+        f"of {_T['short_run_steps']} optimiser steps or more (when the steps are unknown: 10 epochs or more)",
     ),
     (
         "grad_norm_spikes",
