@@ -106,6 +106,9 @@ def prepare_fields(cfg: Config, out: Path, force: bool = False, synthetic: bool 
         np.save(tmp / "fields.npy", fields)
         mf.write(tmp, manifest)
         outputs.publish(tmp, out, "dataset", digest, about=f"ssmseg prep, {len(fields)} fields", force=True)
+    except OSError as exc:  # a full disk, a vanished folder: one line naming the output
+        outputs.discard(tmp)
+        raise outputs.staged_error(exc, tmp, out) from None
     except BaseException:
         outputs.discard(tmp)
         raise
