@@ -94,7 +94,13 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
             raise ConfigError(f"--set '{item}': expected dotted.key=value, for example --set optim.lr=3e-4")
         try:
             value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
+        except yaml.YAMLError as exc:
+            if raw.strip().startswith(("[", "{")):  # a list or mapping whose items hold brackets, '*', ':' ...
+                raise ConfigError(
+                    f"--set '{item}': the value is not a valid YAML list or mapping ({getattr(exc, 'problem', exc)}); "
+                    f"quote items that hold brackets or '*', and the whole option for the shell, for example "
+                    f"--set '{key}=[\"data/img/[ab]*.tif\"]'"
+                ) from None
             value = raw  # an unparsable value is kept as a string; the schema judges it
         node = out
         parts = key.split(".")
