@@ -154,12 +154,16 @@ class PrepConfig(Section):
     ignore_index: int = Field(255, ge=0, le=255, description="Label of ignored pixels in the prepared dataset.")
     nodata: float | None = Field(None, description="Image nodata value; empty: the value stored in the raster.")
     overlap: float = Field(
-        0.0, ge=0, description="Overlap between neighbouring crops as a fraction of the crop, in [0, 1) (0.25: a "
-        "quarter of the crop); for a number of pixels use prep.overlap_px."
+        0.0,
+        ge=0,
+        description="Overlap between neighbouring crops as a fraction of the crop, in [0, 1) (0.25: a "
+        "quarter of the crop); for a number of pixels use prep.overlap_px.",
     )
     overlap_px: int | None = Field(
-        None, ge=0, description="Overlap between neighbouring crops in pixels (instead of prep.overlap); empty: "
-        "prep.overlap decides."
+        None,
+        ge=0,
+        description="Overlap between neighbouring crops in pixels (instead of prep.overlap); empty: "
+        "prep.overlap decides.",
     )
     edge: Literal["pad", "drop"] = Field(
         "pad", description="Crops past the scene edge: pad (reflect; labels ignored) or drop."

@@ -251,8 +251,9 @@ def places(world, tmp_path_factory) -> dict[str, str]:
     (bad / "list.yaml").write_text("- a\n- b\n")
     (bad / "binary.yaml").write_bytes(b"\xff\xfe\x00\x81")
     write_tif(bad / "nan.tif", np.full((1, 32, 32), np.nan, np.float32))
-    (bad / "fields_nan.yaml").write_text(f"task: {{name: reconstruction}}\nprep:\n  images: [{bad / 'nan.tif'}]\n"
-                                         "  fields: {size: 8}\n")
+    (bad / "fields_nan.yaml").write_text(
+        f"task: {{name: reconstruction}}\nprep:\n  images: [{bad / 'nan.tif'}]\n  fields: {{size: 8}}\n"
+    )
     cfg = world.prep_yaml(bad / "prep.yaml")
     cfg_trunc = world.prep_yaml(bad / "prep_trunc.yaml", images=[str(bad / "trunc" / "img" / "*.tif")],
                                 masks=[str(bad / "trunc" / "msk" / "*.tif")])  # fmt: skip
