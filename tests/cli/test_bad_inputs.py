@@ -201,6 +201,8 @@ ROWS = [
      "quote items that hold brackets"),
     ("prep-fields-all-nodata", ["prep", "--config", "{fields_nan_yaml}", "--out", "{new}"], 1,
      "nan.tif': all 16 tiles of 8x8 touch nodata or NaN pixels"),
+    ("prep-fields-sources-one-file", ["prep", "--config", "{fields_one_yaml}", "--set", "prep.split.mode=sources",
+                                      "--out", "{new}"], 1, "add files (each whole file is one unit)"),
     ("prep-fields-user-folder-force", ["prep", "--synthetic", "sinusoids", "--out", "{notes}", "--force"], 1,
      "did not write"),
 ]  # fmt: skip
@@ -251,6 +253,8 @@ def places(world, tmp_path_factory) -> dict[str, str]:
     (bad / "list.yaml").write_text("- a\n- b\n")
     (bad / "binary.yaml").write_bytes(b"\xff\xfe\x00\x81")
     write_tif(bad / "nan.tif", np.full((1, 32, 32), np.nan, np.float32))
+    np.save(bad / "stack.npy", np.random.default_rng(0).random((12, 8, 8)).astype(np.float32))
+    (bad / "fields_one.yaml").write_text(f"task: {{name: reconstruction}}\nprep:\n  images: [{bad / 'stack.npy'}]\n")
     (bad / "fields_nan.yaml").write_text(
         f"task: {{name: reconstruction}}\nprep:\n  images: [{bad / 'nan.tif'}]\n  fields: {{size: 8}}\n"
     )
@@ -293,7 +297,7 @@ def places(world, tmp_path_factory) -> dict[str, str]:
             "cfg_trunc": str(cfg_trunc), "ds_incomplete": str(bad / "incomplete"), "run_nolatest": str(nolatest),
             "ro": str(bad / "readonly"), **datasets,
             **{f"{k}_yaml": str(bad / f"{k}.yaml")
-               for k in ("empty", "typo", "syntax", "list", "binary", "fields_nan")}}  # fmt: skip
+               for k in ("empty", "typo", "syntax", "list", "binary", "fields_nan", "fields_one")}}  # fmt: skip
 
 
 def _jpeg_mask_scene(folder: Path) -> None:
