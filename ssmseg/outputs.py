@@ -19,6 +19,7 @@ The rules every command follows:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fnmatch
 import hashlib
@@ -361,11 +362,57 @@ def staging(dest: Path, option: str = "--out") -> Path:
     remove_abandoned_staging(dest)
     try:
         tmp = Path(tempfile.mkdtemp(prefix=staging_prefix(dest), dir=dest.parent))
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it 0700; the published folder follows the umask
     except OSError as exc:
         _remove_empty(made)
         raise io_error(exc, f"choose another {option}", path=dest) from None
     _made_for[tmp] = made
     return tmp
+
+
+def _umask() -> int:
+    """This process's umask (read without changing it where /proc tells it)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file renamed in place: a full disk or any other fault
+    leaves no truncated file and raises the ``OSError`` with ``path`` as its file name (``io_error`` turns it
+    into one line)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        _write_file(tmp, data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        exc.filename = str(path)
+        raise
+
+
+def staged_error(exc: OSError, tmp: Path, dest: Path) -> InputError:
+    """An I/O fault while building ``dest`` in its staging folder ``tmp``, as one line that names ``dest`` (the
+    file the user asked for), not the hidden staging path."""
+    name = exc.filename
+    if name is not None:
+        with contextlib.suppress(ValueError):
+            name = Path(dest) / Path(name).relative_to(tmp)
+    return io_error(exc, path=name or dest)
 
 
 def _remove_empty(folders: list[Path]) -> None:

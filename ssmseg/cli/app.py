@@ -11,6 +11,7 @@ import contextlib
 import os
 import sys
 import traceback
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -45,7 +46,10 @@ class SsmsegGroup(TyperGroup):
         from ssmseg.engine.signals import terminate_as_interrupt
 
         extra.pop("standalone_mode", None)
-        with _quiet_unless_rank_zero(), terminate_as_interrupt():
+        with _quiet_unless_rank_zero(), terminate_as_interrupt(), warnings.catch_warnings():
+            # rasterio's own two-line warning for a raster without a transform: ssmseg says it in one line
+            # wherever such a file is read or written (prep: "has no CRS", eval: "written without georeference").
+            warnings.filterwarnings("ignore", message="Dataset has no geotransform")
             code = self._run(args, prog_name, extra)
         sys.exit(code if isinstance(code, int) else 0)
 

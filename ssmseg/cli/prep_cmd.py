@@ -39,6 +39,9 @@ def prep(
     from ssmseg.data.shipped import is_download, rooted
 
     if check is not None:
+        if not check.exists():
+            raise UsageError(f"--check '{check}' does not exist; give a prepared dataset folder, a config file, or "
+                             "(with --preset or --config) the folder the dataset was downloaded into")  # fmt: skip
         if (preset or config) and is_download(check):  # a download laid out as the dataset ships
             report = check_sources(rooted(resolve_config(config, preset, set_), check))
         else:

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from ssmseg.cli.app import app
 from ssmseg.cli.options import ConfigOpt, DeviceOpt, OutOpt, PresetOpt, SeedOpt, SetOpt, resolve_config
+from ssmseg.data.manifest import check_crop_size
 
 
 @app.command("train")
@@ -51,6 +52,7 @@ def train_cmd(
             typer.echo(done)
             return
     check_config(cfg)  # before the built-in dataset is prepared or anything is built
+    check_crop_size(cfg)
     result = train(cfg, resume=resume, force=force)
     best = result.best
     typer.echo(f"{result.stop_reason}; best {result.monitor} {best['value']:.4f} at epoch {best['epoch']}")
@@ -75,6 +77,7 @@ def cv_cmd(
 
     cfg = resolve_config(config, preset, set_, out=out, device=device, seed=seed)
     check_config(cfg)
+    check_crop_size(cfg)
     summary = run_cv(cfg, folds, force)
     scored = [m for m in summary["metrics"] if m.startswith("heldout/")]
     metrics = [*scored, summary["monitor"]] if scored else summary["metrics"]
@@ -94,8 +97,8 @@ def cv_cmd(
 
 @app.command("models")
 def models_cmd(
-    bands: int = typer.Option(32, help="Input bands used to count parameters."),
-    classes: int = typer.Option(5, help="Classes used to count parameters."),
+    bands: int = typer.Option(32, min=1, help="Input bands used to count parameters."),
+    classes: int = typer.Option(5, min=1, help="Classes used to count parameters."),
 ) -> None:
     """List the registered models with their parameter counts (default sizes and tiny variants)."""
     from ssmseg.config.schema import ModelConfig

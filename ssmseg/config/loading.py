@@ -71,8 +71,9 @@ def read_yaml(path: Path) -> dict[str, Any]:
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"config file '{path}' is a folder; give a YAML file")
-    if not path.is_file():
+    if not path.exists():
         raise ConfigError(f"config file '{path}' does not exist; check the path given to --config")
+    # Not only regular files: a pipe (--config <(...)) is read too; /dev/null is then an empty config.
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -93,7 +94,13 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
             raise ConfigError(f"--set '{item}': expected dotted.key=value, for example --set optim.lr=3e-4")
         try:
             value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
+        except yaml.YAMLError as exc:
+            if raw.strip().startswith(("[", "{")):  # a list or mapping whose items hold brackets, '*', ':' ...
+                raise ConfigError(
+                    f"--set '{item}': the value is not a valid YAML list or mapping ({getattr(exc, 'problem', exc)}); "
+                    f"quote items that hold brackets or '*', and the whole option for the shell, for example "
+                    f"--set '{key}=[\"data/img/[ab]*.tif\"]'"
+                ) from None
             value = raw  # an unparsable value is kept as a string; the schema judges it
         node = out
         parts = key.split(".")
@@ -125,7 +132,7 @@ def build_config(
 ) -> Config:
     """Build and validate the config from every source, in order of precedence; ``base`` (name, dict),
     such as a checkpoint's saved config, sits just above the schema defaults."""
-    layers: list[Layer] = [(base[0], dict(base[1]))] if base else []
+    layers: list[Layer] = [(base[0], _migrate(base[1]))] if base else []
     if preset:
         layers.append((f"preset '{preset}'", parse_yaml(preset_text(preset), f"preset '{preset}'")))
     if config_file is not None:
@@ -137,7 +144,18 @@ def build_config(
         layers.append(("command-line options", dict(explicit)))
     if preset:
         _fit_preset_to_model(layers, next(i for i, (name, _) in enumerate(layers) if name == f"preset '{preset}'"))
-    return validate_layers(layers)
+    cfg = validate_layers(layers)
+    first_user = len(layers) - (config_file is not None) - bool(overrides) - bool(explicit)
+    cfg._user_keys = frozenset(key for _, layer in layers[first_user:] for key in _leaf_keys(layer))
+    return cfg
+
+
+def _leaf_keys(tree: Mapping[str, Any], prefix: str = "") -> Iterable[str]:
+    for key, value in tree.items():
+        if isinstance(value, Mapping) and value:
+            yield from _leaf_keys(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}"
 
 
 def _fit_preset_to_model(layers: list[Layer], index: int) -> None:
@@ -170,6 +188,16 @@ def _fit_preset_to_model(layers: list[Layer], index: int) -> None:
     it = "it" if one else "them"
     info(f"note: {name} sets {shown} for {section.get('name')}; {chosen} does not use {it} or cannot take {it}, "
          f"so {'it is' if one else 'they are'} left at the default")  # fmt: skip
+
+
+def _migrate(saved: Mapping[str, Any]) -> dict[str, Any]:
+    """A config saved by an earlier ssmseg (a checkpoint's) in today's keys: prep.overlap of 1 or more was pixels
+    and is now prep.overlap_px."""
+    out = dict(saved)
+    prep = out.get("prep")
+    if isinstance(prep, Mapping) and isinstance(prep.get("overlap"), (int, float)) and prep["overlap"] >= 1:
+        out["prep"] = {**prep, "overlap": 0.0, "overlap_px": int(prep["overlap"])}
+    return out
 
 
 def validate_layers(layers: list[Layer]) -> Config:

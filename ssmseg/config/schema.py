@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 
 class Section(BaseModel):
@@ -154,7 +154,16 @@ class PrepConfig(Section):
     ignore_index: int = Field(255, ge=0, le=255, description="Label of ignored pixels in the prepared dataset.")
     nodata: float | None = Field(None, description="Image nodata value; empty: the value stored in the raster.")
     overlap: float = Field(
-        0.0, ge=0, description="Overlap between neighbouring crops: a fraction of the crop (<1) or pixels (>=1)."
+        0.0,
+        ge=0,
+        description="Overlap between neighbouring crops as a fraction of the crop, in [0, 1) (0.25: a "
+        "quarter of the crop); for a number of pixels use prep.overlap_px.",
+    )
+    overlap_px: int | None = Field(
+        None,
+        ge=0,
+        description="Overlap between neighbouring crops in pixels (instead of prep.overlap); empty: "
+        "prep.overlap decides.",
     )
     edge: Literal["pad", "drop"] = Field(
         "pad", description="Crops past the scene edge: pad (reflect; labels ignored) or drop."
@@ -525,6 +534,13 @@ class Config(BaseModel):
     """The whole configuration of one command."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # Dotted keys the user set (--config, --set, options), as opposed to defaults, presets and saved configs;
+    # filled by config.loading.build_config, not part of the dump.
+    _user_keys: frozenset[str] = PrivateAttr(default_factory=frozenset)
+
+    def set_by_user(self, key: str) -> bool:
+        """Whether the dotted ``key`` came from --config, --set or an option."""
+        return key in self._user_keys
 
     task: TaskConfig = Field(default_factory=TaskConfig, description="What is being predicted.")
     data: DataConfig = Field(default_factory=DataConfig, description="Data source and batching.")
@@ -562,14 +578,32 @@ class Config(BaseModel):
                 f"prep.split.ratios: {list(self.prep.split.ratios)} sum to {sum(self.prep.split.ratios):g}; "
                 "make train, val and test shares sum to 1"
             )
+        empty = [name for name, share, needed in zip(("train", "val", "test"), self.prep.split.ratios,
+                                                     (True, True, not self.prep.split.test), strict=True)
+                 if needed and share <= 0]  # fmt: skip
+        if empty:
+            problems.append(
+                f"prep.split.ratios: {list(self.prep.split.ratios)} leaves the {' and '.join(empty)} "
+                f"split{'s' if len(empty) > 1 else ''} empty; give train, val and test each a share above 0 "
+                "(test may be 0 when prep.split.test names held-out files), for example [0.6, 0.2, 0.2]"
+            )
         segmentation = self.task.name == "segmentation"  # crops and blocks of patches; fields have their own size
         if segmentation and self.prep.split.block_size is not None and self.prep.split.block_size < self.data.crop_size:
             problems.append(
                 f"prep.split.block_size: {self.prep.split.block_size} is smaller than data.crop_size "
                 f"({self.data.crop_size}); use at least the crop size"
             )
-        if self.prep.overlap >= 1 and self.prep.overlap >= self.data.crop_size:
-            problems.append(f"prep.overlap: {self.prep.overlap:g} px must be smaller than data.crop_size")
+        if self.prep.overlap >= 1:
+            whole = float(self.prep.overlap).is_integer()
+            px = f"prep.overlap_px: {self.prep.overlap:g}" if whole else "prep.overlap_px"
+            problems.append(f"prep.overlap: {self.prep.overlap:g} is not a fraction of the crop in [0, 1); give a "
+                            f"fraction (0.25: a quarter of the crop), or pixels with {px}")  # fmt: skip
+        elif self.prep.overlap_px is not None and self.prep.overlap > 0:
+            problems.append(f"prep.overlap_px: {self.prep.overlap_px} and prep.overlap: {self.prep.overlap:g} are "
+                            "both set; keep one (set prep.overlap: 0 to give pixels)")  # fmt: skip
+        if self.prep.overlap_px is not None and self.prep.overlap_px >= self.data.crop_size:
+            problems.append(f"prep.overlap_px: {self.prep.overlap_px} px must be smaller than data.crop_size "
+                            f"({self.data.crop_size})")  # fmt: skip
         if self.finetune.freeze and self.finetune.init is None:
             problems.append(
                 f"finetune.freeze: {self.finetune.freeze} would keep random weights fixed; give the trained run to "

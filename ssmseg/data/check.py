@@ -72,7 +72,7 @@ def _check_sources(cfg: Config) -> CheckReport:
             continue
         listed = ", ".join(f"{v}: {n} px" for v, n in values.items())
         report.problems.append(f"'{path}': values matching no class ({listed}); add them to {fix}")
-    stride = crop - overlap_pixels(cfg.prep.overlap, crop)
+    stride = crop - overlap_pixels(cfg.prep.overlap, crop, cfg.prep.overlap_px)
     for image, mask in opened:
         try:
             _check_scene(image, mask, mapping, crop, stride, report)

@@ -21,6 +21,25 @@ def arrays_of(manifest: dict[str, Any] | None) -> tuple[str, ...]:
     return FIELD_ARRAYS if (manifest or {}).get("task") == "reconstruction" else ARRAYS
 
 
+def check_crop_size(cfg: Any) -> None:
+    """A ``data.crop_size`` the user set (``--config``, ``--set``) that differs from the patches of the prepared
+    segmentation dataset ``data.dataset`` is a config error: the dataset's patches are what trains, so the
+    value would be replaced without a word."""
+    dataset = cfg.data.dataset
+    if cfg.task.name != "segmentation" or dataset is None or not cfg.set_by_user("data.crop_size"):
+        return
+    try:
+        crop = json.loads((Path(dataset) / "manifest.json").read_text(encoding="utf-8")).get("crop_size")
+    except (OSError, ValueError, AttributeError):
+        return  # a missing or damaged dataset is reported where it is opened
+    if isinstance(crop, int) and crop != cfg.data.crop_size:
+        from ssmseg.errors import ConfigError
+
+        raise ConfigError(f"data.crop_size: {cfg.data.crop_size} was set, but dataset '{dataset}' holds {crop}-px "
+                          f"patches, which are what trains; leave data.crop_size out (or set {crop}), or prepare "
+                          f"the dataset again with data.crop_size {cfg.data.crop_size}")  # fmt: skip
+
+
 def write(folder: Path, manifest: dict[str, Any]) -> None:
     tmp = folder / "manifest.json.tmp"
     with open(tmp, "w", encoding="utf-8") as f:

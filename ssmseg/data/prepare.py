@@ -73,7 +73,7 @@ class StripReader:
 
 # Prep keys added after format 2, left out of the hash at their defaults: datasets prepared before them stay
 # "up to date" instead of asking for --force.
-LATER_KEYS = {"rows_key": None, "cols_key": None, "flat_order": "column", "labels_from": "values"}
+LATER_KEYS = {"rows_key": None, "cols_key": None, "flat_order": "column", "labels_from": "values", "overlap_px": None}
 
 
 def input_hash(cfg: Config, sources: list[str]) -> str:
@@ -124,7 +124,7 @@ def _prepare(cfg: Config, out: Path, force: bool, stack: contextlib.ExitStack) -
         raise unknown_error(unknown, mapping, {m.info.path for m in masks if m.lossy})
 
     held_out = held_out_sources(prep.split.test, pairs)
-    overlap = overlap_pixels(prep.overlap, crop)
+    overlap = overlap_pixels(prep.overlap, crop, prep.overlap_px)
     stride = crop - overlap
     mode = prep.split.mode
     units: list[Block] = []
@@ -161,6 +161,9 @@ def _prepare(cfg: Config, out: Path, force: bool, stack: contextlib.ExitStack) -
         manifest.update(input_hash=digest, sources=sources)
         mf.write(tmp, manifest)
         outputs.publish(tmp, out, "dataset", digest, about=f"ssmseg prep, {len(windows)} patches", force=True)
+    except OSError as exc:  # a full disk, a vanished folder: one line naming the output
+        outputs.discard(tmp)
+        raise outputs.staged_error(exc, tmp, out) from None
     except BaseException:
         outputs.discard(tmp)
         raise
@@ -218,8 +221,9 @@ def _write(cfg, tmp, images, masks, mapping, windows, owned, unit_of, forced, ov
         w.close()
     X, Y, V = (NpyPatches(tmp / f"{k}.npy") for k in ("images", "labels", "valid"))
     unit_split = np.full(n_units, SPLITS.index("test"))  # held-out scenes (prep.split.test) are test as a whole
-    unit_split[~forced] = assign_splits(unit_counts[~forced], prep.split.ratios, prep.split.seed)
-    unit_fold = assign_folds(unit_counts, unit_split, prep.split.folds, prep.split.seed)
+    mode = prep.split.mode
+    unit_split[~forced] = assign_splits(unit_counts[~forced], prep.split.ratios, prep.split.seed, mode)
+    unit_fold = assign_folds(unit_counts, unit_split, prep.split.folds, prep.split.seed, mode)
     patches = [
         {"source": s, "window": [r, c, crop, crop], "own": list(owned[i]), "block": unit_of[i],
          "split": SPLITS[unit_split[unit_of[i]]], "fold": int(unit_fold[unit_of[i]]),

@@ -81,8 +81,9 @@ def prepare_fields(cfg: Config, out: Path, force: bool = False, synthetic: bool 
         raise InputError(f"only {len(fields)} fields from {where}; a dataset needs at least 3 (train, val, test): "
                          "add files or use a smaller prep.fields.size")  # fmt: skip
     block = max(1, (sp.block_size or 2 * fields.shape[-1]) // fields.shape[-1])
-    keys = _units(sources, "random" if synthetic and sp.mode == "blocks" else sp.mode, block)
-    split, fold = _assign(keys, sp.ratios, sp.folds, sp.seed)
+    mode = "random" if synthetic and sp.mode == "blocks" else sp.mode
+    keys = _units(sources, mode, block)
+    split, fold = _assign(keys, sp.ratios, sp.folds, sp.seed, mode)
     stats = {"train": field_stats(fields[split == "train"]).to_dict()}
     for k in range(sp.folds):
         part = (fold >= 0) & (fold != k)
@@ -106,19 +107,24 @@ def prepare_fields(cfg: Config, out: Path, force: bool = False, synthetic: bool 
         np.save(tmp / "fields.npy", fields)
         mf.write(tmp, manifest)
         outputs.publish(tmp, out, "dataset", digest, about=f"ssmseg prep, {len(fields)} fields", force=True)
+    except OSError as exc:  # a full disk, a vanished folder: one line naming the output
+        outputs.discard(tmp)
+        raise outputs.staged_error(exc, tmp, out) from None
     except BaseException:
         outputs.discard(tmp)
         raise
     return PrepResult(out, False, manifest, notes)
 
 
-def _assign(keys: list[tuple], ratios, folds: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _assign(keys: list[tuple], ratios, folds: int, seed: int, mode: str = "blocks") -> tuple[np.ndarray, np.ndarray]:
     """Units shuffled by ``seed`` and cut by the ratios; folds dealt round-robin over non-test units."""
     units = sorted(set(keys))
     if len(units) < 3:
-        raise InputError(f"the fields form only {len(units)} independent unit(s) (files or blocks); splitting needs "
-                         "at least 3: add files, use prep.split.mode random for independent fields, or smaller "
-                         "prep.split.block_size")  # fmt: skip
+        fix = {"sources": "add files (each whole file is one unit), or use prep.split.mode blocks or random",
+               "blocks": "use a smaller prep.split.block_size, add files, or prep.split.mode random for independent "
+                         "fields"}.get(mode, "add fields")  # fmt: skip
+        raise InputError(f"the fields form only {len(units)} independent unit(s) (prep.split.mode {mode}); "
+                         f"splitting needs at least 3: {fix}")  # fmt: skip
     order = np.random.default_rng(seed).permutation(len(units))
     n_test = max(1, round(ratios[2] * len(units)))
     n_val = max(1, round(ratios[1] * len(units)))

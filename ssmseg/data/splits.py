@@ -18,16 +18,25 @@ from ssmseg.errors import InputError
 SPLITS = ("train", "val", "test")
 
 
-def stratified_assign(counts: np.ndarray, shares: list[float], seed: int) -> np.ndarray:
+# What a split unit is in each prep.split.mode, and how to get more of them.
+UNITS = {
+    "blocks": ("blocks", "use a smaller prep.split.block_size"),
+    "sources": ("source files", "add image files (each whole file is one unit) or use prep.split.mode blocks"),
+    "random": ("patches", "use a smaller data.crop_size or more images"),
+}
+
+
+def stratified_assign(
+    counts: np.ndarray, shares: list[float], seed: int, mode: str = "blocks", what: str = "splits"
+) -> np.ndarray:
     """counts (units, classes) labelled pixels per unit -> group per unit (index into shares)."""
     rng = np.random.default_rng(seed)
     n_units, n_classes = counts.shape
     groups = [g for g, s in enumerate(shares) if s > 0]
     if n_units < len(groups):
-        raise InputError(
-            f"{n_units} blocks cannot fill {len(groups)} splits/folds; use a smaller prep.split.block_size "
-            "or fewer folds"
-        )
+        unit, fix = UNITS.get(mode, UNITS["blocks"])
+        fix += " or fewer folds (prep.split.folds, cv --folds)" if what == "folds" else ""
+        raise InputError(f"{n_units} {unit} cannot fill {len(groups)} {what} (prep.split.mode {mode}); {fix}")
     assigned = np.full(n_units, -1)
     have = np.zeros((len(shares), n_classes), dtype=np.int64)
     # Each group needs at least one unit; then every class in every group, rarest class first.
@@ -58,21 +67,22 @@ def stratified_assign(counts: np.ndarray, shares: list[float], seed: int) -> np.
     return assigned
 
 
-def assign_splits(counts: np.ndarray, ratios: tuple[float, float, float], seed: int) -> np.ndarray:
+def assign_splits(
+    counts: np.ndarray, ratios: tuple[float, float, float], seed: int, mode: str = "blocks"
+) -> np.ndarray:
     """0 train, 1 val, 2 test for each unit."""
-    return stratified_assign(counts, list(ratios), seed)
+    return stratified_assign(counts, list(ratios), seed, mode)
 
 
-def assign_folds(counts: np.ndarray, split: np.ndarray, k: int, seed: int) -> np.ndarray:
+def assign_folds(counts: np.ndarray, split: np.ndarray, k: int, seed: int, mode: str = "blocks") -> np.ndarray:
     """Fold 0..k-1 for every non-test unit (train and val together); -1 for test."""
     eligible = np.flatnonzero(split != 2)
     folds = np.full(len(split), -1)
     if len(eligible) < k:
-        raise InputError(
-            f"{k} folds need at least {k} blocks outside the test split, found {len(eligible)}; "
-            "lower prep.split.folds or prep.split.block_size"
-        )
-    folds[eligible] = stratified_assign(counts[eligible], [1.0 / k] * k, seed + 1)
+        unit, fix = UNITS.get(mode, UNITS["blocks"])
+        raise InputError(f"{k} folds need at least {k} {unit} outside the test split, found {len(eligible)} "
+                         f"(prep.split.mode {mode}); lower prep.split.folds, or {fix}")  # fmt: skip
+    folds[eligible] = stratified_assign(counts[eligible], [1.0 / k] * k, seed + 1, mode, "folds")
     return folds
 
 

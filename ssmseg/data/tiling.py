@@ -22,9 +22,14 @@ class Block:
     c1: int
 
 
-def overlap_pixels(overlap: float, crop: int) -> int:
-    """A fraction of the crop (< 1) or a pixel count (>= 1)."""
-    return round(overlap * crop) if overlap < 1 else int(overlap)
+def overlap_pixels(overlap: float, crop: int, pixels: int | None = None) -> int:
+    """The overlap of neighbouring crops in pixels: ``pixels`` when given (prep.overlap_px), else the fraction
+    ``overlap`` (in [0, 1), prep.overlap) of the crop."""
+    if pixels is not None:
+        return int(pixels)
+    if not 0 <= overlap < 1:
+        raise ValueError(f"overlap {overlap} is not a fraction in [0, 1)")
+    return round(overlap * crop)
 
 
 def make_blocks(source: int, height: int, width: int, size: int) -> list[Block]:

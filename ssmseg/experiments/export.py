@@ -14,6 +14,7 @@ its training crop size, and the metadata says so.
 
 from __future__ import annotations
 
+import io
 import json
 import warnings
 from dataclasses import dataclass
@@ -68,25 +69,28 @@ def _trace(model: torch.nn.Module, fmt: str, sample: torch.Tensor, path: Path, d
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer warnings about shape checks turned constants
+            buffer = io.BytesIO()  # serialised in memory: a full disk is a Python OSError, not a C++ abort
             if fmt == "torchscript":
-                torch.jit.save(torch.jit.trace(model, (sample,), check_trace=False), str(path))
-                return
-            axes = {0: "batch", 2: "height", 3: "width"} if dynamic else {0: "batch"}
-            torch.onnx.export(model, (sample,), str(path), dynamo=False, opset_version=OPSET, input_names=["image"],
-                              output_names=["logits"], dynamic_axes={"image": axes, "logits": axes})  # fmt: skip
+                torch.jit.save(torch.jit.trace(model, (sample,), check_trace=False), buffer)
+            else:
+                axes = {0: "batch", 2: "height", 3: "width"} if dynamic else {0: "batch"}
+                torch.onnx.export(model, (sample,), buffer, dynamo=False, opset_version=OPSET, input_names=["image"],
+                                  output_names=["logits"], dynamic_axes={"image": axes, "logits": axes})  # fmt: skip
     except Exception as exc:
         raise ExportError(f"{type(model).__name__} cannot be exported to {fmt}: {type(exc).__name__}: "
                           f"{str(exc).splitlines()[0][:300]}") from exc  # fmt: skip
     finally:
         torch.backends.mha.set_fastpath_enabled(fastpath)
+    outputs.write_bytes(path, buffer.getvalue())
 
 
 def _attach(path: Path, fmt: str, meta: dict[str, Any]) -> None:
     """Write the metadata into the file: ONNX metadata_props, or a TorchScript extra file."""
     text = json.dumps(meta, default=str)
     if fmt == "torchscript":
-        module = torch.jit.load(str(path))
-        torch.jit.save(module, str(path), _extra_files={META_KEY: text})
+        module, buffer = torch.jit.load(str(path)), io.BytesIO()
+        torch.jit.save(module, buffer, _extra_files={META_KEY: text})
+        outputs.write_bytes(path, buffer.getvalue())
         return
     import onnx
 
@@ -96,7 +100,7 @@ def _attach(path: Path, fmt: str, meta: dict[str, Any]) -> None:
     for key, value in fields.items():
         proto.metadata_props.add(key=key, value=value)
     proto.doc_string = f"ssmseg {meta['model_name']}: image (N, {meta['in_channels']}, H, W) normalised per band"
-    onnx.save(proto, str(path))
+    outputs.write_bytes(path, proto.SerializeToString())
 
 
 def _compare(model: torch.nn.Module, runner: Any, sizes: list[tuple[int, int]], bands: int) -> dict[str, Any]:
@@ -178,6 +182,9 @@ def export_model(source: Path, fmt: str, out: Path | None = None) -> ExportResul
         load_meta(file)  # what eval will read back
         (tmp / "export.json").write_text(json.dumps(meta, indent=1, default=str), encoding="utf-8")
         published = outputs.publish(tmp, out, "export", key, about=f"ssmseg export of {path}", force=True)
+    except OSError as exc:  # a full disk, a vanished folder: one line naming the output
+        outputs.discard(tmp)
+        raise outputs.staged_error(exc, tmp, out) from None
     except BaseException:
         outputs.discard(tmp)
         raise

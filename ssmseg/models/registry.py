@@ -135,6 +135,9 @@ def build_model(cfg: ModelConfig, in_channels: int, num_classes: int, tiny: bool
     if cfg.name not in MODELS:
         raise ConfigError(f"unknown model '{cfg.name}'; valid models: {', '.join(MODELS)}")
     entry = MODELS[cfg.name]
+    if in_channels < 1 or (entry.task == "segmentation" and num_classes < 1):  # fields have no classes
+        what, n = ("input band", in_channels) if in_channels < 1 else ("class", num_classes)
+        raise ConfigError(f"{cfg.name} needs at least one {what}, got {n}")
     defaults = ModelConfig()
     ignored = [k for k in SPECIFIC if k not in entry.uses and getattr(cfg, k) != getattr(defaults, k)]
     if ignored:

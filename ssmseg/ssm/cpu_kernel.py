@@ -52,9 +52,15 @@ def cache_dir() -> Path:
 
 
 def _compiler() -> str | None:
-    for name in filter(None, (os.environ.get("CC"), "cc", "gcc", "clang")):
+    """$CC when it names a compiler found here, else the first of cc, gcc, clang (saying so when $CC was set)."""
+    chosen = os.environ.get("CC")
+    for name in filter(None, (chosen, "cc", "gcc", "clang")):
         path = shutil.which(name)
         if path:
+            if chosen and name != chosen:
+                from ssmseg.progress import warn
+
+                warn(f"CC={chosen} is not a compiler found on this machine; building the scan kernel with {path}")
             return path
     return None
 

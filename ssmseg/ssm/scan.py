@@ -8,7 +8,6 @@ evaluates on a laptop without it.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
@@ -121,7 +120,9 @@ def selective_scan(
     auto = (backend or _default["backend"]) == "auto"
     if auto and name == "torch" and u.device.type == "cpu" and not _default["warned"]:
         _default["warned"] = True
-        warnings.warn(f"ssmseg: using the slower pure-PyTorch scan ({why})", RuntimeWarning, stacklevel=2)
+        from ssmseg.progress import warn
+
+        warn(f"using the slower pure-PyTorch scan ({why})")
     if name == "cuda":
         fn, _ = mamba_ssm_kernel()
         return fn(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)

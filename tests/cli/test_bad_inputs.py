@@ -11,6 +11,7 @@ import errno
 import json
 import os
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -174,6 +175,36 @@ ROWS = [
     ("config-binary", ["config", "validate", "{binary_yaml}"], 2, "cannot read config file"),
     ("config-unknown-preset", ["config", "show", "--preset", "fsat"], 2, "did you mean 'fast'"),
     ("config-empty-key-part", ["config", "show", "--set", "a..b=1"], 2, "dotted.key=value"),
+    # --- issue 19: cases that still failed, silent acceptance, wrong advice
+    ("models-classes-negative", ["models", "--classes", "-1"], 2, "Invalid value for '--classes'"),
+    ("models-bands-negative", ["models", "--bands", "-3"], 2, "Invalid value for '--bands'"),
+    ("models-bands-zero", ["models", "--bands", "0"], 2, "Invalid value for '--bands'"),
+    ("models-classes-zero", ["models", "--classes", "0"], 2, "Invalid value for '--classes'"),
+    ("export-disk-full", ["export", "{run}", "--format", "torchscript", "--out", "{new}"], 1,
+     "out/new/model.torchscript.pt': no space is left on that device", {"fault": "enospc"}),
+    ("prep-disk-full", [*PREP, "--out", "{new}"], 1, "cannot write '{new}': no space is left on that device",
+     {"fault": "enospc-numpy"}),
+    ("prep-sources-one-file", [*PREP, "--set", "prep.split.mode=sources", "--out", "{new}"], 1,
+     "add image files (each whole file is one unit) or use prep.split.mode blocks"),
+    ("prep-check-missing-dir-preset", ["prep", "--preset", "isprs_vaihingen", "--check", "{bad}/absent-dir"], 2,
+     "--check '{bad}/absent-dir' does not exist"),
+    ("config-dev-null", ["config", "validate", "/dev/null"], 2, "holds no settings"),
+    ("prep-overlap-not-a-fraction", [*PREP, "--set", "prep.overlap=1.5", "--out", "{new}"], 2,
+     "not a fraction of the crop in [0, 1)"),
+    ("prep-overlap-pixels-hint", [*PREP, "--set", "prep.overlap=4", "--out", "{new}"], 2, "prep.overlap_px: 4"),
+    ("prep-ratios-empty-splits", [*PREP, "--set", "prep.split.ratios=[1, 0, 0]", "--out", "{new}"], 2,
+     "leaves the val and test splits empty"),
+    ("train-crop-size-vs-dataset", [*TRAIN, "--set", "data.crop_size=64", "--out", "{new}"], 2,
+     "holds 16-px patches"),
+    ("cv-crop-size-vs-dataset", [*CV, "--set", "data.crop_size=32", "--out", "{new}"], 2, "holds 16-px patches"),
+    ("prep-set-unquoted-brackets", [*PREP, "--set", "prep.images=[{bad}/x/[ab].tif]", "--out", "{new}"], 2,
+     "quote items that hold brackets"),
+    ("prep-fields-all-nodata", ["prep", "--config", "{fields_nan_yaml}", "--out", "{new}"], 1,
+     "nan.tif': all 16 tiles of 8x8 touch nodata or NaN pixels"),
+    ("prep-fields-sources-one-file", ["prep", "--config", "{fields_one_yaml}", "--set", "prep.split.mode=sources",
+                                      "--out", "{new}"], 1, "add files (each whole file is one unit)"),
+    ("prep-fields-user-folder-force", ["prep", "--synthetic", "sinusoids", "--out", "{notes}", "--force"], 1,
+     "did not write"),
 ]  # fmt: skip
 
 
@@ -221,6 +252,12 @@ def places(world, tmp_path_factory) -> dict[str, str]:
     (bad / "syntax.yaml").write_text("optim:\n  lr: [1, 2\n")
     (bad / "list.yaml").write_text("- a\n- b\n")
     (bad / "binary.yaml").write_bytes(b"\xff\xfe\x00\x81")
+    write_tif(bad / "nan.tif", np.full((1, 32, 32), np.nan, np.float32))
+    np.save(bad / "stack.npy", np.random.default_rng(0).random((12, 8, 8)).astype(np.float32))
+    (bad / "fields_one.yaml").write_text(f"task: {{name: reconstruction}}\nprep:\n  images: [{bad / 'stack.npy'}]\n")
+    (bad / "fields_nan.yaml").write_text(
+        f"task: {{name: reconstruction}}\nprep:\n  images: [{bad / 'nan.tif'}]\n  fields: {{size: 8}}\n"
+    )
     cfg = world.prep_yaml(bad / "prep.yaml")
     cfg_trunc = world.prep_yaml(bad / "prep_trunc.yaml", images=[str(bad / "trunc" / "img" / "*.tif")],
                                 masks=[str(bad / "trunc" / "msk" / "*.tif")])  # fmt: skip
@@ -259,7 +296,8 @@ def places(world, tmp_path_factory) -> dict[str, str]:
             "afile": str(bad / "afile"), "corrupt_pt": str(bad / "corrupt.pt"), "cfg": str(cfg),
             "cfg_trunc": str(cfg_trunc), "ds_incomplete": str(bad / "incomplete"), "run_nolatest": str(nolatest),
             "ro": str(bad / "readonly"), **datasets,
-            **{f"{k}_yaml": str(bad / f"{k}.yaml") for k in ("empty", "typo", "syntax", "list", "binary")}}  # fmt: skip
+            **{f"{k}_yaml": str(bad / f"{k}.yaml")
+               for k in ("empty", "typo", "syntax", "list", "binary", "fields_nan", "fields_one")}}  # fmt: skip
 
 
 def _jpeg_mask_scene(folder: Path) -> None:
@@ -292,14 +330,41 @@ def _read_only_below(monkeypatch, root: str) -> None:
     monkeypatch.setattr(os, "access", access)
 
 
+def _disk_full_for_atomic_writes(monkeypatch) -> None:
+    """Simulated: the disk fills half-way through a file written by ``outputs.write_bytes`` (export)."""
+    from ssmseg import outputs
+
+    def full(path, data):
+        with open(path, "wb") as f:
+            f.write(data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # as write() raises it: no file name
+
+    monkeypatch.setattr(outputs, "_write_file", full)
+
+
+def _disk_full_for_numpy(monkeypatch) -> None:
+    """Simulated: the disk fills while prep writes its patch arrays (a plain write(): no file name)."""
+    from ssmseg.data.npyfile import NpyWriter
+
+    def full(self, patch):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(NpyWriter, "append", full)
+
+
 @pytest.mark.parametrize("row", ROWS, ids=[r[0] for r in ROWS])
 def test_bad_input_is_one_line_and_changes_nothing(row, places, world, tmp_path, monkeypatch):
     _, command, code, fragment, *extra = row
     paths = {**places, "new": str(tmp_path / "out" / "new")}
     env = {k: v.format(**paths) for k, v in (extra[0] if extra else {}).items()}
-    if env.pop("fault", None) == "erofs":
+    fault = env.pop("fault", None)
+    if fault == "erofs":
         Path(paths["ro"]).mkdir(exist_ok=True)
         _read_only_below(monkeypatch, paths["ro"])
+    elif fault == "enospc":
+        _disk_full_for_atomic_writes(monkeypatch)
+    elif fault == "enospc-numpy":
+        _disk_full_for_numpy(monkeypatch)
     cwd = tmp_path / "cwd"  # commands that default to ./runs would write here
     cwd.mkdir()
     monkeypatch.chdir(cwd)
@@ -309,11 +374,33 @@ def test_bad_input_is_one_line_and_changes_nothing(row, places, world, tmp_path,
     if code == 0:
         assert result.exit_code == 0 and fragment in result.output, result.output
     else:
-        assert_one_line_error(result, code, fragment)
+        assert_one_line_error(result, code, fragment.format(**paths))
     assert snapshot(*watched) == before, "a file outside the intended output changed"
     assert list(cwd.iterdir()) == [] and not (tmp_path / "out").exists(), list(tmp_path.rglob("*"))
 
 
 def test_the_table_is_large_and_covers_every_command():
     commands = {row[1][0] for row in ROWS}
-    assert len(ROWS) >= 60 and commands == {"prep", "train", "cv", "eval", "config"}
+    assert len(ROWS) >= 60 and commands == {"prep", "train", "cv", "eval", "config", "models", "export"}
+
+
+def test_outputs_follow_the_umask(world, tmp_path):
+    old = os.umask(0o022)
+    try:
+        out = tmp_path / "ds"
+        assert invoke("prep", "--synthetic", "sinusoids", "--set", "prep.fields.count=12", "--set",
+                      "prep.fields.size=8", "--out", out).exit_code == 0  # fmt: skip
+        assert out.stat().st_mode & 0o777 == 0o755
+        assert (out / "fields.npy").stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(old)
+
+
+def test_a_raster_without_crs_gives_our_one_line_not_rasterios(world, tmp_path):
+    image, _ = scene(tmp_path / "nocrs", crs=None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = invoke("eval", world.run, "--input", image, "--out", tmp_path / "ev")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("has no CRS") == 1
+    assert not [w for w in caught if "geotransform" in str(w.message)]  # rasterio's two lines stay silent

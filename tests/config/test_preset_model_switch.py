@@ -78,3 +78,13 @@ def test_a_model_chosen_in_a_config_file_also_drops_the_presets_keys(tmp_path):
     cfg = build_config(preset="fast", config_file=user)
     build_model(cfg.model, 3, 4)
     assert cfg.model.n_filters == 16 and cfg.model.d_state == 16
+
+
+def test_band_and_class_counts_below_one_are_config_errors_for_segmentation_models_only():
+    from ssmseg.config.schema import ModelConfig
+
+    with pytest.raises(ConfigError, match="at least one input band"):
+        build_model(ModelConfig(name="unet"), 0, 3, tiny=True)
+    with pytest.raises(ConfigError, match="at least one class"):
+        build_model(ModelConfig(name="unet"), 3, 0, tiny=True)
+    build_model(ModelConfig(name="field_unet"), 1, 0, tiny=True)  # fields: no classes

@@ -45,3 +45,12 @@ def test_every_field_has_a_description():
         assert isinstance(model, type) and issubclass(model, BaseModel)
         for name, sub in model.model_fields.items():
             assert sub.description, f"{section}.{name} has no description"
+
+
+def test_config_reference_lists_nested_keys_with_readable_types():
+    doc = render_reference()
+    for key in ("prep.split.mode", "prep.split.ratios", "prep.split.test", "prep.fields.size", "prep.overlap_px"):
+        assert f"| `{key}` |" in doc, key
+    assert "| `sweep.steps` | `list[int >= 1, <= 10000]` |" in doc
+    for noise in ("FieldInfo", "Annotated", "typing.", "Literal[", "Union[", "SplitConfig"):
+        assert noise not in doc, noise

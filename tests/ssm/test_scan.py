@@ -114,7 +114,7 @@ def test_forcing_cuda_without_mamba_ssm_is_a_clear_error(monkeypatch):
         selective_scan(**{k: v for k, v in make_inputs().items()}, backend="cuda")
 
 
-def test_without_compiler_auto_falls_back_with_one_warning(monkeypatch):
+def test_without_compiler_auto_falls_back_with_one_warning_line(monkeypatch, capsys):
     monkeypatch.setattr(scan_mod, "load_kernel", lambda: (None, "no C compiler found"))
     monkeypatch.setitem(scan_mod._default, "warned", False)
     assert choose_backend(torch.device("cpu"))[0] == "torch"
@@ -123,9 +123,24 @@ def test_without_compiler_auto_falls_back_with_one_warning(monkeypatch):
         warnings.simplefilter("always")
         selective_scan(**inputs)
         selective_scan(**inputs)
-    assert len([w for w in caught if "pure-PyTorch" in str(w.message)]) == 1
+    assert not [w for w in caught if "pure-PyTorch" in str(w.message)]  # no raw Python warning (two lines)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("warning: using the slower pure-PyTorch scan"), lines
     with pytest.raises(BackendUnavailableError, match="install a C compiler"):
         choose_backend(torch.device("cpu"), "cpu")
+
+
+def test_a_cc_that_is_not_found_is_named_in_one_line(monkeypatch, capsys):
+    import ssmseg.ssm.cpu_kernel as kernel
+
+    monkeypatch.setenv("CC", "/nonexistent/cc")
+    found = kernel._compiler()
+    err = capsys.readouterr().err
+    if found is None:
+        pytest.skip("no compiler on this machine")
+    assert err.count("\n") == 1 and "CC=/nonexistent/cc" in err and found in err
+    monkeypatch.setenv("CC", found)
+    assert kernel._compiler() == found and capsys.readouterr().err == ""
 
 
 def test_failed_build_reports_reason(monkeypatch, tmp_path):
