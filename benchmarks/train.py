@@ -9,8 +9,9 @@ width is chosen to match SSMU-Net's parameter count, the ratio of their speeds, 
 `ssmseg train --preset fast` on the built-in dataset.
 
 ``--threads-under-load`` instead starts N busy-loop processes (default: one per core) and prints one model's
-training samples/s at 1 thread, at what ``runtime.threads: auto`` chooses, and at all logical cores: what a
-thread count taken from the core count costs on a shared machine.
+training samples/s at 1 thread, at the usable cores (affinity, cgroup quota), and at all logical cores, then
+what ``runtime.threads: auto`` chooses under that load: what a thread count taken from the core count costs on
+a shared machine.
 """
 
 from __future__ import annotations
@@ -77,12 +78,12 @@ def matching_unet_width(target: int, args: argparse.Namespace) -> int:
 
 def threads_under_load(args: argparse.Namespace) -> None:
     """samples/s at 1 thread, auto and all cores while ``args.load`` busy loops hold the cores."""
-    from ssmseg.engine.cpus import usable_cpus
+    from ssmseg.engine.cpus import free_of_load, usable_cpus
 
     budget = usable_cpus()
     cores = os.cpu_count() or 1
     n = args.load if args.load is not None else cores
-    settings = {"1 thread": 1, f"auto ({budget.threads})": budget.threads, f"all cores ({cores})": cores}
+    settings = {"1 thread": 1, f"usable ({budget.threads})": budget.threads, f"all cores ({cores})": cores}
     print(f"{args.model}, {args.batch} x {args.bands} x {args.size} x {args.size}; auto: {budget.why}")
     print(f"load average before: {os.getloadavg()[0]:.2f}; starting {n} busy-loop processes")
     busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
@@ -91,6 +92,8 @@ def threads_under_load(args: argparse.Namespace) -> None:
         for label, threads in settings.items():
             speed = measure(args.model, 32, args, threads)[0]
             print(f"{label:<16} {speed:8.1f} samples/s")
+        free, busy = free_of_load(budget.threads)
+        print(f"auto chooses {free} now ({busy or 'load not above the usable cores'})")
     finally:
         for proc in busy:
             proc.kill()
