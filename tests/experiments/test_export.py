@@ -158,6 +158,25 @@ def test_eval_of_an_export_gives_the_checkpoints_metrics(runs, cmt_onnx):
     assert np.isclose(mine["miou"], theirs["miou"])
 
 
+def test_an_export_that_disagrees_with_pytorch_is_refused_and_nothing_is_written(runs, tmp_path, monkeypatch):
+    from ssmseg.experiments import export
+    from ssmseg.experiments.export import ExportMismatchError
+
+    real = export._runner
+
+    def off(path, fmt):  # a runtime whose logits are 1% off PyTorch's: far beyond the tolerance
+        runner = real(path, fmt)
+        return lambda x: runner(x) * 1.01 + 0.01
+
+    monkeypatch.setattr(export, "_runner", off)
+    with pytest.raises(ExportMismatchError, match="tolerance"):
+        export_model(runs["cmt_unet"], "torchscript", tmp_path / "x")
+    assert not (tmp_path / "x").exists() and not list(tmp_path.glob(".x*"))
+    monkeypatch.setattr(export, "_runner", real)
+    done = export_model(runs["cmt_unet"], "torchscript", tmp_path / "x")
+    assert done.meta["exported"]["check"]["relative_diff"] <= TOLERANCE
+
+
 def test_export_cli_states_the_check_and_refuses_what_it_cannot_export(runs, tmp_path):
     pytest.importorskip("onnxruntime")
     result = invoke("export", runs["ssmu_net"], "--out", tmp_path / "x")
