@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 
+import numpy as np
 import pytest
 import yaml
 
@@ -52,8 +53,9 @@ def test_resuming_a_folder_whose_checkpoint_holds_another_model_is_one_line(worl
     config = yaml.safe_load((run / "config.yaml").read_text())
     config["model"] = {"name": "ssmu_net"}
     (run / "config.yaml").write_text(yaml.safe_dump(config))
-    assert_one_line_error(invoke("train", "--resume", run, "--set", "train.epochs=2"), 1, "holds a unet model",
-                          "ssmu_net")  # fmt: skip
+    assert_one_line_error(
+        invoke("train", "--resume", run, "--set", "train.epochs=2"), 1, "holds a unet model", "ssmu_net"
+    )
 
 
 def test_eval_refuses_model_settings_it_cannot_apply(world):
@@ -67,10 +69,12 @@ def held_out(tmp_path_factory):
     root = tmp_path_factory.mktemp("heldout")
     scene(root / "src", "a", size=48)
     image_b, mask_b = scene(root / "src", "b", size=48, seed=1)
-    dataset = prepare(prep_config(root / "src", split={"block_size": 16, "folds": 2, "test": [str(image_b)]}),
-                      root / "ds").out  # fmt: skip
-    result = invoke("train", *TINY, "--set", f"data.dataset={dataset}", "--out", root / "runs",
-                    "--set", "runtime.name=r")  # fmt: skip
+    dataset = prepare(
+        prep_config(root / "src", split={"block_size": 16, "folds": 2, "test": [str(image_b)]}), root / "ds"
+    ).out
+    result = invoke(
+        "train", *TINY, "--set", f"data.dataset={dataset}", "--out", root / "runs", "--set", "runtime.name=r"
+    )
     assert result.exit_code == 0, result.output
     return root, root / "runs" / "r", image_b, mask_b
 
@@ -104,10 +108,26 @@ def test_mask_values_that_are_no_class_are_counted_and_named(held_out, tmp_path)
 def test_cv_baselines_on_a_task_without_them_is_refused_before_training(tmp_path):
     cfg = build_config(explicit={"task": {"name": "reconstruction"}, "prep": {"fields": {"count": 40, "size": 16}}})
     dataset = prepare_sinusoids(cfg, tmp_path / "ds").out
-    cfg = build_config(explicit={"task": {"name": "reconstruction"}, "data": {"dataset": str(dataset)},
-                                 "model": {"name": "field_unet", "width": 8, "depth": 2}, "cv": {"baselines": True},
-                                 "runtime": {"out_dir": str(tmp_path / "runs"), "name": "cv"}})  # fmt: skip
+    cfg = build_config(
+        explicit={
+            "task": {"name": "reconstruction"},
+            "data": {"dataset": str(dataset)},
+            "model": {"name": "field_unet", "width": 8, "depth": 2},
+            "cv": {"baselines": True},
+            "runtime": {"out_dir": str(tmp_path / "runs"), "name": "cv"},
+        }
+    )
     with pytest.raises(ConfigError, match=r"cv\.baselines.*sweep-steps"):
         run_cv(cfg, 2)
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
     shutil.rmtree(tmp_path / "ds")
+
+
+def test_the_majority_chance_line_says_whose_majority_and_gives_the_scored_pixels_own():
+    from ssmseg.tasks.segmentation.evaluate import chance_baselines
+
+    cm = np.array([[10, 0, 0], [0, 60, 0], [0, 0, 30]])  # the scored pixels: c1 is the majority
+    chance = chance_baselines(cm, [500, 100, 100], ["c0", "c1", "c2"])  # training: c0 is
+    assert chance["majority_class"]["class"] == "c0" and chance["majority_class"]["from"] == "training"
+    assert chance["majority_class"]["oa"] == pytest.approx(0.1)
+    assert chance["scored_majority"]["class"] == "c1" and chance["scored_majority"]["oa"] == pytest.approx(0.6)

@@ -19,8 +19,15 @@ from tests.experiments.test_train import strip_timing, tiny
 def constant(dataset, out, name, epochs, **over):
     """A run whose learning rate does not depend on train.epochs: a 2-epoch run extended to 4 must be the
     4-epoch run."""
-    return tiny(dataset, out, name, train={"epochs": epochs}, schedule={"name": "constant", "warmup_epochs": 1},
-                optim={"lr": 0.003}, **over)  # fmt: skip
+    return tiny(
+        dataset,
+        out,
+        name,
+        train={"epochs": epochs},
+        schedule={"name": "constant", "warmup_epochs": 1},
+        optim={"lr": 0.003},
+        **over,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +46,10 @@ def test_extending_a_run_keeps_its_optimizer_state_and_learning_rate(extended):
     a = ckpt.load(out / "straight" / "checkpoints" / "latest.pt")
     b = ckpt.load(out / "ext" / "checkpoints" / "latest.pt")
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
-    assert all(torch.equal(x, y) for x, y in zip(a["optimizer"]["state"][0].values(),
-                                                 b["optimizer"]["state"][0].values(), strict=True))  # fmt: skip
+    assert all(
+        torch.equal(x, y)
+        for x, y in zip(a["optimizer"]["state"][0].values(), b["optimizer"]["state"][0].values(), strict=True)
+    )
 
 
 def test_resuming_with_fewer_epochs_than_trained_needs_force(extended, synthetic_dataset):
@@ -59,8 +68,9 @@ def test_raising_the_patience_of_an_early_stopped_run_goes_on(synthetic_dataset,
 
     with pytest.raises(RunFinished, match="stopped early"):  # the same patience: nothing to do
         train(tiny(synthetic_dataset, tmp_path, "early", train=stop), resume=tmp_path / "early")
-    more = train(tiny(synthetic_dataset, tmp_path, "early", train={**stop, "patience": 3}), resume=tmp_path / "early",
-                 force=True)  # fmt: skip
+    more = train(
+        tiny(synthetic_dataset, tmp_path, "early", train={**stop, "patience": 3}), resume=tmp_path / "early", force=True
+    )
     assert len(more.history) > 2 and more.history[:2] == first.history
 
 

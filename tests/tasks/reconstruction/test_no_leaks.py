@@ -64,8 +64,13 @@ def test_eval_scores_the_test_split_that_metrics_json_names(tmp_path, monkeypatc
     from ssmseg.tasks.reconstruction.task import ReconstructionTask
 
     task = ReconstructionTask(cfg, dataset)
-    state = {**task.checkpoint_meta(), "task": "reconstruction", "config": yaml.safe_load(dump_config(cfg)),
-             "model": task.build_model().state_dict(), "dataset": str(dataset)}  # fmt: skip
+    state = {
+        **task.checkpoint_meta(),
+        "task": "reconstruction",
+        "config": yaml.safe_load(dump_config(cfg)),
+        "model": task.build_model().state_dict(),
+        "dataset": str(dataset),
+    }
     parts = []
     real = evaluate.FieldDataset
 
