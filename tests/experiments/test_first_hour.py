@@ -113,6 +113,9 @@ def test_cv_baselines_on_a_task_without_them_is_refused_before_training(tmp_path
             "task": {"name": "reconstruction"},
             "data": {"dataset": str(dataset)},
             "model": {"name": "field_unet", "width": 8, "depth": 2},
+            "train": {"epochs": 1},
+            "schedule": {"warmup_epochs": 0},
+            "reconstruction": {"val_steps": 1},
             "cv": {"baselines": True},
             "runtime": {"out_dir": str(tmp_path / "runs"), "name": "cv"},
         }
