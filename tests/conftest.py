@@ -1,8 +1,10 @@
-"""Shared fixtures: the real datasets in ../shared/data (skipped when absent) and a clean scan backend."""
+"""Shared fixtures: the real datasets in ../shared/data beside the repository (skipped when absent) and a clean
+scan backend."""
 
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,9 +13,25 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _git(*args: str) -> Path | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return Path(out.stdout.strip()).resolve() if out.stdout.strip() else None
+
+
 def _shared_data() -> Path:
+    """$SSMSEG_SHARED_DATA, else shared/data beside the repository's root (a clone's, then the main checkout's
+    when this is a git worktree), found from the repository itself, so tests run from any directory."""
     env = os.environ.get("SSMSEG_SHARED_DATA")
-    return Path(env) if env else REPO.parent / "shared" / "data"
+    if env:
+        return Path(env)
+    roots = [REPO, _git("rev-parse", "--show-toplevel")]
+    common = _git("rev-parse", "--path-format=absolute", "--git-common-dir")  # a worktree's main checkout
+    roots.append(common.parent if common is not None else None)
+    candidates = [root.parent / "shared" / "data" for root in roots if root is not None]
+    return next((c for c in candidates if c.is_dir()), candidates[0])
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -130,3 +130,20 @@ def test_staging_on_a_read_only_file_system_leaves_nothing(tmp_path, monkeypatch
         staging(tmp_path / "out")
     monkeypatch.undo()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_publish_never_replaces_a_folder_written_from_other_inputs_without_force(tmp_path):
+    out = tmp_path / "out"
+    first = outputs.staging(out)
+    (first / "a.txt").write_text("first")
+    outputs.publish(first, out, "eval", {"inputs": ["a"]})
+    other = outputs.staging(out)
+    (other / "a.txt").write_text("second")
+    with pytest.raises(outputs.OutputError):
+        outputs.publish(other, out, "eval", {"inputs": ["b"]})
+    assert (out / "a.txt").read_text() == "first"
+    outputs.discard(other)
+    again = outputs.staging(out)
+    (again / "a.txt").write_text("second")
+    outputs.publish(again, out, "eval", {"inputs": ["b"]}, force=True)  # --force: the user's choice
+    assert (out / "a.txt").read_text() == "second"

@@ -42,7 +42,7 @@ def eval_cmd(
     result = evaluate(cfg, checkpoint, out, list(inputs or []), list(masks or []), dataset)
     for note in result.warnings:
         typer.echo(f"warning: {note}", err=True)
-    if result.metrics and result.metrics.get("task") == "reconstruction":
+    if result.metrics and "per_fraction" in result.metrics:  # fields at several observed fractions
         _reconstruction_table(result.metrics)
     elif result.metrics:
         m = result.metrics

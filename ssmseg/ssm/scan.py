@@ -32,10 +32,6 @@ def set_default_backend(name: str) -> None:
     _default["backend"] = name
 
 
-def default_backend() -> str:
-    return _default["backend"]
-
-
 @lru_cache(maxsize=1)
 def mamba_ssm_kernel() -> tuple[Callable[..., Any] | None, str]:
     """mamba-ssm's ``selective_scan_fn`` if its CUDA extension imports, with the reason if not."""

@@ -26,20 +26,53 @@ def assert_one_line_error(result, code: int, *needles: str) -> None:
 
 @pytest.mark.parametrize(
     "command",
-    [[], ["config"], ["config", "show"], ["config", "validate"], ["config", "presets"], ["config", "reference"],
-     ["doctor"], ["prep"], ["eval"], ["train"], ["cv"], ["models"], ["report"], ["sweep-steps"], ["export"]],
-)  # fmt: skip
+    [
+        [],
+        ["config"],
+        ["config", "show"],
+        ["config", "validate"],
+        ["config", "presets"],
+        ["config", "reference"],
+        ["doctor"],
+        ["prep"],
+        ["eval"],
+        ["train"],
+        ["cv"],
+        ["models"],
+        ["report"],
+        ["sweep-steps"],
+        ["export"],
+    ],
+)
 def test_every_command_has_help(command):
     result = invoke(*command, "--help")
     assert result.exit_code == 0, result.output
-    assert "Usage:" in result.output
+    usage = next(line for line in result.output.splitlines() if "Usage:" in line)
+    assert " ".join(command) in usage and "--help" in result.output, result.output
+    for option in OPTIONS.get(" ".join(command), ()):  # each command documents its own options
+        assert option in result.output, (option, result.output)
+
+
+OPTIONS = {
+    "train": ("--resume", "--force", "--init", "--preset", "--set"),
+    "cv": ("--folds", "--force"),
+    "eval": ("--input", "--mask", "--dataset", "--out"),
+    "prep": ("--out", "--check", "--synthetic"),
+    "models": ("--bands", "--classes"),
+    "export": ("--format", "--out"),
+    "sweep-steps": ("--fields",),
+    "report": ("--out",),
+    "config show": ("--preset", "--set"),
+}
 
 
 def test_root_lists_commands_and_version():
     result = invoke("--help")
     for name in ("config", "doctor"):
         assert name in result.output
-    assert invoke("--version").output.startswith("ssmseg ")
+    from ssmseg import __version__
+
+    assert invoke("--version").output.strip() == f"ssmseg {__version__}"
 
 
 def test_unknown_option_is_one_line_usage_error():
@@ -95,7 +128,9 @@ def test_validate_ok(tmp_path):
     cfg = tmp_path / "ok.yaml"
     cfg.write_text("optim:\n  lr: 0.01\n")
     result = invoke("config", "validate", str(cfg))
-    assert result.exit_code == 0 and "valid" in result.output
+    assert result.exit_code == 0 and "valid" in result.output and "error" not in result.output
+    cfg.write_text("optim:\n  lr: -1\n")
+    assert_one_line_error(invoke("config", "validate", str(cfg)), 2, "optim.lr")
 
 
 def test_precedence_defaults_preset_file_set_explicit(tmp_path):
@@ -146,9 +181,15 @@ def test_doctor_reports_scan_backend():
 
 
 def test_prep_help_and_bad_input(tmp_path):
-    assert invoke("prep", "--help").exit_code == 0
-    result = invoke("prep", "--out", str(tmp_path / "ds"), "--set", f"prep.images=[{tmp_path}/none.tif]",
-                    "--set", f"prep.masks=[{tmp_path}/none.tif]")  # fmt: skip
+    result = invoke(
+        "prep",
+        "--out",
+        str(tmp_path / "ds"),
+        "--set",
+        f"prep.images=[{tmp_path}/none.tif]",
+        "--set",
+        f"prep.masks=[{tmp_path}/none.tif]",
+    )
     assert_one_line_error(result, 1, "matches no file")
     assert not (tmp_path / "ds").exists()
     assert_one_line_error(invoke("prep", "--synthetic", "lidar"), 2, "hyperspectral, rgb or sinusoids")
@@ -160,13 +201,15 @@ def test_prep_check_reports_problems_and_exit_code(tmp_path):
     cfg.write_text(f"prep:\n  images: [{tmp_path}/x.tif]\n  masks: [{tmp_path}/x.tif]\n")
     result = invoke("prep", "--check", str(cfg))
     assert result.exit_code == 1 and "problem:" in result.output and "Traceback" not in result.output
+    assert "x.tif" in result.output and "matches no file" in result.output
 
 
 def test_train_cv_models_help_and_errors(tmp_path):
-    for command in ("train", "cv", "models"):
-        assert invoke(command, "--help").exit_code == 0
-    assert_one_line_error(invoke("train", "--set", "model.name=segnet", "--set", f"data.dataset={tmp_path}/nope",
-                                 "--device", "cpu"), 1, "does not exist")  # fmt: skip
+    assert_one_line_error(
+        invoke("train", "--set", "model.name=segnet", "--set", f"data.dataset={tmp_path}/nope", "--device", "cpu"),
+        1,
+        "does not exist",
+    )
     assert_one_line_error(invoke("train", "--resume", str(tmp_path)), 1, "not a run folder (no config.yaml)")
     assert_one_line_error(invoke("train", "--resume", str(tmp_path / "nope")), 1, "run folder", "does not exist")
     assert "--config" not in invoke("train", "--resume", str(tmp_path / "nope")).output
@@ -175,8 +218,19 @@ def test_train_cv_models_help_and_errors(tmp_path):
 
 
 def test_unknown_model_lists_valid_ones(synthetic_dataset, tmp_path):
-    result = invoke("train", "--set", "model.name=segnet", "--set", f"data.dataset={synthetic_dataset}",
-                    "--set", "data.crop_size=16", "--device", "cpu", "--out", str(tmp_path))  # fmt: skip
+    result = invoke(
+        "train",
+        "--set",
+        "model.name=segnet",
+        "--set",
+        f"data.dataset={synthetic_dataset}",
+        "--set",
+        "data.crop_size=16",
+        "--device",
+        "cpu",
+        "--out",
+        str(tmp_path),
+    )
     assert_one_line_error(result, 2, "unknown model 'segnet'", "ssmu_net")
 
 

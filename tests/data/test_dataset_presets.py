@@ -11,7 +11,6 @@ import yaml
 from PIL import Image
 
 from ssmseg.config.loading import preset_text, validate_layers
-from ssmseg.config.schema import EvalConfig
 from ssmseg.data.check import check_sources
 from ssmseg.data.labels import parse_color
 from ssmseg.data.pairing import pair_key
@@ -20,12 +19,24 @@ from ssmseg.errors import InputError
 from tests.cli.conftest import invoke
 from tests.data.helpers import write_tif
 
-ISPRS = {"#FFFFFF": "impervious_surfaces", "#0000FF": "building", "#00FFFF": "low_vegetation", "#00FF00": "tree",
-         "#FFFF00": "car", "#FF0000": "clutter"}  # fmt: skip
-UAVID = {"#000000": "clutter", "#800000": "building", "#804080": "road", "#008000": "tree",
-         "#808000": "low_vegetation", "#400080": "moving_car", "#C000C0": "static_car", "#404000": "human"}  # fmt: skip
-PROTOCOL_KEYS = ("exclude_classes", "boundary_ignore")  # eval keys of the ISPRS protocol (the eval-protocol branch)
-PROTOCOL_HERE = all(k in EvalConfig.model_fields for k in PROTOCOL_KEYS)
+ISPRS = {
+    "#FFFFFF": "impervious_surfaces",
+    "#0000FF": "building",
+    "#00FFFF": "low_vegetation",
+    "#00FF00": "tree",
+    "#FFFF00": "car",
+    "#FF0000": "clutter",
+}
+UAVID = {
+    "#000000": "clutter",
+    "#800000": "building",
+    "#804080": "road",
+    "#008000": "tree",
+    "#808000": "low_vegetation",
+    "#400080": "moving_car",
+    "#C000C0": "static_car",
+    "#404000": "human",
+}
 SIZE = 32
 
 
@@ -36,9 +47,6 @@ def preset(name: str) -> dict:
 def config(name: str):
     """The preset as a validated config, with 16-px crops for the tiny fake tiles."""
     data = preset(name)
-    if not PROTOCOL_HERE:  # until the eval-protocol branch is merged, its keys are not in this schema
-        for key in PROTOCOL_KEYS:
-            data["eval"].pop(key, None)
     data["data"]["crop_size"] = 16
     return validate_layers([(f"preset {name}", data)])
 
@@ -98,8 +106,12 @@ def fake_loveda(root: Path) -> Path:
     return root
 
 
-FAKES = {"isprs_vaihingen": (fake_vaihingen, 16, 6), "isprs_potsdam": (fake_potsdam, 24, 6),
-         "uavid": (fake_uavid, 6, 8), "loveda": (fake_loveda, 4, 7)}  # fmt: skip
+FAKES = {
+    "isprs_vaihingen": (fake_vaihingen, 16, 6),
+    "isprs_potsdam": (fake_potsdam, 24, 6),
+    "uavid": (fake_uavid, 6, 8),
+    "loveda": (fake_loveda, 4, 7),
+}
 
 
 def _nested_pairing() -> bool:
@@ -165,8 +177,11 @@ def test_cli_prep_check_takes_the_download_folder(tmp_path):
     assert result.exit_code == 1 and "matches no file" in result.output
 
 
-@pytest.mark.skipif(not PROTOCOL_HERE, reason="eval.exclude_classes and eval.boundary_ignore: the eval-protocol branch")
 def test_cli_prep_check_of_an_isprs_download(tmp_path):
     root = fake_vaihingen(tmp_path / "Vaihingen")
     result = invoke("prep", "--preset", "isprs_vaihingen", "--check", root, "--set", "data.crop_size=16")
     assert result.exit_code == 0, result.output
+    assert "image/mask pairs, 6 classes: impervious_surfaces, building, low_vegetation, tree, car, clutter" in (
+        result.output
+    )
+    assert f"{root}: ok" in result.output

@@ -19,10 +19,15 @@ from ssmseg.experiments.cv import run_cv, summarise
 
 
 def cfg_for(dataset, out, name="cv"):
-    return build_config(explicit={
-        "data": {"dataset": str(dataset), "crop_size": 16, "batch_size": 4, "max_patches": 8},
-        "model": {"name": "unet", "width": 4, "depth": 1}, "train": {"epochs": 2}, "cv": {"folds": 2},
-        "runtime": {"out_dir": str(out), "name": name, "device": "cpu"}})  # fmt: skip
+    return build_config(
+        explicit={
+            "data": {"dataset": str(dataset), "crop_size": 16, "batch_size": 4, "max_patches": 8},
+            "model": {"name": "unet", "width": 4, "depth": 1},
+            "train": {"epochs": 2},
+            "cv": {"folds": 2},
+            "runtime": {"out_dir": str(out), "name": name, "device": "cpu"},
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -125,8 +130,18 @@ def test_heldout_labels_near_other_folds_are_ignored():
 
 
 def test_reconstruction_without_a_scorer_says_so():
-    rows = [{"format": 2, "fold": k, "best_epoch": 1, "monitor": "val/psnr", "selected_on": f"val split outside "
-             f"fold {k}", "scored_on": None, "val/psnr": 20.0 + k} for k in (0, 1)]  # fmt: skip
+    rows = [
+        {
+            "format": 2,
+            "fold": k,
+            "best_epoch": 1,
+            "monitor": "val/psnr",
+            "selected_on": f"val split outside fold {k}",
+            "scored_on": None,
+            "val/psnr": 20.0 + k,
+        }
+        for k in (0, 1)
+    ]
     summary = summarise(rows, "val/psnr", False, "reconstruction")
     assert summary["scored_on"] is None and "no held-out scorer for task reconstruction" in summary["note"]
     assert summary["metrics"] == ["val/psnr"] and summary["mean"]["val/psnr"] == pytest.approx(20.5)

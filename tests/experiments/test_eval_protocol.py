@@ -44,21 +44,35 @@ def always_first(monkeypatch):
 def checkpoint(tmp_path, bands=3, classes=("dark", "bright"), dataset=None, fold=None):
     cfg = build_config(explicit={"model": {"name": "unet", "width": 4, "depth": 1}})
     n = len(classes)
-    state = {"config": yaml.safe_load(dump_config(cfg)), "model": {}, "in_channels": bands, "num_classes": n,
-             "classes": list(classes), "palette": ["#000080", "#FFFF00", "#00FF00", "#FF0000", "#808080"][:n],
-             "ignore_index": 255, "labels": {"kind": "index", "values": {str(i): i for i in range(n)}, "ignored": []},
-             "band_names": None, "normalization": {"offset": [0.0] * bands, "scale": [1.0] * bands,
-                                                   "method": "zscore", "stats_key": "train"},
-             "class_counts_train": [1] * n, "dataset": str(dataset or tmp_path / "none"), "fold": fold,
-             "nodata": None}  # fmt: skip
+    state = {
+        "config": yaml.safe_load(dump_config(cfg)),
+        "model": {},
+        "in_channels": bands,
+        "num_classes": n,
+        "classes": list(classes),
+        "palette": ["#000080", "#FFFF00", "#00FF00", "#FF0000", "#808080"][:n],
+        "ignore_index": 255,
+        "labels": {"kind": "index", "values": {str(i): i for i in range(n)}, "ignored": []},
+        "band_names": None,
+        "normalization": {"offset": [0.0] * bands, "scale": [1.0] * bands, "method": "zscore", "stats_key": "train"},
+        "class_counts_train": [1] * n,
+        "dataset": str(dataset or tmp_path / "none"),
+        "fold": fold,
+        "nodata": None,
+    }
     path = tmp_path / "run" / "checkpoints" / "best.pt"
     ckpt.save(state, path)
     return path
 
 
 def cfg(**ev):
-    return build_config(explicit={"data": {"crop_size": 16}, "eval": {"window": 16, "overlap": 0.25, **ev},
-                                  "runtime": {"device": "cpu"}})  # fmt: skip
+    return build_config(
+        explicit={
+            "data": {"crop_size": 16},
+            "eval": {"window": 16, "overlap": 0.25, **ev},
+            "runtime": {"device": "cpu"},
+        }
+    )
 
 
 def halves(tmp_path, name="s", size=40, split=20):
@@ -85,13 +99,9 @@ def test_excluded_classes_leave_the_mean_but_not_oa():
 
 
 def test_boundary_band_by_hand():
-    truth = np.array([[0, 0, 0, 1, 1, 1],
-                      [0, 0, 0, 1, 1, 1],
-                      [2, 2, 255, 255, 1, 1]])  # fmt: skip
+    truth = np.array([[0, 0, 0, 1, 1, 1], [0, 0, 0, 1, 1, 1], [2, 2, 255, 255, 1, 1]])
     band1 = boundary_band(truth, 1, 255)
-    assert band1.astype(int).tolist() == [[0, 0, 1, 1, 0, 0],
-                                          [1, 1, 1, 1, 0, 0],
-                                          [1, 1, 0, 0, 0, 0]]  # fmt: skip
+    assert band1.astype(int).tolist() == [[0, 0, 1, 1, 0, 0], [1, 1, 1, 1, 0, 0], [1, 1, 0, 0, 0, 0]]
     assert not boundary_band(truth, 0, 255).any()
     # Radius 2 (a disc): (0, 0) is 2 rows above class 2, (0, 4) 2 columns right of class 0; (0, 5) is 3 away.
     band2 = boundary_band(truth, 2, 255)
@@ -112,8 +122,14 @@ def test_boundary_ignore_and_exclude_classes_in_scene_eval(tmp_path, always_firs
     src, mask = halves(tmp_path, split=12)
     plain = evaluate(cfg(), checkpoint(tmp_path), tmp_path / "plain", [src], [mask], None).metrics
     assert plain["confusion_matrix"] == [[480, 0], [1120, 0]]
-    eroded = evaluate(cfg(boundary_ignore=2, exclude_classes=["bright"]), checkpoint(tmp_path), tmp_path / "eroded",
-                      [src], [mask], None).metrics  # fmt: skip
+    eroded = evaluate(
+        cfg(boundary_ignore=2, exclude_classes=["bright"]),
+        checkpoint(tmp_path),
+        tmp_path / "eroded",
+        [src],
+        [mask],
+        None,
+    ).metrics
     # Rows 10-13 lie within 2 px of the boundary: 4 x 40 pixels are left out.
     assert eroded["confusion_matrix"] == [[400, 0], [1040, 0]]
     assert plain["miou"] == pytest.approx((480 / 1600 + 0) / 2)  # IoU dark = tp / (support + predicted - tp)
@@ -156,7 +172,9 @@ def test_per_scene_metrics_and_inputs_of_the_same_name(tmp_path, always_first):
     with open(out / "metrics_per_scene.csv") as f:
         rows = list(csv.DictReader(f))
     assert [(r["scene"], r["input"], float(r["oa"]), int(r["pixels"])) for r in rows] == [
-        ("a_scene", str(a), 1.0, 576), ("b_scene", str(b), 0.0, 576)]  # fmt: skip
+        ("a_scene", str(a), 1.0, 576),
+        ("b_scene", str(b), 0.0, 576),
+    ]
     assert metrics["oa"] == 0.5 and metrics["confusion_matrix"] == [[576, 0], [576, 0]]
     assert [s["scene"] for s in metrics["per_scene"]] == ["a_scene", "b_scene"]
     assert seg_eval.scene_names([a, b, a]) == ["a_scene", "b_scene", "a_scene-2"]

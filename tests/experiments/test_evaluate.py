@@ -25,11 +25,22 @@ from tests.data.helpers import write_tif
 def make_checkpoint(tmp_path, bands=3, name="unet", band_names=None):
     cfg = build_config(explicit={"model": {"name": name, "width": 8, "depth": 2}})
     model = build_model(cfg.model, bands, 2)
-    state = {"config": yaml.safe_load(dump_config(cfg)), "model": model.state_dict(), "in_channels": bands,
-             "num_classes": 2, "classes": ["dark", "bright"], "palette": ["#000080", "#FFFF00"], "ignore_index": 255,
-             "labels": {"kind": "index", "values": {"0": 0, "1": 1}, "ignored": []}, "band_names": band_names,
-             "normalization": {"offset": [0.0] * bands, "scale": [100.0] * bands, "method": "zscore"},
-             "class_counts_train": [3, 1], "dataset": str(tmp_path / "none"), "fold": None, "nodata": None}  # fmt: skip
+    state = {
+        "config": yaml.safe_load(dump_config(cfg)),
+        "model": model.state_dict(),
+        "in_channels": bands,
+        "num_classes": 2,
+        "classes": ["dark", "bright"],
+        "palette": ["#000080", "#FFFF00"],
+        "ignore_index": 255,
+        "labels": {"kind": "index", "values": {"0": 0, "1": 1}, "ignored": []},
+        "band_names": band_names,
+        "normalization": {"offset": [0.0] * bands, "scale": [100.0] * bands, "method": "zscore"},
+        "class_counts_train": [3, 1],
+        "dataset": str(tmp_path / "none"),
+        "fold": None,
+        "nodata": None,
+    }
     path = tmp_path / "run" / "checkpoints" / "best.pt"
     ckpt.save(state, path)
     return path
@@ -46,8 +57,18 @@ class WindowConstant(nn.Module):
 def confidence_jumps(blend):
     scene = np.tile(np.linspace(-4, 4, 256, dtype=np.float32), (64, 1))[None]
     src = ArraySource("ramp", scene)
-    strips = predict_scene(WindowConstant(), src, Normaliser(np.zeros(1, np.float32), np.ones(1, np.float32)),
-                           64, 0.5, blend, 8, False, torch.device("cpu"), 2)  # fmt: skip
+    strips = predict_scene(
+        WindowConstant(),
+        src,
+        Normaliser(np.zeros(1, np.float32), np.ones(1, np.float32)),
+        64,
+        0.5,
+        blend,
+        8,
+        False,
+        torch.device("cpu"),
+        2,
+    )
     conf = np.concatenate([s.confidence for s in strips])
     return np.abs(np.diff(conf, axis=1)).max()
 
@@ -112,8 +133,9 @@ def test_bad_input_is_one_line_and_leaves_nothing(tmp_path, case):
     if case == "order":
         with rasterio.open(src, "r+") as ds:
             ds.descriptions = ("nir", "red", "green")
-    checkpoint = make_checkpoint(tmp_path, bands=4 if case == "bands" else 3,
-                                 band_names=["red", "green", "blue"] if case == "order" else None)  # fmt: skip
+    checkpoint = make_checkpoint(
+        tmp_path, bands=4 if case == "bands" else 3, band_names=["red", "green", "blue"] if case == "order" else None
+    )
     if case == "corrupt":
         checkpoint.write_bytes(b"\x00" * 64)
     if case == "model":
@@ -123,8 +145,13 @@ def test_bad_input_is_one_line_and_leaves_nothing(tmp_path, case):
     cfg = build_config(explicit={"eval": {"window": 32}, "runtime": {"device": "cpu"}})
     masks = [src, src] if case == "masks" else []
     error = ConfigError if case in ("model", "masks") else InputError
-    expected = {"bands": "4", "order": "band order", "corrupt": "corrupt", "model": "unknown model 'segnet'",
-                "masks": "one --mask per --input"}[case]  # fmt: skip
+    expected = {
+        "bands": "4",
+        "order": "band order",
+        "corrupt": "corrupt",
+        "model": "unknown model 'segnet'",
+        "masks": "one --mask per --input",
+    }[case]
     with pytest.raises(error, match=expected) as err:
         evaluate(cfg, checkpoint, tmp_path / "out", [src], masks, None)
     assert "\n" not in str(err.value)

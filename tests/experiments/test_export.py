@@ -26,9 +26,11 @@ from ssmseg.ssm.traced import selective_scan_traced
 from tests.cli.conftest import assert_one_line_error, invoke
 from tests.data.helpers import prep_config, scene
 
-TINY = {"cmt_unet": {"width": 8, "depth": 2, "d_state": 4, "window": 4},
-        "ssmu_net": {"width": 8, "depth": 2, "d_state": 4, "n_filters": 4},
-        "micro_segformer": {"width": 8, "depth": 2}}  # fmt: skip
+TINY = {
+    "cmt_unet": {"width": 8, "depth": 2, "d_state": 4, "window": 4},
+    "ssmu_net": {"width": 8, "depth": 2, "d_state": 4, "n_filters": 4},
+    "micro_segformer": {"width": 8, "depth": 2},
+}
 
 
 @pytest.fixture(scope="module")
@@ -37,18 +39,25 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
     scene(root / "src", size=48)
     dataset = prepare(prep_config(root / "src"), root / "ds").out
-    cfg = build_config(explicit={
-        "data": {"dataset": str(dataset), "crop_size": 16, "batch_size": 4, "max_patches": 8},
-        "model": {"name": "cmt_unet", **TINY["cmt_unet"]}, "train": {"epochs": 1}, "eval": {"window": 24},
-        "schedule": {"warmup_epochs": 0}, "runtime": {"out_dir": str(root / "runs"), "name": "cmt_unet",
-                                                      "device": "cpu"}})  # fmt: skip
+    cfg = build_config(
+        explicit={
+            "data": {"dataset": str(dataset), "crop_size": 16, "batch_size": 4, "max_patches": 8},
+            "model": {"name": "cmt_unet", **TINY["cmt_unet"]},
+            "train": {"epochs": 1},
+            "eval": {"window": 24},
+            "schedule": {"warmup_epochs": 0},
+            "runtime": {"out_dir": str(root / "runs"), "name": "cmt_unet", "device": "cpu"},
+        }
+    )
     out = {"cmt_unet": train(cfg).run_dir, "root": root}
     state = ckpt.load(out["cmt_unet"])
     for name in ("ssmu_net", "micro_segformer"):
         model = build_model(ModelConfig(name=name, **TINY[name]), state["in_channels"], state["num_classes"])
         config = {**state["config"], "model": {**ModelConfig(name=name, **TINY[name]).model_dump(mode="json")}}
-        ckpt.save({**state, "model": model.state_dict(), "config": config, "model_name": name},
-                  root / name / "checkpoints" / "best.pt")  # fmt: skip
+        ckpt.save(
+            {**state, "model": model.state_dict(), "config": config, "model_name": name},
+            root / name / "checkpoints" / "best.pt",
+        )
         out[name] = root / name
     return out
 
@@ -124,7 +133,7 @@ def test_an_export_runs_without_ssmseg(runs, cmt_onnx):
         b = module(torch.from_numpy(x.astype(np.float32))).detach().numpy()
         assert json.loads(extra["ssmseg"])["classes"] == meta["classes"]
         print(a.shape, float(np.abs(a - b).max()), "ssmseg" in sys.modules)
-    """)  # fmt: skip
+    """)
     done = subprocess.run([sys.executable, "-I", "-c", script], capture_output=True, text=True, cwd="/", timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     shape, diff, imported = done.stdout.split(") ")[0] + ")", *done.stdout.split(") ")[1].split()
@@ -156,6 +165,25 @@ def test_eval_of_an_export_gives_the_checkpoints_metrics(runs, cmt_onnx):
     assert mine["confusion_matrix"] == theirs["confusion_matrix"]
     assert mine["evaluated"]["checkpoint"].endswith("model.onnx")
     assert np.isclose(mine["miou"], theirs["miou"])
+
+
+def test_an_export_that_disagrees_with_pytorch_is_refused_and_nothing_is_written(runs, tmp_path, monkeypatch):
+    from ssmseg.experiments import export
+    from ssmseg.experiments.export import ExportMismatchError
+
+    real = export._runner
+
+    def off(path, fmt):  # a runtime whose logits are 1% off PyTorch's: far beyond the tolerance
+        runner = real(path, fmt)
+        return lambda x: runner(x) * 1.01 + 0.01
+
+    monkeypatch.setattr(export, "_runner", off)
+    with pytest.raises(ExportMismatchError, match="tolerance"):
+        export_model(runs["cmt_unet"], "torchscript", tmp_path / "x")
+    assert not (tmp_path / "x").exists() and not list(tmp_path.glob(".x*"))
+    monkeypatch.setattr(export, "_runner", real)
+    done = export_model(runs["cmt_unet"], "torchscript", tmp_path / "x")
+    assert done.meta["exported"]["check"]["relative_diff"] <= TOLERANCE
 
 
 def test_export_cli_states_the_check_and_refuses_what_it_cannot_export(runs, tmp_path):

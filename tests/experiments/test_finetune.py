@@ -50,6 +50,20 @@ def test_new_classes_and_bands_give_a_new_head_and_first_layer(tmp_path):
     assert all(torch.equal(mine[k], source[k]) for k in report.loaded)
 
 
+def test_the_same_bands_in_another_order_reinitialise_the_first_layer(tmp_path):
+    model = build_model(ModelConfig(**CMT), 3, 3)
+    state = {"task": "segmentation", "model_name": "cmt_unet", "in_channels": 3, "classes": ["c0", "c1", "c2"],
+             "band_names": ["red", "green", "blue"], "model": model.state_dict(), "epoch": 4}  # fmt: skip
+    ckpt.save(state, tmp_path / "src.pt")
+    cfg = _cfg(tmp_path / "src.pt")
+    meta = {"in_channels": 3, "classes": ["c0", "c1", "c2"]}
+    same = load_init(build_model(cfg.model, 3, 3), cfg, {**meta, "band_names": ["red", "green", "blue"]})
+    assert not same.skipped and not same.warnings
+    other = load_init(build_model(cfg.model, 3, 3), cfg, {**meta, "band_names": ["blue", "green", "red"]})
+    assert set(other.skipped) == {"stem.0.weight"} and "band order differs" in other.skipped["stem.0.weight"]
+    assert other.warnings and "another order" in other.warnings[0]
+
+
 def test_same_count_other_classes_still_gets_a_new_head(tmp_path):
     path, _ = _source(tmp_path)
     cfg = _cfg(path)

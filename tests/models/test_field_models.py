@@ -84,7 +84,11 @@ def test_a_field_without_observations_is_defined():
     model = tiny_flow().eval()
     x_t, t, observed, mask = inputs(2, 1, 8, 8, frac=0.0)
     with torch.no_grad():
-        assert torch.isfinite(model(x_t, t, observed, mask)).all()
+        out = model(x_t, t, observed, mask)
+        assert out.shape == x_t.shape and torch.isfinite(out).all()
+        # no pixel is observed, so the values behind the (all-zero) mask must not matter
+        torch.testing.assert_close(model(x_t, t, observed + 5.0, mask), out)
+        assert not torch.allclose(model(x_t + 1.0, t, observed, mask), out)  # but the state x_t does
 
 
 def test_step_sizes_do_not_depend_on_the_number_of_observations():

@@ -74,12 +74,15 @@ def test_backends_agree_on_the_block():
         torch.testing.assert_close(out, outs["reference"], rtol=1e-4, atol=1e-5, msg=name)
 
 
-def test_bf16_autocast_stays_finite():
+def test_bf16_autocast_stays_finite_and_tracks_fp32():
     block = Mamba(16, d_state=8)
     x = torch.randn(2, 300, 16) * 10
+    reference = block(x)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = block(x)
     assert torch.isfinite(out.float()).all()
+    # bf16 projections around a float32 scan state: about 1% off over 300 steps (0.8% measured)
+    assert ((out.float() - reference).norm() / reference.norm()).item() < 0.03
 
 
 @pytest.mark.parametrize("bias", [True, False])

@@ -113,3 +113,39 @@ def test_baseline_command(texture_ds, tmp_path):
     assert_one_line_error(invoke(*args, "--fold", 7), 2, "--fold 7", "2 folds", "0 to 1")
     assert_one_line_error(invoke("baseline", tmp_path / "nope"), 1, "nope", "ssmseg prep")
     assert_one_line_error(invoke(*args, "--set", "baseline.windows=[4]"), 2, "baseline.windows")
+
+
+def test_baselines_are_scored_exactly_as_the_model_excluded_classes_and_all(texture_ds):
+    from ssmseg.tasks.segmentation.baseline import baseline_scores
+
+    plain = baseline_scores(cfg(methods=["majority", "logistic"]), texture_ds)
+    c = cfg(methods=["majority", "logistic"]).model_copy(deep=True)
+    c.eval.exclude_classes = ["c2"]
+    excluded = baseline_scores(c, texture_ds)
+    for name in ("majority", "logistic"):
+        ious = plain["methods"][name]["per_class_iou"]
+        assert excluded["methods"][name]["per_class_iou"] == ious  # the rows stay; the mean leaves c2 out
+        present = [ious[k] for k in ("c0", "c1") if ious[k] is not None]
+        assert excluded["methods"][name]["miou"] == pytest.approx(sum(present) / len(present))
+        assert excluded["methods"][name]["oa"] == plain["methods"][name]["oa"]
+    assert excluded["protocol"]["exclude_classes"] == ["c2"]
+    assert "training split" in excluded["protocol"]["majority"]
+
+
+def test_test_patches_score_each_labelled_pixel_once_as_eval_and_baselines_do(texture_ds):
+    import torch
+
+    from ssmseg.data.datasets import PatchDataset
+    from ssmseg.tasks.segmentation.baseline import baseline_scores
+    from ssmseg.tasks.segmentation.evaluate import patch_confusion
+
+    ds = PatchDataset(texture_ds, "test")
+    state = {"num_classes": 3, "ignore_index": 255, "classes": ["c0", "c1", "c2"]}
+
+    def constant(x):  # always c1
+        return torch.stack([torch.zeros_like(x[:, 0]), torch.ones_like(x[:, 0]), torch.zeros_like(x[:, 0])], 1)
+
+    cm = patch_confusion(cfg(), state, constant, torch.device("cpu"), ds, "test")
+    assert cm.sum() == sum(ds.manifest["class_counts"]["test"])  # prep's count: each owned pixel once
+    assert cm.sum(1).tolist() == ds.manifest["class_counts"]["test"]
+    assert baseline_scores(cfg(methods=["majority"]), texture_ds)["test_pixels"] == cm.sum()
