@@ -516,8 +516,9 @@ class RuntimeConfig(Section):
     threads: Literal["auto"] | int | None = Field(
         "auto",
         description="CPU threads for torch and the scan. auto: what this process may really use (its affinity mask "
-        "and cgroup CPU quota, at most the physical cores); a number: exactly that; empty: torch's default. On a "
-        "busy shared machine 1 can be several times faster (the run header says when the machine is busy).",
+        "and cgroup CPU quota, at most the physical cores) less what other work holds (the load average at the "
+        "start; runtime.deterministic leaves the load out); a number: exactly that; empty: torch's default. The run "
+        "header and `ssmseg doctor` say what was chosen and why.",
     )
     out_dir: Path = Field(Path("runs"), description="Folder that holds run folders.")
     name: str | None = Field(None, description="Run folder name; empty: the model name and a timestamp.")
