@@ -56,8 +56,10 @@ def run_cv(cfg: Config, folds: int | None = None, force: bool = False) -> dict[s
     dataset = resolve_dataset(cfg)
     prepared = mf.load(dataset)["split"]["folds"]
     if k > prepared:
-        raise ConfigError(f"--folds {k} is more than the {prepared} folds '{dataset}' was prepared with; "
-                          f"use at most {prepared} or prepare again with prep.split.folds={k}")  # fmt: skip
+        raise ConfigError(
+            f"--folds {k} is more than the {prepared} folds '{dataset}' was prepared with; "
+            f"use at most {prepared} or prepare again with prep.split.folds={k}"
+        )
     check_config(cfg)
     cfg = cap_warmup(cfg)
     life = task_life(cfg.task.name)
@@ -117,8 +119,9 @@ def fold_row(cfg: Config, result: RunResult, dataset: Path, fold: int, life: Tas
         return {**row, "scored_on": None, **val}
     state = ckpt.load(result.run_dir / "checkpoints" / "best.pt")
     if state.get("epoch") is not None and int(state["epoch"]) + 1 != best_epoch:
-        raise RuntimeError(f"internal error: best.pt of fold {fold} is epoch {int(state['epoch']) + 1}, "
-                           f"history says {best_epoch}")  # fmt: skip
+        raise RuntimeError(
+            f"internal error: best.pt of fold {fold} is epoch {int(state['epoch']) + 1}, history says {best_epoch}"
+        )
     rt = setup_runtime(cfg.runtime)
     try:
         scored = life.score_heldout(cfg, state, dataset, fold, rt.device)
@@ -126,10 +129,19 @@ def fold_row(cfg: Config, result: RunResult, dataset: Path, fold: int, life: Tas
         shutdown(rt)
     lead = result.monitor.replace("val/", "", 1)  # the monitored metric's held-out counterpart comes first
     heldout = {f"heldout/{m}": scored["metrics"][m] for m in sorted(scored["metrics"], key=lambda m: m != lead)}
-    return {**row, "scored_on": scored["scored_on"], **heldout,
-            **val, "per_class_iou": scored["per_class_iou"],
-            "heldout": {"items": scored["items"], "pixels": scored["pixels"],
-                        "confusion_matrix": scored["confusion_matrix"], "protocol": scored["protocol"]}}  # fmt: skip
+    return {
+        **row,
+        "scored_on": scored["scored_on"],
+        **heldout,
+        **val,
+        "per_class_iou": scored["per_class_iou"],
+        "heldout": {
+            "items": scored["items"],
+            "pixels": scored["pixels"],
+            "confusion_matrix": scored["confusion_matrix"],
+            "protocol": scored["protocol"],
+        },
+    }
 
 
 def _stats(values: list[float | None]) -> tuple[float | None, float | None]:
@@ -149,15 +161,26 @@ def summarise(rows: list[dict[str, Any]], monitor: str, scored: bool, task: str)
     metrics = heldout + [m for m in rows[0] if m.startswith("val/")]
     summary: dict[str, Any] = {
         "folds": [{k: v for k, v in r.items() if k != "format"} for r in rows],  # format: result.json's only
-        "monitor": monitor, "headline": metrics[0], "metrics": metrics,
-        "selected_on": SELECTED_ON, "trained_on": TRAINED_ON, "scored_on": SCORED_ON if scored else None,
-        "mean": {}, "std": {},
-    }  # fmt: skip
+        "monitor": monitor,
+        "headline": metrics[0],
+        "metrics": metrics,
+        "selected_on": SELECTED_ON,
+        "trained_on": TRAINED_ON,
+        "scored_on": SCORED_ON if scored else None,
+        "mean": {},
+        "std": {},
+    }
     if all("baselines" in r for r in rows):  # classical baselines on the same held-out pixels, fold by fold
         names = list(rows[0]["baselines"]["methods"])
-        summary["baselines"] = {name: {key: dict(zip(("mean", "std"), _stats([r["baselines"]["methods"][name][key]
-                                                                              for r in rows]), strict=True))
-                                       for key in ("oa", "miou")} for name in names}  # fmt: skip
+        summary["baselines"] = {
+            name: {
+                key: dict(
+                    zip(("mean", "std"), _stats([r["baselines"]["methods"][name][key] for r in rows]), strict=True)
+                )
+                for key in ("oa", "miou")
+            }
+            for name in names
+        }
     for m in metrics:
         summary["mean"][m], summary["std"][m] = _stats([r.get(m) for r in rows])
     if scored:
@@ -165,12 +188,16 @@ def summarise(rows: list[dict[str, Any]], monitor: str, scored: bool, task: str)
         pc = {c: _stats([r["per_class_iou"].get(c) for r in rows]) for c in classes}
         summary["per_class_iou"] = {"mean": {c: v[0] for c, v in pc.items()}, "std": {c: v[1] for c, v in pc.items()}}
         summary["protocol"] = rows[0]["heldout"]["protocol"]
-        summary["note"] = ("heldout/* are scores of each fold's best.pt on the fold it held out (never used to "
-                           "train or select); val/* are the selection data's values at the best epoch "
-                           "(optimistic)")  # fmt: skip
+        summary["note"] = (
+            "heldout/* are scores of each fold's best.pt on the fold it held out (never used to "
+            "train or select); val/* are the selection data's values at the best epoch "
+            "(optimistic)"
+        )
     else:
-        summary["note"] = (f"no held-out scorer for task {task}: every value is a validation metric of the val split "
-                           "outside the fold (the data that selected the epoch), not a score of the fold")  # fmt: skip
+        summary["note"] = (
+            f"no held-out scorer for task {task}: every value is a validation metric of the val split "
+            "outside the fold (the data that selected the epoch), not a score of the fold"
+        )
     return summary
 
 
@@ -186,10 +213,18 @@ def write_summary(root: Path, summary: dict[str, Any]) -> None:
         writer = csv.writer(f)
         writer.writerow(["fold", "best_epoch", *metrics, *(f"iou/{c}" for c in classes), "selected_on", "scored_on"])
         for r in rows:
-            writer.writerow([r["fold"], r["best_epoch"], *(cell(r.get(m)) for m in metrics),
-                             *(cell(r["per_class_iou"].get(c)) for c in classes), r["selected_on"],
-                             r.get("scored_on") or "not scored (validation metrics)"])  # fmt: skip
+            writer.writerow(
+                [
+                    r["fold"],
+                    r["best_epoch"],
+                    *(cell(r.get(m)) for m in metrics),
+                    *(cell(r["per_class_iou"].get(c)) for c in classes),
+                    r["selected_on"],
+                    r.get("scored_on") or "not scored (validation metrics)",
+                ]
+            )
         for stat in ("mean", "std"):
             pcs = summary.get("per_class_iou", {}).get(stat, {})
-            writer.writerow([stat, "", *(cell(summary[stat][m]) for m in metrics), *(cell(pcs.get(c)) for c in classes),
-                             "", ""])  # fmt: skip
+            writer.writerow(
+                [stat, "", *(cell(summary[stat][m]) for m in metrics), *(cell(pcs.get(c)) for c in classes), "", ""]
+            )

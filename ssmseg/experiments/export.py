@@ -34,9 +34,27 @@ TOLERANCE = 1e-4  # max |exported - PyTorch| / max(1, max |PyTorch|) over every 
 FORMATS = ("onnx", "torchscript")
 OPSET = 17
 # Checkpoint metadata copied into the file: everything eval needs, no optimiser state, no weights twice.
-KEEP = ("task", "model_name", "in_channels", "num_classes", "classes", "palette", "ignore_index", "labels",
-        "band_names", "nodata", "normalization", "class_counts_train", "dataset", "fold", "config", "versions",
-        "epoch", "best", "finetune")  # fmt: skip
+KEEP = (
+    "task",
+    "model_name",
+    "in_channels",
+    "num_classes",
+    "classes",
+    "palette",
+    "ignore_index",
+    "labels",
+    "band_names",
+    "nodata",
+    "normalization",
+    "class_counts_train",
+    "dataset",
+    "fold",
+    "config",
+    "versions",
+    "epoch",
+    "best",
+    "finetune",
+)
 
 
 class ExportError(SsmsegError):
@@ -74,11 +92,21 @@ def _trace(model: torch.nn.Module, fmt: str, sample: torch.Tensor, path: Path, d
                 torch.jit.save(torch.jit.trace(model, (sample,), check_trace=False), buffer)
             else:
                 axes = {0: "batch", 2: "height", 3: "width"} if dynamic else {0: "batch"}
-                torch.onnx.export(model, (sample,), buffer, dynamo=False, opset_version=OPSET, input_names=["image"],
-                                  output_names=["logits"], dynamic_axes={"image": axes, "logits": axes})  # fmt: skip
+                torch.onnx.export(
+                    model,
+                    (sample,),
+                    buffer,
+                    dynamo=False,
+                    opset_version=OPSET,
+                    input_names=["image"],
+                    output_names=["logits"],
+                    dynamic_axes={"image": axes, "logits": axes},
+                )
     except Exception as exc:
-        raise ExportError(f"{type(model).__name__} cannot be exported to {fmt}: {type(exc).__name__}: "
-                          f"{str(exc).splitlines()[0][:300]}") from exc  # fmt: skip
+        raise ExportError(
+            f"{type(model).__name__} cannot be exported to {fmt}: {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:300]}"
+        ) from exc
     finally:
         torch.backends.mha.set_fastpath_enabled(fastpath)
     outputs.write_bytes(path, buffer.getvalue())
@@ -95,8 +123,12 @@ def _attach(path: Path, fmt: str, meta: dict[str, Any]) -> None:
     import onnx
 
     proto = onnx.load(str(path))
-    fields = {META_KEY: text, "normalization": json.dumps(meta["normalization"]),
-              "classes": json.dumps(meta["classes"]), "band_names": json.dumps(meta.get("band_names"))}  # fmt: skip
+    fields = {
+        META_KEY: text,
+        "normalization": json.dumps(meta["normalization"]),
+        "classes": json.dumps(meta["classes"]),
+        "band_names": json.dumps(meta.get("band_names")),
+    }
     for key, value in fields.items():
         proto.metadata_props.add(key=key, value=value)
     proto.doc_string = f"ssmseg {meta['model_name']}: image (N, {meta['in_channels']}, H, W) normalised per band"
@@ -118,8 +150,14 @@ def _compare(model: torch.nn.Module, runner: Any, sizes: list[tuple[int, int]], 
         scale = max(scale, float(np.abs(ref).max()))
         agree += int((got.argmax(1) == ref.argmax(1)).sum())
         total += ref.shape[0] * h * w
-    return {"sizes": [list(s) for s in sizes], "max_abs_diff": worst, "max_abs_logit": scale,
-            "relative_diff": worst / scale, "tolerance": TOLERANCE, "argmax_agreement": agree / total}  # fmt: skip
+    return {
+        "sizes": [list(s) for s in sizes],
+        "max_abs_diff": worst,
+        "max_abs_logit": scale,
+        "relative_diff": worst / scale,
+        "tolerance": TOLERANCE,
+        "argmax_agreement": agree / total,
+    }
 
 
 def _runner(path: Path, fmt: str) -> Any:
@@ -163,8 +201,10 @@ def export_model(source: Path, fmt: str, out: Path | None = None) -> ExportResul
             try:
                 check, input_size = _compare(model, _runner(file, fmt), [crop], bands), list(crop)
             except Exception as exc:
-                raise ExportError(f"the {fmt} export of {type(model).__name__} does not run ({type(exc).__name__}: "
-                                  f"{str(exc).splitlines()[0][:300]}); nothing was written") from exc  # fmt: skip
+                raise ExportError(
+                    f"the {fmt} export of {type(model).__name__} does not run ({type(exc).__name__}: "
+                    f"{str(exc).splitlines()[0][:300]}); nothing was written"
+                ) from exc
             check["any_size_failed"] = why
         if not check["relative_diff"] <= TOLERANCE:
             raise ExportMismatchError(
@@ -172,12 +212,23 @@ def export_model(source: Path, fmt: str, out: Path | None = None) -> ExportResul
                 f"{check['max_abs_logit']:.3g}; tolerance {TOLERANCE:g} relative); nothing was written"
             )
         meta = {k: state[k] for k in KEEP if k in state}
-        meta["exported"] = {"format": fmt, "file": FILES[fmt], "from": str(path), "ssmseg": __version__,
-                            "torch": str(torch.__version__), "opset": OPSET if fmt == "onnx" else None,
-                            "input": {"name": "image", "layout": "NCHW float32", "size": input_size or "any",
-                                      "normalised": "(raw - offset) / scale per band, nodata pixels 0"},
-                            "output": {"name": "logits", "layout": "NCHW float32 (classes on axis 1)"},
-                            "check": check, "scan": "two-level chunked loops (ssm/traced.py)"}  # fmt: skip
+        meta["exported"] = {
+            "format": fmt,
+            "file": FILES[fmt],
+            "from": str(path),
+            "ssmseg": __version__,
+            "torch": str(torch.__version__),
+            "opset": OPSET if fmt == "onnx" else None,
+            "input": {
+                "name": "image",
+                "layout": "NCHW float32",
+                "size": input_size or "any",
+                "normalised": "(raw - offset) / scale per band, nodata pixels 0",
+            },
+            "output": {"name": "logits", "layout": "NCHW float32 (classes on axis 1)"},
+            "check": check,
+            "scan": "two-level chunked loops (ssm/traced.py)",
+        }
         _attach(file, fmt, meta)
         load_meta(file)  # what eval will read back
         (tmp / "export.json").write_text(json.dumps(meta, indent=1, default=str), encoding="utf-8")
@@ -196,5 +247,7 @@ def _need_onnx() -> None:
         import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
     except ImportError:
-        raise InputError("ONNX export needs onnx and onnxruntime: pip install 'ssmseg[export]' (or use "
-                         "--format torchscript, which needs only torch)") from None  # fmt: skip
+        raise InputError(
+            "ONNX export needs onnx and onnxruntime: pip install 'ssmseg[export]' (or use "
+            "--format torchscript, which needs only torch)"
+        ) from None

@@ -113,8 +113,10 @@ class ExportedModel(nn.Module):
         h, w = x.shape[-2:]
         if self.size is not None:
             if h > self.size[0] or w > self.size[1]:
-                raise InputError(f"this export takes inputs of at most {self.size[0]}x{self.size[1]} pixels, got "
-                                 f"{h}x{w}; set eval.window to {self.size[0]}")  # fmt: skip
+                raise InputError(
+                    f"this export takes inputs of at most {self.size[0]}x{self.size[1]} pixels, got "
+                    f"{h}x{w}; set eval.window to {self.size[0]}"
+                )
             pad = (0, self.size[1] - w, 0, self.size[0] - h)
             x = nn.functional.pad(x, pad, mode="reflect") if any(pad) else x
         y = torch.from_numpy(self.runner(x.detach().float().cpu().numpy())).to(x.device)

@@ -22,6 +22,7 @@ from ssmseg.models.layers.conv import SS2DBlock
 from ssmseg.progress import info, warn
 from ssmseg.ssm.mamba import Mamba
 from ssmseg.ssm.ss2d import SS2D
+from ssmseg.tasks import task_of
 
 
 @dataclass(frozen=True)
@@ -34,23 +35,48 @@ class Layout:
 
 
 LAYOUTS = {
-    "cmt_unet": Layout({"spectral": ("stem.0.",), "encoder": ("stem.", "encoder."),
-                        "decoder": ("wavelet.", "msa.", "up.", "win."), "head": ("head.",)},
-                       ("stem.0.",), ("head.1.",)),
-    "ssmu_net": Layout({"spectral": ("sinc.", "embed."), "encoder": ("enc.",), "decoder": ("up.",), "head": ("head.",)},
-                       ("embed.0.",), ("head.",)),
-    "unet": Layout({"spectral": ("stem.0.",), "encoder": ("stem.", "down."), "decoder": ("up.",), "head": ("head.",)},
-                   ("stem.0.",), ("head.",)),
-    "micro_segformer": Layout({"spectral": ("embeds.0.0.",), "encoder": ("embeds.", "blocks."),
-                               "decoder": ("proj.", "fuse."), "head": ("head.",)}, ("embeds.0.0.",), ("head.",)),
-}  # fmt: skip
+    "cmt_unet": Layout(
+        {
+            "spectral": ("stem.0.",),
+            "encoder": ("stem.", "encoder."),
+            "decoder": ("wavelet.", "msa.", "up.", "win."),
+            "head": ("head.",),
+        },
+        ("stem.0.",),
+        ("head.1.",),
+    ),
+    "ssmu_net": Layout(
+        {"spectral": ("sinc.", "embed."), "encoder": ("enc.",), "decoder": ("up.",), "head": ("head.",)},
+        ("embed.0.",),
+        ("head.",),
+    ),
+    "unet": Layout(
+        {"spectral": ("stem.0.",), "encoder": ("stem.", "down."), "decoder": ("up.",), "head": ("head.",)},
+        ("stem.0.",),
+        ("head.",),
+    ),
+    "micro_segformer": Layout(
+        {
+            "spectral": ("embeds.0.0.",),
+            "encoder": ("embeds.", "blocks."),
+            "decoder": ("proj.", "fuse."),
+            "head": ("head.",),
+        },
+        ("embeds.0.0.",),
+        ("head.",),
+    ),
+}
 SSM_TYPES = (SS2DBlock, SS2D, Mamba)
 
 
 def part_parameters(model: nn.Module, name: str) -> dict[str, set[str]]:
     """{part: parameter names} of a model; encoder and decoder exclude the SS2D/Mamba blocks inside them."""
-    ssm = {f"{prefix}.{n}" if prefix else n for prefix, mod in model.named_modules() if isinstance(mod, SSM_TYPES)
-           for n, _ in mod.named_parameters()}  # fmt: skip
+    ssm = {
+        f"{prefix}.{n}" if prefix else n
+        for prefix, mod in model.named_modules()
+        if isinstance(mod, SSM_TYPES)
+        for n, _ in mod.named_parameters()
+    }
     out = {"ssm": ssm} if ssm else {}
     for part, prefixes in LAYOUTS.get(name, Layout()).parts.items():
         names = {n for n, _ in model.named_parameters() if n.startswith(prefixes)}
@@ -69,8 +95,13 @@ class InitReport:
     warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {**self.source, "loaded": self.loaded, "skipped": self.skipped, "unused": self.unused,
-                "warnings": self.warnings}  # fmt: skip
+        return {
+            **self.source,
+            "loaded": self.loaded,
+            "skipped": self.skipped,
+            "unused": self.unused,
+            "warnings": self.warnings,
+        }
 
 
 def _differs(a: Any, b: Any) -> bool:
@@ -82,10 +113,11 @@ def load_init(model: nn.Module, cfg: Config, meta: dict[str, Any]) -> InitReport
     checkpoint metadata is ``meta``)."""
     path = ckpt.resolve(cfg.finetune.init)
     state = ckpt.load(path)
-    task = state.get("task", "segmentation")
+    task = task_of(state)
     if task != cfg.task.name:
-        raise InputError(f"finetune.init '{path}' is a {task} model; this run is {cfg.task.name}: start from a "
-                         f"{cfg.task.name} run")  # fmt: skip
+        raise InputError(
+            f"finetune.init '{path}' is a {task} model; this run is {cfg.task.name}: start from a {cfg.task.name} run"
+        )
     layout = LAYOUTS.get(cfg.model.name, Layout())
     bands = (state.get("in_channels"), meta.get("in_channels"))
     new_bands = bands[0] != bands[1] or _differs(state.get("band_names"), meta.get("band_names"))
@@ -100,7 +132,8 @@ def load_init(model: nn.Module, cfg: Config, meta: dict[str, Any]) -> InitReport
             )
         elif new_bands and key.startswith(layout.first):
             skipped[key] = f"first layer reinitialised: {bands[0]} bands -> {bands[1]}" + (
-                " (band order differs)" if bands[0] == bands[1] else "")  # fmt: skip
+                " (band order differs)" if bands[0] == bands[1] else ""
+            )
         elif key not in source:
             skipped[key] = "not in the checkpoint"
         elif tuple(source[key].shape) != tuple(value.shape):
@@ -108,17 +141,25 @@ def load_init(model: nn.Module, cfg: Config, meta: dict[str, Any]) -> InitReport
         else:
             loaded.append(key)
     if not loaded:
-        raise InputError(f"finetune.init '{path}' ({state.get('model_name', '?')}) has no weight that fits "
-                         f"{cfg.model.name} as configured; start from a run of the same model")  # fmt: skip
+        raise InputError(
+            f"finetune.init '{path}' ({state.get('model_name', '?')}) has no weight that fits "
+            f"{cfg.model.name} as configured; start from a run of the same model"
+        )
     model.load_state_dict({k: source[k] for k in loaded}, strict=False)
     epoch = state.get("epoch")
-    src = {"init": str(cfg.finetune.init), "checkpoint": str(path), "epoch": None if epoch is None else int(epoch) + 1,
-           "model": state.get("model_name"), "dataset": state.get("dataset")}  # fmt: skip
+    src = {
+        "init": str(cfg.finetune.init),
+        "checkpoint": str(path),
+        "epoch": None if epoch is None else int(epoch) + 1,
+        "model": state.get("model_name"),
+        "dataset": state.get("dataset"),
+    }
     report = InitReport(src, loaded, skipped, sorted(set(source) - set(mine)))
     if new_bands and layout.first:
-        report.warnings.append(f"the first layer ({layout.first[0].rstrip('.')}) is reinitialised: the checkpoint "
-                               f"reads {bands[0]} bands, this data has {bands[1]}"
-                               + (" in another order" if bands[0] == bands[1] else ""))  # fmt: skip
+        report.warnings.append(
+            f"the first layer ({layout.first[0].rstrip('.')}) is reinitialised: the checkpoint "
+            f"reads {bands[0]} bands, this data has {bands[1]}" + (" in another order" if bands[0] == bands[1] else "")
+        )
     return report
 
 
@@ -128,14 +169,18 @@ def freeze(model: nn.Module, cfg: Config, skipped: dict[str, str] | None = None)
     wanted = cfg.finetune.freeze
     for part in wanted:
         if part not in parts:
-            raise ConfigError(f"finetune.freeze: {cfg.model.name} has no '{part}' part; its parts: "
-                              f"{', '.join(sorted(parts)) or 'none'}")  # fmt: skip
+            raise ConfigError(
+                f"finetune.freeze: {cfg.model.name} has no '{part}' part; its parts: "
+                f"{', '.join(sorted(parts)) or 'none'}"
+            )
     frozen, fresh = set(), set(skipped or {})
     for part in wanted:
         if parts[part] <= fresh:
-            raise ConfigError(f"finetune.freeze: {cfg.model.name}'s {part} is freshly initialised "
-                              f"({skipped[min(parts[part])]}); a fixed random {part} learns nothing: take it out "
-                              "of finetune.freeze")  # fmt: skip
+            raise ConfigError(
+                f"finetune.freeze: {cfg.model.name}'s {part} is freshly initialised "
+                f"({skipped[min(parts[part])]}); a fixed random {part} learns nothing: take it out "
+                "of finetune.freeze"
+            )
         frozen |= parts[part]
     kept = sorted(frozen & fresh)  # a reinitialised first layer inside a frozen encoder still has to learn
     frozen -= fresh
@@ -145,8 +190,12 @@ def freeze(model: nn.Module, cfg: Config, skipped: dict[str, str] | None = None)
         counts["frozen" if name in frozen else "trainable"] += p.numel()
     if not counts["trainable"]:
         raise ConfigError(f"finetune.freeze {wanted} leaves nothing to train; freeze fewer parts")
-    return {"frozen": list(wanted), "frozen_parameters": counts["frozen"], "trainable_parameters": counts["trainable"],
-            "trained_although_in_a_frozen_part": kept}  # fmt: skip
+    return {
+        "frozen": list(wanted),
+        "frozen_parameters": counts["frozen"],
+        "trainable_parameters": counts["trainable"],
+        "trained_although_in_a_frozen_part": kept,
+    }
 
 
 def _groups(keys: list[str]) -> str:
@@ -168,20 +217,26 @@ def prepare(
     report = load_init(model, cfg, meta)
     record = {**report.as_dict(), **freeze(model, cfg, report.skipped)}
     src, n = report.source, len(report.loaded)
-    info(f"fine-tuning from {src['checkpoint']} (epoch {src['epoch']}): loaded {n} of {n + len(report.skipped)} "
-         f"tensors: {_groups(report.loaded)}")  # fmt: skip
+    info(
+        f"fine-tuning from {src['checkpoint']} (epoch {src['epoch']}): loaded {n} of {n + len(report.skipped)} "
+        f"tensors: {_groups(report.loaded)}"
+    )
     reasons = Counter(report.skipped.values())
     for reason, n in reasons.items():
         keys = [k for k, r in report.skipped.items() if r == reason]
         info(f"  not loaded, {reason}: {', '.join(keys[:4])}{f' and {n - 4} more' if n > 4 else ''}")
     if report.unused:
-        info(f"  in the checkpoint but not in this model: {', '.join(report.unused[:4])}"
-             f"{f' and {len(report.unused) - 4} more' if len(report.unused) > 4 else ''}")  # fmt: skip
+        info(
+            f"  in the checkpoint but not in this model: {', '.join(report.unused[:4])}"
+            f"{f' and {len(report.unused) - 4} more' if len(report.unused) > 4 else ''}"
+        )
     if ft.freeze:
         kept = record["trained_although_in_a_frozen_part"]
-        info(f"  frozen: {', '.join(ft.freeze)} ({record['frozen_parameters']:,} parameters); "
-             f"{record['trainable_parameters']:,} train with optim.lr {cfg.optim.lr:g}"
-             + (f" (including the new {', '.join(kept)})" if kept else ""))  # fmt: skip
+        info(
+            f"  frozen: {', '.join(ft.freeze)} ({record['frozen_parameters']:,} parameters); "
+            f"{record['trainable_parameters']:,} train with optim.lr {cfg.optim.lr:g}"
+            + (f" (including the new {', '.join(kept)})" if kept else "")
+        )
     for note in report.warnings:
         warn(note)
     return record

@@ -63,8 +63,9 @@ def resume_differences(saved: dict[str, Any], cfg: Config) -> list[str]:
     reads a prepared dataset; a larger train.epochs extends the run."""
     a, b = _flatten(saved), _flatten(yaml.safe_load(dump_config(cfg)))
     defaults = _flatten(yaml.safe_load(dump_config(Config())))
-    inert = ["runtime.", "train.time_limit", "train.fit_schedule", "train.extend_schedule"] + \
-        (["prep."] if a.get("data.dataset") else [])  # fmt: skip
+    inert = ["runtime.", "train.time_limit", "train.fit_schedule", "train.extend_schedule"] + (
+        ["prep."] if a.get("data.dataset") else []
+    )
     # A key the run's config predates (a newer ssmseg's) changes nothing while it keeps its default.
     a = {**{k: v for k, v in defaults.items() if k not in a and k in b and b[k] == v}, **a}
     diffs = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k) and not k.startswith(tuple(inert)))

@@ -122,8 +122,12 @@ def loaders(cfg: Config, task: Task, rt: Runtime) -> tuple[DataLoader, DataLoade
     train_ds, val_ds = task.train_set, validation_subset(cfg, task.val_set)
     sampler = EpochSampler(len(train_ds), cfg.runtime.seed, rt.rank, rt.world_size, True, cfg.data.max_patches)
     val_sampler = EpochSampler(len(val_ds), 0, rt.rank, rt.world_size, shuffle=False)
-    kw = {"batch_size": cfg.data.batch_size, "num_workers": cfg.data.num_workers,
-          "pin_memory": rt.device.type == "cuda", "persistent_workers": cfg.data.num_workers > 0}  # fmt: skip
+    kw = {
+        "batch_size": cfg.data.batch_size,
+        "num_workers": cfg.data.num_workers,
+        "pin_memory": rt.device.type == "cuda",
+        "persistent_workers": cfg.data.num_workers > 0,
+    }
     return DataLoader(train_ds, sampler=sampler, **kw), DataLoader(val_ds, sampler=val_sampler, **kw)
 
 
@@ -152,17 +156,34 @@ def train(
             model = DistributedDataParallel(model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
         backend = choose_backend(rt.device)[0]
         versions = {"ssmseg": __version__, "torch": str(torch.__version__)}
-        meta = {"task": task.name, "config": yaml.safe_load(dump_config(cfg)), **task.checkpoint_meta(),
-                "versions": versions, "scan_backend": backend, "selected_on": describe_part("val", fold),
-                **({"finetune": tuned} if tuned else {})}  # fmt: skip
-        info = {"model": cfg.model.name, "parameters": parameters, "device": str(rt.device), "scan_backend": backend,
-                "world_size": rt.world_size, "threads": rt.threads, "threads_why": rt.threads_why,
-                "precision": resolve_precision(rt.device, cfg.runtime.precision),
-                "epochs_planned": cfg.train.epochs, "schedule": cfg.schedule.name,
-                "warmup_epochs": cfg.schedule.warmup_epochs, "train_items": len(task.train_set),
-                "val_items": len(val_loader.dataset), "val_items_total": len(task.val_set),
-                "selected_on": describe_part("val", fold), **task.run_info(),
-                **({"finetune": tuned} if tuned else {})}  # fmt: skip
+        meta = {
+            "task": task.name,
+            "config": yaml.safe_load(dump_config(cfg)),
+            **task.checkpoint_meta(),
+            "versions": versions,
+            "scan_backend": backend,
+            "selected_on": describe_part("val", fold),
+            **({"finetune": tuned} if tuned else {}),
+        }
+        info = {
+            "model": cfg.model.name,
+            "parameters": parameters,
+            "device": str(rt.device),
+            "scan_backend": backend,
+            "world_size": rt.world_size,
+            "threads": rt.threads,
+            "threads_why": rt.threads_why,
+            "precision": resolve_precision(rt.device, cfg.runtime.precision),
+            "epochs_planned": cfg.train.epochs,
+            "schedule": cfg.schedule.name,
+            "warmup_epochs": cfg.schedule.warmup_epochs,
+            "train_items": len(task.train_set),
+            "val_items": len(val_loader.dataset),
+            "val_items_total": len(task.val_set),
+            "selected_on": describe_part("val", fold),
+            **task.run_info(),
+            **({"finetune": tuned} if tuned else {}),
+        }
         optimizer = build_optimizer(cfg.optim, model)
         schedule = EpochSchedule(
             cfg.schedule, cfg.optim.lr, cfg.train.epochs, cfg.train.mode, cfg.train.extend_schedule

@@ -15,8 +15,10 @@ from ssmseg.tasks.reconstruction.task import ReconstructionTask
 from ssmseg.tasks.results import EvalResult
 
 TASK_CLASS = ReconstructionTask
-NO_BASELINES = ("{option}: the reconstruction task's classical baselines (interpolants, GP) are scored by "
-                "ssmseg sweep-steps (sweep.baselines) on the same fields; set {option} false")  # fmt: skip
+NO_BASELINES = (
+    "{option}: the reconstruction task's classical baselines (interpolants, GP) are scored by "
+    "ssmseg sweep-steps (sweep.baselines) on the same fields; set {option} false"
+)
 
 
 class ReconstructionLife:
@@ -72,8 +74,10 @@ class ReconstructionLife:
         return []
 
     def export_model(self, state: dict[str, Any], source: Path) -> nn.Module:
-        raise InputError(f"'{source}' is a reconstruction model: its sampler integrates the network over an ODE "
-                         "solve in Python, which an export does not hold; export a segmentation run")  # fmt: skip
+        raise InputError(
+            f"'{source}' is a reconstruction model: its sampler integrates the network over an ODE "
+            "solve in Python, which an export does not hold; export a segmentation run"
+        )
 
 
 LIFE = ReconstructionLife()
@@ -83,5 +87,4 @@ def require_sweepable(state: dict[str, Any], run: Path) -> None:
     """sweep-steps needs a reconstruction run: a run of another task is a usage error (exit 2)."""
     task = state.get("task") or "segmentation"
     if task != ReconstructionTask.name:
-        raise UsageError(f"'{run}' is a {task} run; sweep-steps needs a reconstruction run (task.name: "
-                         "reconstruction)")  # fmt: skip
+        raise UsageError(f"'{run}' is a {task} run; sweep-steps needs a reconstruction run (task.name: reconstruction)")

@@ -142,14 +142,18 @@ def run_baseline(cfg: Config, dataset: Path, fold: int | None = None, out: Path 
     dataset = Path(dataset)
     bc, seed = cfg.baseline, cfg.runtime.seed
     train, test = _parts(dataset, fold)
-    key = {"dataset": str(dataset.resolve()), "input_hash": train.manifest.get("input_hash"), "fold": fold,
-           "baseline": bc.model_dump(mode="json"), "seed": seed}  # fmt: skip
+    key = {
+        "dataset": str(dataset.resolve()),
+        "input_hash": train.manifest.get("input_hash"),
+        "fold": fold,
+        "baseline": bc.model_dump(mode="json"),
+        "seed": seed,
+    }
     if out is None:
         name = f"baseline_{dataset.resolve().name}" + ("" if fold is None else f"_fold{fold}")
         out = outputs.pick_name(Path(cfg.runtime.out_dir), name, "baseline", key)
     else:
-        outputs.claim(out, "baseline", key, mismatch=f"'{out}' holds baselines of other settings; choose another "
-                      "--out")  # fmt: skip
+        outputs.claim(out, "baseline", key, mismatch=f"'{out}' holds baselines of other settings; choose another --out")
     from threadpoolctl import threadpool_limits
 
     # BLAS on one thread unless runtime.threads says otherwise: these matrices are small, and a multithreaded
@@ -175,17 +179,36 @@ def baseline_scores(cfg: Config, dataset: Path, fold: int | None = None, scored:
 
     train, test = _parts(Path(dataset), fold, scored)
     with threadpool_limits(limits=explicit_threads(cfg.runtime) or 1, user_api="blas"):
-        results, _ = _fit_and_score(train, test, cfg.baseline, cfg.runtime.seed, fold, Path(dataset),
-                                    explicit_threads(cfg.runtime), _scoring(cfg))  # fmt: skip
-    methods = {name: {"oa": m["oa"], "miou": m["miou"], "seconds": m["seconds"],
-                      "per_class_iou": {c: v["iou"] for c, v in m["per_class"].items()}}
-               for name, m in results["methods"].items()}  # fmt: skip
+        results, _ = _fit_and_score(
+            train,
+            test,
+            cfg.baseline,
+            cfg.runtime.seed,
+            fold,
+            Path(dataset),
+            explicit_threads(cfg.runtime),
+            _scoring(cfg),
+        )
+    methods = {
+        name: {
+            "oa": m["oa"],
+            "miou": m["miou"],
+            "seconds": m["seconds"],
+            "per_class_iou": {c: v["iou"] for c, v in m["per_class"].items()},
+        }
+        for name, m in results["methods"].items()
+    }
     part = scored or ("test" if fold is None else "heldout")
     where = "test split" if part == "test" else f"held-out fold {fold}"
-    return {"methods": methods, "scored_on": where, "train_pixels": results.get("train_pixels"),
-            "test_pixels": results["test_pixels"], "protocol": results["protocol"],
-            "scored_majority": results["scored_majority"],
-            "settings": cfg.baseline.model_dump(mode="json")}  # fmt: skip
+    return {
+        "methods": methods,
+        "scored_on": where,
+        "train_pixels": results.get("train_pixels"),
+        "test_pixels": results["test_pixels"],
+        "protocol": results["protocol"],
+        "scored_majority": results["scored_majority"],
+        "settings": cfg.baseline.model_dump(mode="json"),
+    }
 
 
 def _scoring(cfg: Config) -> dict[str, Any]:
@@ -193,14 +216,17 @@ def _scoring(cfg: Config) -> dict[str, Any]:
     return {"exclude_classes": list(cfg.eval.exclude_classes), "boundary_ignore": cfg.eval.boundary_ignore}
 
 
-def _fit_and_score(train, test, bc, seed: int, fold: int | None, dataset: Path, threads: int | None,
-                   scoring: dict[str, Any]):  # fmt: skip
+def _fit_and_score(
+    train, test, bc, seed: int, fold: int | None, dataset: Path, threads: int | None, scoring: dict[str, Any]
+):
     classes, ignore, n = list(train.manifest["classes"]), train.ignore_index, train.num_classes
     exclude, radius = scoring["exclude_classes"], scoring["boundary_ignore"]
     unknown = [c for c in exclude if c not in classes]
     if unknown:
-        raise ConfigError(f"eval.exclude_classes: {', '.join(map(repr, unknown))} not among the classes of "
-                          f"'{dataset}' ({', '.join(classes)})")  # fmt: skip
+        raise ConfigError(
+            f"eval.exclude_classes: {', '.join(map(repr, unknown))} not among the classes of "
+            f"'{dataset}' ({', '.join(classes)})"
+        )
     rng = np.random.default_rng(seed)
     notes: list[str] = []
     forest = "random_forest" in bc.methods
@@ -216,14 +242,17 @@ def _fit_and_score(train, test, bc, seed: int, fold: int | None, dataset: Path, 
     x_spec = np.concatenate(spectra) if spectra else np.zeros((0, train.bands), np.float32)
     y = np.concatenate(targets) if targets else np.zeros(0, np.int64)
     if not len(y):
-        raise InputError(f"'{dataset}' has no labelled training pixel{'' if fold is None else f' outside fold {fold}'}"
-                          "; prepare it with other split settings")  # fmt: skip
+        raise InputError(
+            f"'{dataset}' has no labelled training pixel{'' if fold is None else f' outside fold {fold}'}"
+            "; prepare it with other split settings"
+        )
     feats = Features(bc.windows, bc.context_components)
     x_ctx = None
     if forest:
         feats.fit_context(x_spec)
-        x_ctx = np.concatenate([feats.context(train[i]["image"].numpy()).reshape(feats.n_context, -1)[:, flat].T
-                                for i, flat in chosen])  # fmt: skip
+        x_ctx = np.concatenate(
+            [feats.context(train[i]["image"].numpy()).reshape(feats.n_context, -1)[:, flat].T for i, flat in chosen]
+        )
     feature_seconds = time.perf_counter() - started
     info(f"features: {len(y)} of {labelled} labelled training pixels in {feature_seconds:.1f} s")
 
@@ -274,15 +303,21 @@ def _fit_and_score(train, test, bc, seed: int, fold: int | None, dataset: Path, 
     flush()
     if not test_pixels:
         part = "test split" if fold is None else f"fold {fold}"
-        raise InputError(f"the {part} of '{dataset}' holds no labelled pixel to score; prepare it with other "
-                          "split settings")  # fmt: skip
+        raise InputError(
+            f"the {part} of '{dataset}' holds no labelled pixel to score; prepare it with other split settings"
+        )
 
     methods = {}
     for method in bc.methods:
         metrics = metrics_from_confusion(cms[method], classes, exclude)
         seconds = fit_seconds[method] + predict_seconds[method]
-        methods[method] = {**metrics, "confusion_matrix": cms[method].tolist(), "fit_seconds": fit_seconds[method],
-                           "predict_seconds": predict_seconds[method], "seconds": seconds}  # fmt: skip
+        methods[method] = {
+            **metrics,
+            "confusion_matrix": cms[method].tolist(),
+            "fit_seconds": fit_seconds[method],
+            "predict_seconds": predict_seconds[method],
+            "seconds": seconds,
+        }
         info(f"{method}: mIoU {metrics['miou']:.4f}, OA {metrics['oa']:.4f}, {seconds:.1f} s (fit and predict)")
     support = next(iter(cms.values())).sum(1)  # the scored pixels per true class (the same for every method)
     scored_majority = {"class": classes[int(support.argmax())], "oa": float(support.max() / support.sum())}
@@ -341,8 +376,9 @@ def _fit(method, x_spec, x_ctx, y, counts, bc, seed, threads, notes):
         if any(issubclass(w.category, ConvergenceWarning) for w in caught):
             notes.append(f"logistic: not converged in {bc.max_iter} iterations; raise baseline.max_iter")
         return model
-    model = RandomForestClassifier(n_estimators=bc.trees, max_depth=bc.max_depth, n_jobs=threads or -1,
-                                   random_state=seed)  # fmt: skip
+    model = RandomForestClassifier(
+        n_estimators=bc.trees, max_depth=bc.max_depth, n_jobs=threads or -1, random_state=seed
+    )
     model.fit(np.concatenate([x_spec, x_ctx], 1), y)
     return model
 
@@ -355,5 +391,6 @@ def _write(folder: Path, results: dict[str, Any]) -> None:
         w.writerow(["method", "oa", "miou", "mean_f1", "kappa", "seconds", *(f"iou/{c}" for c in classes)])
         for name, m in results["methods"].items():
             ious = ("" if m["per_class"][c]["iou"] is None else f"{m['per_class'][c]['iou']:.6f}" for c in classes)
-            w.writerow([name, *(f"{m[k]:.6f}" for k in ("oa", "miou", "mean_f1", "kappa")), f"{m['seconds']:.3f}",
-                        *ious])  # fmt: skip
+            w.writerow(
+                [name, *(f"{m[k]:.6f}" for k in ("oa", "miou", "mean_f1", "kappa")), f"{m['seconds']:.3f}", *ious]
+            )

@@ -76,8 +76,14 @@ def chance_baselines(
 
 def _mapping(state: dict[str, Any]) -> LabelMapping:
     lab = state["labels"]
-    return LabelMapping(state["classes"], [parse_color(c) for c in state["palette"]], state["ignore_index"],
-                        lab["kind"], {int(k): v for k, v in lab["values"].items()}, set(lab["ignored"]))  # fmt: skip
+    return LabelMapping(
+        state["classes"],
+        [parse_color(c) for c in state["palette"]],
+        state["ignore_index"],
+        lab["kind"],
+        {int(k): v for k, v in lab["values"].items()},
+        set(lab["ignored"]),
+    )
 
 
 def _check_bands(src: Source, state: dict[str, Any]) -> None:
@@ -101,32 +107,44 @@ def metric_protocol(cfg: Config, state: dict[str, Any]) -> dict[str, Any]:
     classes, exclude = list(state["classes"]), list(cfg.eval.exclude_classes)
     unknown = [c for c in exclude if c not in classes]
     if unknown:
-        raise ConfigError(f"eval.exclude_classes: {', '.join(map(repr, unknown))} "
-                          f"{'is not a class' if len(unknown) == 1 else 'are not classes'} of this model; its "
-                          f"classes are {', '.join(classes)}")  # fmt: skip
+        raise ConfigError(
+            f"eval.exclude_classes: {', '.join(map(repr, unknown))} "
+            f"{'is not a class' if len(unknown) == 1 else 'are not classes'} of this model; its "
+            f"classes are {', '.join(classes)}"
+        )
     if exclude and set(exclude) >= set(classes):
         raise ConfigError("eval.exclude_classes leaves no class in the mean; exclude fewer classes")
     radius = cfg.eval.boundary_ignore
-    return {"ignore_index": state["ignore_index"], "classes": classes,
-            "averaging": "macro over classes present in truth or prediction (less exclude_classes); OA and kappa "
-                         "micro over every evaluated pixel",
-            "exclude_classes": exclude, "mean_over": [c for c in classes if c not in exclude],
-            "boundary_ignore": radius,
-            "boundary": (f"pixels within {radius} px (Euclidean) of a pixel of another class in the truth are left "
-                         "out of every metric") if radius else "off"}  # fmt: skip
+    return {
+        "ignore_index": state["ignore_index"],
+        "classes": classes,
+        "averaging": "macro over classes present in truth or prediction (less exclude_classes); OA and kappa "
+        "micro over every evaluated pixel",
+        "exclude_classes": exclude,
+        "mean_over": [c for c in classes if c not in exclude],
+        "boundary_ignore": radius,
+        "boundary": (
+            f"pixels within {radius} px (Euclidean) of a pixel of another class in the truth are left "
+            "out of every metric"
+        )
+        if radius
+        else "off",
+    }
 
 
 def _metrics(cm: np.ndarray, state: dict[str, Any], protocol: dict[str, Any]) -> dict[str, Any]:
     metrics = metrics_from_confusion(cm, state["classes"], protocol["exclude_classes"])
     metrics["confusion_matrix"] = cm.astype(int).tolist()
     metrics["protocol"] = protocol
-    metrics["chance"] = chance_baselines(cm, state.get("class_counts_train"), state["classes"],
-                                         protocol["exclude_classes"])  # fmt: skip
+    metrics["chance"] = chance_baselines(
+        cm, state.get("class_counts_train"), state["classes"], protocol["exclude_classes"]
+    )
     return metrics
 
 
-def _write_metrics(out: Path, cm: np.ndarray, state: dict[str, Any], protocol: dict[str, Any],
-                   extra: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+def _write_metrics(
+    out: Path, cm: np.ndarray, state: dict[str, Any], protocol: dict[str, Any], extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
     classes = state["classes"]
     metrics = {**_metrics(cm, state, protocol), **(extra or {})}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
@@ -177,8 +195,9 @@ def run_model(
         return _test_split(cfg, state, model, device, out, dataset, protocol)
 
 
-def patch_confusion(cfg: Config, state: dict[str, Any], model, device, ds, label: str,
-                    vis: Path | None = None) -> np.ndarray:  # fmt: skip
+def patch_confusion(
+    cfg: Config, state: dict[str, Any], model, device, ds, label: str, vis: Path | None = None
+) -> np.ndarray:
     """The confusion matrix of ``model`` on every patch of ``ds`` under the eval protocol (TTA, boundary
     band), each labelled pixel once (the region each patch owns); with ``vis``, panels of the first four
     patches."""
@@ -191,16 +210,24 @@ def patch_confusion(cfg: Config, state: dict[str, Any], model, device, ds, label
         for batch in loader:
             pred = predict_batch(model, batch["image"].to(device), cfg.eval.tta).argmax(1).cpu()
             truth = batch["mask"]
-            own = np.stack([owned_mask(patches[ds.indices[seen + i]], tuple(truth.shape[1:]))
-                            for i in range(len(truth))])  # fmt: skip
+            own = np.stack(
+                [owned_mask(patches[ds.indices[seen + i]], tuple(truth.shape[1:])) for i in range(len(truth))]
+            )
             seen += len(truth)
             keep = (truth != ignore) & ~torch.from_numpy(boundary_band(truth.numpy(), radius, ignore))
             keep &= torch.from_numpy(own)
             cm += torch.bincount(truth[keep] * n + pred[keep], minlength=n * n).reshape(n, n)
             for i in range(min(len(pred), 4 - shown) if vis is not None else 0):
                 rgb = false_colour(batch["image"][i]).permute(1, 2, 0).numpy()
-                save_panel(vis / f"test_{shown}.png", rgb, truth[i].numpy(), pred[i].numpy(), state["classes"],
-                           state["palette"], ignore)  # fmt: skip
+                save_panel(
+                    vis / f"test_{shown}.png",
+                    rgb,
+                    truth[i].numpy(),
+                    pred[i].numpy(),
+                    state["classes"],
+                    state["palette"],
+                    ignore,
+                )
                 shown += 1
             advance()
     return cm.numpy()
@@ -220,11 +247,17 @@ def _test_split(cfg: Config, state, model, device, out: Path, dataset: Path | No
     check_test_data(folder, ds.manifest, state)
     chosen = set(select(ds.manifest, "val", fold)[0]) | set(select(ds.manifest, "train", fold)[0])
     if chosen & set(ds.indices):  # by construction never; a guard against a changed split rule
-        raise InputError(f"'{folder}': test patches are also training or validation patches of this run; "
-                         "prepare the dataset again")  # fmt: skip
+        raise InputError(
+            f"'{folder}': test patches are also training or validation patches of this run; prepare the dataset again"
+        )
     cm = patch_confusion(cfg, state, model, device, ds, "test patches", out / "vis")
-    scored = {"split": "test", "dataset": str(folder), "patches": len(ds), "tta": cfg.eval.tta,
-              "checkpoint_selected_on": selected_on(state)}  # fmt: skip
+    scored = {
+        "split": "test",
+        "dataset": str(folder),
+        "patches": len(ds),
+        "tta": cfg.eval.tta,
+        "checkpoint_selected_on": selected_on(state),
+    }
     metrics = _write_metrics(out, cm, state, {**scored, **protocol})
     if cfg.eval.baselines:  # the classical yardstick on the same test pixels, fitted on the same training part
         from ssmseg.tasks.segmentation.baseline import baseline_scores
@@ -240,16 +273,23 @@ def score_heldout(cfg: Config, state: dict[str, Any], dataset: Path, fold: int, 
     protocol = metric_protocol(cfg, state)
     ds = PatchDataset(dataset, "heldout", fold)
     if ds.stats_key != (state.get("normalization") or {}).get("stats_key"):
-        raise InputError(f"the checkpoint of fold {fold} was normalised with "
-                         f"'{(state.get('normalization') or {}).get('stats_key')}', not the fold's own "
-                         f"'{ds.stats_key}'; train the fold again")  # fmt: skip
+        raise InputError(
+            f"the checkpoint of fold {fold} was normalised with "
+            f"'{(state.get('normalization') or {}).get('stats_key')}', not the fold's own "
+            f"'{ds.stats_key}'; train the fold again"
+        )
     cm = patch_confusion(cfg, state, load_model(state, device), device, ds, f"scoring fold {fold}")
     metrics = _metrics(cm, state, protocol)
-    return {"metrics": {k: metrics[k] for k in PICK},
-            "per_class_iou": {c: m["iou"] for c, m in metrics["per_class"].items()},
-            "confusion_matrix": metrics["confusion_matrix"], "pixels": int(cm.sum()), "items": len(ds),
-            "scored_on": describe_part("heldout", fold), "selected_on": selected_on(state),
-            "protocol": {**protocol, "tta": cfg.eval.tta}}  # fmt: skip
+    return {
+        "metrics": {k: metrics[k] for k in PICK},
+        "per_class_iou": {c: m["iou"] for c, m in metrics["per_class"].items()},
+        "confusion_matrix": metrics["confusion_matrix"],
+        "pixels": int(cm.sum()),
+        "items": len(ds),
+        "scored_on": describe_part("heldout", fold),
+        "selected_on": selected_on(state),
+        "protocol": {**protocol, "tta": cfg.eval.tta},
+    }
 
 
 def scene_names(inputs: list[Path]) -> list[str]:
@@ -286,18 +326,25 @@ def _check_scene(cfg: Config, state, path: Path, mask_path: Path | None, notes: 
         if mask_path is not None:
             with open_source(mask_path) as mask:
                 if (mask.info.height, mask.info.width) != (info.height, info.width):
-                    raise InputError(f"mask '{mask.info.path}' is not the size of '{info.path}'; give the matching "
-                                     "mask")  # fmt: skip
+                    raise InputError(
+                        f"mask '{mask.info.path}' is not the size of '{info.path}'; give the matching mask"
+                    )
         if min(info.height, info.width) < cfg.eval.window:
-            notes.append(f"'{path}' ({info.height}x{info.width}) is smaller than eval.window {cfg.eval.window}: "
-                         "reflect-padded to one window")  # fmt: skip
+            notes.append(
+                f"'{path}' ({info.height}x{info.width}) is smaller than eval.window {cfg.eval.window}: "
+                "reflect-padded to one window"
+            )
         if info.crs is None:
             notes.append(f"'{path}' has no CRS: the prediction is written without georeference")
 
 
 def scene_files(name: str, save_png: bool) -> list[str]:
-    return [f"{name}_pred.tif", f"{name}_confidence.tif", *([f"{name}_pred.png"] if save_png else []),
-            f"vis/{name}.png"]  # fmt: skip
+    return [
+        f"{name}_pred.tif",
+        f"{name}_confidence.tif",
+        *([f"{name}_pred.png"] if save_png else []),
+        f"vis/{name}.png",
+    ]
 
 
 def _scenes(cfg: Config, state, model, device, out: Path, inputs, masks, protocol) -> EvalResult:
@@ -311,8 +358,9 @@ def _scenes(cfg: Config, state, model, device, out: Path, inputs, masks, protoco
             cm, unknown = _scene(cfg, state, model, device, out, path, masks[k] if masks else None, names[k])
             if unknown:
                 notes.append(_unknown_note(masks[k], unknown, state))
-            done.append({"scene": names[k], "input": str(path), "mask": str(masks[k]) if masks else None,
-                         "confusion": cm})  # fmt: skip
+            done.append(
+                {"scene": names[k], "input": str(path), "mask": str(masks[k]) if masks else None, "confusion": cm}
+            )
     except BaseException as exc:
         if not done:
             raise
@@ -322,22 +370,35 @@ def _scenes(cfg: Config, state, model, device, out: Path, inputs, masks, protoco
         if masks:
             _write_per_scene(out, done, state, protocol)
         stopped = "Ctrl-C" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
-        note = {"complete": False, "stopped_by": stopped, "finished": [d["scene"] for d in done],
-                "finished_inputs": [d["input"] for d in done], "missing": missing,
-                "pooled_metrics": "not written: they would cover only the finished scenes (see metrics_per_scene.csv)"
-                if masks else None}  # fmt: skip
+        note = {
+            "complete": False,
+            "stopped_by": stopped,
+            "finished": [d["scene"] for d in done],
+            "finished_inputs": [d["input"] for d in done],
+            "missing": missing,
+            "pooled_metrics": "not written: they would cover only the finished scenes (see metrics_per_scene.csv)"
+            if masks
+            else None,
+        }
         (out / "incomplete.json").write_text(json.dumps(note, indent=1))
         raise PartialResult([d["scene"] for d in done], [m["scene"] for m in missing], exc) from exc
     metrics = None
     cm = sum((d["confusion"] for d in done), np.zeros((state["num_classes"],) * 2, np.int64))
     if masks and not cm.sum():
-        raise InputError(f"the masks ({', '.join(map(str, masks))}) hold no labelled pixel where the scenes have data; "
-                         "metrics would be empty: check the masks, or leave --mask out to predict only")  # fmt: skip
+        raise InputError(
+            f"the masks ({', '.join(map(str, masks))}) hold no labelled pixel where the scenes have data; "
+            "metrics would be empty: check the masks, or leave --mask out to predict only"
+        )
     outputs = [f"{n}_pred.tif" for n in names]
     if masks:
         per_scene = _write_per_scene(out, done, state, protocol)
-        scored = {"split": "scenes", "inputs": [str(p) for p in inputs], "tta": cfg.eval.tta, "blend": cfg.eval.blend,
-                  "outputs": dict(zip(names, map(str, inputs), strict=True))}  # fmt: skip
+        scored = {
+            "split": "scenes",
+            "inputs": [str(p) for p in inputs],
+            "tta": cfg.eval.tta,
+            "blend": cfg.eval.blend,
+            "outputs": dict(zip(names, map(str, inputs), strict=True)),
+        }
         metrics = _write_metrics(out, cm, state, {**scored, **protocol}, {"per_scene": per_scene})
         outputs.append("metrics_per_scene.csv")
     return EvalResult(out, metrics, outputs, notes)
@@ -348,25 +409,43 @@ def _write_per_scene(out: Path, done: list[dict[str, Any]], state, protocol) -> 
     classes, rows = state["classes"], []
     for d in done:
         m = metrics_from_confusion(d["confusion"], classes, protocol["exclude_classes"])
-        rows.append({"scene": d["scene"], "input": d["input"], "mask": d["mask"], "pixels": int(d["confusion"].sum()),
-                     **{k: m[k] for k in PICK}, "per_class_iou": {c: v["iou"] for c, v in m["per_class"].items()},
-                     "confusion_matrix": d["confusion"].astype(int).tolist()})  # fmt: skip
+        rows.append(
+            {
+                "scene": d["scene"],
+                "input": d["input"],
+                "mask": d["mask"],
+                "pixels": int(d["confusion"].sum()),
+                **{k: m[k] for k in PICK},
+                "per_class_iou": {c: v["iou"] for c, v in m["per_class"].items()},
+                "confusion_matrix": d["confusion"].astype(int).tolist(),
+            }
+        )
     with open(out / "metrics_per_scene.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["scene", "input", "mask", "pixels", *PICK, *(f"iou/{c}" for c in classes)])
         for r in rows:
             iou = r["per_class_iou"]
-            w.writerow([r["scene"], r["input"], r["mask"], r["pixels"], *(r[k] for k in PICK),
-                        *("" if iou[c] is None else iou[c] for c in classes)])  # fmt: skip
+            w.writerow(
+                [
+                    r["scene"],
+                    r["input"],
+                    r["mask"],
+                    r["pixels"],
+                    *(r[k] for k in PICK),
+                    *("" if iou[c] is None else iou[c] for c in classes),
+                ]
+            )
     return rows
 
 
 def _unknown_note(mask: Path, unknown: dict[int, int], state: dict[str, Any]) -> str:
     total = sum(unknown.values())
     values = ", ".join(f"{v}: {n} px" for v, n in sorted(unknown.items(), key=lambda kv: -kv[1])[:5])
-    return (f"mask '{mask}': {total} pixels hold values that are none of the model's classes ({values}); they are "
-            f"left out of the metrics like ignored pixels; the model's classes are {', '.join(state['classes'])} "
-            f"(values {', '.join(map(str, sorted(int(v) for v in state['labels']['values'])))})")  # fmt: skip
+    return (
+        f"mask '{mask}': {total} pixels hold values that are none of the model's classes ({values}); they are "
+        f"left out of the metrics like ignored pixels; the model's classes are {', '.join(state['classes'])} "
+        f"(values {', '.join(map(str, sorted(int(v) for v in state['labels']['values'])))})"
+    )
 
 
 def _scene(
@@ -388,13 +467,25 @@ def _scene(
         src = stack.enter_context(open_source(path))
         mask = stack.enter_context(open_source(mask_path)) if mask_path is not None else None
         info = src.info
-        profile = {"driver": "GTiff", "height": info.height, "width": info.width, "count": 1, "dtype": "uint8",
-                   "nodata": 255, "tiled": True, "blockxsize": 256, "blockysize": 256,
-                   "compress": "deflate"}  # fmt: skip
+        profile = {
+            "driver": "GTiff",
+            "height": info.height,
+            "width": info.width,
+            "count": 1,
+            "dtype": "uint8",
+            "nodata": 255,
+            "tiled": True,
+            "blockxsize": 256,
+            "blockysize": 256,
+            "compress": "deflate",
+        }
         if info.crs is not None:
             profile.update(crs=info.crs, transform=rasterio.Affine(*info.transform))
-        norm = Normaliser(np.array(norm_state["offset"], np.float32), np.array(norm_state["scale"], np.float32),
-                          info.nodata if info.nodata is not None else state.get("nodata"))  # fmt: skip
+        norm = Normaliser(
+            np.array(norm_state["offset"], np.float32),
+            np.array(norm_state["scale"], np.float32),
+            info.nodata if info.nodata is not None else state.get("nodata"),
+        )
         stride = max(1, round(cfg.eval.window * (1 - cfg.eval.overlap)))
         rows = len(window_starts(info.height, min(cfg.eval.window, info.height), stride))
         with (
@@ -405,8 +496,19 @@ def _scene(
         ):
             warnings.simplefilter("ignore")
             dst.write_colormap(1, colormap)
-            for strip in predict_scene(model, src, norm, cfg.eval.window, cfg.eval.overlap, cfg.eval.blend,
-                                       cfg.eval.batch_size, cfg.eval.tta, device, n, advance):  # fmt: skip
+            for strip in predict_scene(
+                model,
+                src,
+                norm,
+                cfg.eval.window,
+                cfg.eval.overlap,
+                cfg.eval.blend,
+                cfg.eval.batch_size,
+                cfg.eval.tta,
+                device,
+                n,
+                advance,
+            ):
                 labels = np.where(strip.valid, strip.labels, 255).astype(np.uint8)
                 h = labels.shape[0]
                 window = Window(0, strip.row0, info.width, h)
