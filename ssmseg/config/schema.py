@@ -260,6 +260,11 @@ class ModelConfig(Section):
         description="SSMU-Net's spectral head at the start: fit (the logistic regression of a sample of the "
         "training pixels, as `ssmseg baseline` fits it, so training starts at the linear floor) or random.",
     )
+    spectral_train: bool = Field(
+        True,
+        description="SSMU-Net's spectral head: trained with the rest (true), or, started by `spectral_init: fit`, "
+        "kept at the fitted logistic regression (false: the spatial path learns a correction to a fixed floor).",
+    )
     spatial_gate: float = Field(
         0.0,
         description="SSMU-Net with the spectral head: initial weight of the spatial logits (0: the model starts as "

@@ -32,7 +32,7 @@ class Entry:
 # Keys only some models read: a value other than the default for a model that ignores it is an error.
 SPECIFIC = ("d_state", "expand", "d_conv", "n_filters", "wavelet", "window", "encoder_weights", "backbone", "order",
             "n_fourier", "fourier_scale", "heads", "msa", "window_attention", "ss2d", "sinc", "spectral_head",
-            "spectral_init", "spatial_gate", "linear_epochs")  # fmt: skip
+            "spectral_init", "spectral_train", "spatial_gate", "linear_epochs")  # fmt: skip
 SSM = frozenset({"d_state", "expand", "d_conv"})
 
 
@@ -60,7 +60,17 @@ MODELS: dict[str, Entry] = {
         ),
         {"width": 8, "depth": 2, "d_state": 4, "n_filters": 4},
         "per-pixel linear classifier + gated spatial path: sinc band-pass filter bank, UNet with SS2D Mamba blocks",
-        uses=SSM | {"n_filters", "sinc", "ss2d", "spectral_head", "spectral_init", "spatial_gate", "linear_epochs"},
+        uses=SSM
+        | {
+            "n_filters",
+            "sinc",
+            "ss2d",
+            "spectral_head",
+            "spectral_init",
+            "spectral_train",
+            "spatial_gate",
+            "linear_epochs",
+        },
         ss2d_blocks=True,
     ),
     "cmt_unet": Entry(
