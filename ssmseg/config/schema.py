@@ -250,6 +250,33 @@ class ModelConfig(Section):
         description="SSMU-Net: the sinc band-pass filter bank; false: the raw bands alone feed the embedding "
         "(ablation).",
     )
+    spectral_head: bool = Field(
+        True,
+        description="SSMU-Net: a per-pixel linear classifier on the normalised bands (a 1x1 convolution) whose "
+        "logits the spatial path adds to through a learned gate; false: the spatial path's logits alone (ablation).",
+    )
+    spectral_init: Literal["fit", "random"] = Field(
+        "fit",
+        description="SSMU-Net's spectral head at the start: fit (the logistic regression of a sample of the "
+        "training pixels, as `ssmseg baseline` fits it, so training starts at the linear floor) or random.",
+    )
+    spectral_train: bool = Field(
+        True,
+        description="SSMU-Net's spectral head: trained with the rest (true), or, started by `spectral_init: fit`, "
+        "kept at the fitted logistic regression (false: the spatial path learns a correction to a fixed floor).",
+    )
+    spatial_gate: float = Field(
+        0.0,
+        description="SSMU-Net with the spectral head: initial weight of the spatial logits (0: the model starts as "
+        "the linear classifier and spatial context only adds what training finds).",
+    )
+    linear_epochs: int = Field(
+        0,
+        ge=0,
+        description="SSMU-Net with the spectral head: epochs that train the spectral path alone before the spatial "
+        "path joins, so validation can choose the linear classifier (a checkpoint of that phase) when spatial "
+        "context does not help on unseen ground; 0: both paths from the start.",
+    )
     encoder_weights: Path | None = Field(
         None, description="CMT-UNet: local file of encoder weights to start from (nothing is downloaded)."
     )

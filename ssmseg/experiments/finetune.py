@@ -46,9 +46,14 @@ LAYOUTS = {
         ("head.1.",),
     ),
     "ssmu_net": Layout(
-        {"spectral": ("sinc.", "embed."), "encoder": ("enc.",), "decoder": ("up.",), "head": ("head.",)},
-        ("embed.0.",),
-        ("head.",),
+        {
+            "spectral": ("sinc.", "embed."),
+            "encoder": ("enc.",),
+            "decoder": ("up.",),
+            "head": ("head.", "spectral.", "gate"),
+        },
+        ("embed.0.", "spectral."),
+        ("head.", "spectral."),
     ),
     "unet": Layout(
         {"spectral": ("stem.0.",), "encoder": ("stem.", "down."), "decoder": ("up.",), "head": ("head.",)},

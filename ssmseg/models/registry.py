@@ -31,7 +31,8 @@ class Entry:
 
 # Keys only some models read: a value other than the default for a model that ignores it is an error.
 SPECIFIC = ("d_state", "expand", "d_conv", "n_filters", "wavelet", "window", "encoder_weights", "backbone", "order",
-            "n_fourier", "fourier_scale", "heads", "msa", "window_attention", "ss2d", "sinc")  # fmt: skip
+            "n_fourier", "fourier_scale", "heads", "msa", "window_attention", "ss2d", "sinc", "spectral_head",
+            "spectral_init", "spectral_train", "spatial_gate", "linear_epochs")  # fmt: skip
 SSM = frozenset({"d_state", "expand", "d_conv"})
 
 
@@ -43,11 +44,33 @@ MODELS: dict[str, Entry] = {
     ),
     "ssmu_net": Entry(
         lambda m, c, k: SSMUNet(
-            c, k, m.width, m.depth, m.d_state, m.expand, m.n_filters, m.dropout, m.d_conv, m.sinc, m.ss2d
+            c,
+            k,
+            m.width,
+            m.depth,
+            m.d_state,
+            m.expand,
+            m.n_filters,
+            m.dropout,
+            m.d_conv,
+            m.sinc,
+            m.ss2d,
+            m.spectral_head,
+            m.spatial_gate,
         ),
         {"width": 8, "depth": 2, "d_state": 4, "n_filters": 4},
-        "sinc band-pass filter bank + UNet with SS2D Mamba blocks",
-        uses=SSM | {"n_filters", "sinc", "ss2d"},
+        "per-pixel linear classifier + gated spatial path: sinc band-pass filter bank, UNet with SS2D Mamba blocks",
+        uses=SSM
+        | {
+            "n_filters",
+            "sinc",
+            "ss2d",
+            "spectral_head",
+            "spectral_init",
+            "spectral_train",
+            "spatial_gate",
+            "linear_epochs",
+        },
         ss2d_blocks=True,
     ),
     "cmt_unet": Entry(
@@ -146,6 +169,9 @@ def build_model(cfg: ModelConfig, in_channels: int, num_classes: int, tiny: bool
     if entry.ss2d_blocks and cfg.d_conv % 2 == 0:
         raise ConfigError(f"model.d_conv: {cfg.name}'s SS2D blocks (and their ablation twins) need an odd kernel to "
                           f"keep the map size, got {cfg.d_conv}; use 3 or 5")  # fmt: skip
+    if cfg.linear_epochs and not cfg.spectral_head:
+        raise ConfigError("model.linear_epochs trains the spectral head alone, which model.spectral_head: false "
+                          "removes; set linear_epochs to 0 or keep the spectral head")  # fmt: skip
     if tiny:
         cfg = cfg.model_copy(update=entry.tiny)
     return entry.build(cfg, in_channels, num_classes)

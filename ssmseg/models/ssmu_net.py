@@ -2,6 +2,14 @@
 down-sampled stages carry SS2D Mamba blocks for long-range spatial context.
 (B, bands, H, W) -> (B, classes, H, W).
 
+The per-pixel linear classifier is a path of the model (``model.spectral_head``): a 1x1 convolution of the
+(normalised) bands gives spectral logits, and the UNet's spatial logits are added to them through a learned
+gate (``model.spatial_gate``, its initial value; 0: the model starts as the linear classifier, and spatial
+context only adds what training finds). ``model.linear_epochs`` trains the spectral path alone for that
+many epochs before the spatial path joins, so the checkpoint chosen on validation data can be the linear
+classifier when spatial context does not help on unseen ground (it hurts across a spatial split on small
+training areas): :meth:`SSMUNet.set_linear_phase` is told how many training samples that is.
+
 Ablation switches: ``model.sinc: false`` feeds the raw bands alone to the embedding; ``model.ss2d: false``
 replaces each SS2D block by its scan-free twin (``ConvMixBlock``)."""
 
@@ -29,9 +37,14 @@ class SSMUNet(nn.Module):
         d_conv: int = 3,
         sinc: bool = True,
         ss2d: bool = True,
+        spectral_head: bool = True,
+        spatial_gate: float = 0.0,
+        sinc_samples: int | None = 2,
+        scan_from: int = 2,
     ) -> None:
         super().__init__()
-        self.sinc = SincBandFilters(n_filters, kernel_size=min(15, max(3, in_channels // 2 * 2 - 1))) if sinc else None
+        kernel = min(15, max(3, in_channels // 2 * 2 - 1))
+        self.sinc = SincBandFilters(n_filters, kernel, samples=sinc_samples) if sinc else None
         # The raw bands go in beside the filter bank: a skip that keeps the exact spectrum available.
         spectral = self.sinc.out_channels if self.sinc is not None else 0
         self.embed = nn.Sequential(nn.Conv2d(spectral + in_channels, width, 1), norm(width), nn.GELU())
@@ -41,12 +54,32 @@ class SSMUNet(nn.Module):
         self.enc = nn.ModuleList([ConvBlock(width, chans[0])])
         for i in range(depth):
             conv = ConvBlock(chans[i], chans[i + 1])  # built first: the init order fixes the random weights
-            self.enc.append(nn.Sequential(conv, context_block(chans[i + 1], d_state, expand, d_conv, ss2d)))
+            if i + 1 < scan_from:
+                self.enc.append(conv)
+            else:
+                self.enc.append(nn.Sequential(conv, context_block(chans[i + 1], d_state, expand, d_conv, ss2d)))
         self.up = nn.ModuleList(Up(chans[i + 1], chans[i], chans[i]) for i in reversed(range(depth)))
         self.drop = nn.Dropout2d(dropout)
         self.head = nn.Conv2d(chans[0], num_classes, 1)
+        # The per-pixel linear classifier on the bands, and the gate through which spatial logits add to it.
+        self.spectral = nn.Conv2d(in_channels, num_classes, 1) if spectral_head else None
+        self.gate = nn.Parameter(torch.tensor(float(spatial_gate))) if spectral_head else None
+        # Training samples seen, and how many of them train the spectral path alone (state: saved and resumed).
+        self.register_buffer("seen", torch.zeros((), dtype=torch.long))
+        self.register_buffer("linear_until", torch.zeros((), dtype=torch.long))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def set_linear_phase(self, samples: int) -> None:
+        """Train the spectral path alone for the first ``samples`` training samples (0: never alone)."""
+        if samples and self.spectral is None:
+            raise ValueError("a linear phase needs the spectral head (model.spectral_head: true)")
+        self.linear_until.fill_(int(samples))
+
+    def linear_only(self) -> bool:
+        """Whether the spatial path is off now (during the linear phase, in training and evaluation alike)."""
+        return self.spectral is not None and int(self.seen) < int(self.linear_until)
+
+    def spatial_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, bands, H, W) -> (B, classes, H, W): the UNet path (sinc bank, embedding, SS2D stages)."""
         y = self.embed(torch.cat([self.sinc(x), x], dim=1) if self.sinc is not None else x)
         skips = [self.enc[0](y)]
         for stage in self.enc[1:]:
@@ -55,3 +88,14 @@ class SSMUNet(nn.Module):
         for up in self.up:
             y = up(y, skips.pop())
         return self.head(self.drop(y))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        linear_only = self.linear_only()
+        if self.training:
+            self.seen += x.shape[0]
+        if self.spectral is None:
+            return self.spatial_logits(x)
+        logits = self.spectral(x)
+        if linear_only:  # the spatial path is not run at all: the linear phase costs a 1x1 convolution
+            return logits + 0.0 * self.gate  # (the gate keeps a gradient, zero, when the head is frozen)
+        return logits + self.gate * self.spatial_logits(x)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -20,6 +21,10 @@ def test_forward_shape_and_gradients(name, bands, size):
     x = torch.randn(2, bands, size, size)
     out = model(x)
     assert out.shape == (2, 4, size, size)
+    if getattr(model, "gate", None) is not None:  # a zero-initialised gate passes no gradient to what it gates
+        with torch.no_grad():
+            model.gate.fill_(1.0)
+    out = model(x)
     out.square().mean().backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
     assert not missing, missing
@@ -68,3 +73,64 @@ def test_sinc_bank_as_matrix_equals_per_pixel_filtering():
     got = f(x)
     # The layer orders channels (mean of every filter and position, then rms); compare as sets per pixel.
     torch.testing.assert_close(got.sort(1).values, expected.sort(1).values, rtol=1e-5, atol=1e-5)
+
+
+def _ssmu(**kw):
+    return build_model(ModelConfig(name="ssmu_net", **kw), 6, 3, tiny=True).eval()
+
+
+def test_ssmu_net_represents_a_logistic_regression_exactly():
+    """With the spatial gate at 0, SSMU-Net is the per-pixel linear classifier: given a fitted logistic
+    regression's weights, its logits are the regression's decision function at every pixel."""
+    from sklearn.linear_model import LogisticRegression
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 6, 8, 8, generator=gen)
+    pixels = x.permute(0, 2, 3, 1).reshape(-1, 6).numpy()
+    labels = (pixels[:, 0] > 0).astype(int) + (pixels[:, 1] > 0.5).astype(int)  # 3 classes from the spectrum
+    lr = LogisticRegression(max_iter=500).fit(pixels, labels)
+    model = _ssmu()
+    with torch.no_grad():
+        model.spectral.weight.copy_(torch.tensor(lr.coef_, dtype=torch.float32)[:, :, None, None])
+        model.spectral.bias.copy_(torch.tensor(lr.intercept_, dtype=torch.float32))
+    logits = model(x).detach().permute(0, 2, 3, 1).reshape(-1, 3).numpy()
+    np.testing.assert_allclose(logits, lr.decision_function(pixels), rtol=1e-5, atol=1e-5)
+    assert (logits.argmax(1) == lr.predict(pixels)).all()
+    with torch.no_grad():
+        model.gate.fill_(1.0)  # the spatial path adds to the linear logits through the gate
+    assert not np.allclose(model(x).detach().permute(0, 2, 3, 1).reshape(-1, 3).numpy(), logits, atol=1e-3)
+
+
+def test_ssmu_net_linear_phase_trains_the_spectral_path_alone_then_both():
+    model = _ssmu(linear_epochs=1).train()
+    model.set_linear_phase(4)
+    x = torch.randn(2, 6, 8, 8)
+    for step in range(3):  # 2, 4 (linear phase over), 6 samples seen
+        model.zero_grad()
+        model(x).square().mean().backward()
+        spatial = model.head.weight.grad is not None and bool(model.gate.grad.abs().sum() > 0)
+        assert spatial == (step == 2), step
+        assert model.spectral.weight.grad is not None
+    assert int(model.seen) == 6 and not model.linear_only()
+    model.seen.zero_()
+    assert model.eval().linear_only()  # a checkpoint of the linear phase evaluates as the linear classifier
+    state = model.state_dict()
+    assert int(state["linear_until"]) == 4 and "seen" in state  # saved, so a resumed run continues exactly
+
+
+def test_linear_epochs_needs_the_spectral_head():
+    with pytest.raises(ConfigError, match="linear_epochs"):
+        build_model(ModelConfig(name="ssmu_net", spectral_head=False, linear_epochs=3), 3, 2)
+
+
+def test_sinc_rms_sampled_at_a_few_bands_per_position():
+    """With ``samples``, the RMS of each position is taken over that many evenly spaced bands of the filtered
+    spectrum (the cost no longer grows with the band count); the signed means stay exact."""
+    full, sampled = SincBandFilters(3, 5, positions=2), SincBandFilters(3, 5, positions=2, samples=3)
+    x = torch.randn(2, 20, 3, 4)
+    a, b = full(x), sampled(x)
+    torch.testing.assert_close(a[:, :6], b[:, :6])  # means: unchanged
+    filtered = torch.einsum("fdc,bchw->bfdhw", full.band_matrix(20), x)  # (B, F, C, H, W)
+    rows = torch.tensor([[0, 4, 9], [10, 14, 19]])
+    expected = filtered[:, :, rows].square().mean(3).add(1e-6).sqrt().reshape(2, 6, 3, 4)
+    torch.testing.assert_close(b[:, 6:], expected, rtol=1e-5, atol=1e-5)

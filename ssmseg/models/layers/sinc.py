@@ -19,8 +19,16 @@ from torch import nn
 class SincBandFilters(nn.Module):
     """(B, bands, H, W) -> (B, 2 * n_filters * positions, H, W)."""
 
-    def __init__(self, n_filters: int = 16, kernel_size: int = 15, positions: int = 4, min_band: float = 0.01) -> None:
+    def __init__(
+        self,
+        n_filters: int = 16,
+        kernel_size: int = 15,
+        positions: int = 4,
+        min_band: float = 0.01,
+        samples: int | None = None,
+    ) -> None:
         super().__init__()
+        self.samples = samples  # bands per position where the RMS is sampled; None: every band
         self.kernel_size = kernel_size | 1  # odd, so the output keeps the band count
         self.positions = positions
         self.min_band = min_band
@@ -69,6 +77,17 @@ class SincBandFilters(nn.Module):
             m[p, lo:hi] = 1.0 / (hi - lo)
         return m
 
+    def sample_rows(self, bands: int) -> torch.Tensor | None:
+        """(positions, samples) bands at which the RMS of each position is taken: evenly spaced inside its
+        segment; None when every band is used (``samples`` unset, or segments no longer than it)."""
+        if self.samples is None or bands <= self.samples * self.positions:
+            return None
+        rows = []
+        for p in range(self.positions):
+            lo, hi = (p * bands) // self.positions, -(-((p + 1) * bands) // self.positions)
+            rows.append(torch.linspace(lo, hi - 1, self.samples).round().long())
+        return torch.stack(rows)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         c = int(c)  # a constant when traced for export: the band count is fixed, so are the kernels' shapes
@@ -76,6 +95,12 @@ class SincBandFilters(nn.Module):
         bank = self.band_matrix(c).to(x.dtype)  # (F, C, C)
         pool = self.pool_matrix(c, x.device).to(x.dtype)  # (P, C)
         mean = F.conv2d(x, (pool @ bank).reshape(n_f * self.positions, c, 1, 1))  # pooling is linear: fold it in
+        rows = self.sample_rows(c)
+        if rows is not None:  # the filtered spectrum at a few bands per position: a cost that does not grow with C
+            sub = bank[:, rows.reshape(-1).to(x.device)]  # (F, P * samples, C)
+            filtered = F.conv2d(x, sub.reshape(-1, c, 1, 1)).reshape(b, n_f * self.positions, self.samples, h, w)
+            rms = filtered.square().mean(2).add(1e-6).sqrt()
+            return torch.cat([mean, rms], dim=1)
         filtered = F.conv2d(x, bank.reshape(n_f * c, c, 1, 1)).reshape(b, n_f, c, h * w)
         energy = torch.einsum("pc,bfcl->bfpl", pool, filtered.square())
         rms = energy.add(1e-6).sqrt().reshape(b, n_f * self.positions, h, w)

@@ -17,6 +17,7 @@ from ssmseg.models import build_model
 from ssmseg.tasks.segmentation.augment import augment
 from ssmseg.tasks.segmentation.losses import build_loss, class_weights_from_counts
 from ssmseg.tasks.segmentation.metrics import confusion, metrics_from_confusion
+from ssmseg.tasks.segmentation.spectral_init import init_spectral_head
 from ssmseg.tasks.segmentation.visual import panel
 
 
@@ -58,7 +59,23 @@ class SegmentationTask:
         self.loss_fn = build_loss(cfg.loss, self.ignore_index, weights)
 
     def build_model(self) -> nn.Module:
-        return build_model(self.cfg.model, self.train_set.bands, self.num_classes)
+        model = build_model(self.cfg.model, self.train_set.bands, self.num_classes)
+        if getattr(model, "spectral", None) is not None and self.cfg.model.spectral_init == "fit":
+            init_spectral_head(model.spectral, self.train_set, self.cfg.runtime.seed)
+            model.spectral.requires_grad_(self.cfg.model.spectral_train)
+        if self.cfg.model.linear_epochs and hasattr(model, "set_linear_phase"):
+            model.set_linear_phase(self.cfg.model.linear_epochs * self.samples_per_epoch())
+        return model
+
+    def samples_per_epoch(self) -> int:
+        """Training patches one process draws per epoch (the sampler's cap, shared among DDP processes)."""
+        n = (
+            len(self.train_set)
+            if self.cfg.data.max_patches is None
+            else min(len(self.train_set), self.cfg.data.max_patches)
+        )
+        world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+        return -(-n // world)
 
     def _step(self, model: nn.Module, x: Tensor, y: Tensor) -> StepOut:
         logits = model(x)

@@ -1,0 +1,74 @@
+"""Start a model's per-pixel linear path at the logistic regression of the training pixels.
+
+The spectral head of SSMU-Net (``model.spectral_head``) is a 1x1 convolution of the normalised bands, i.e. a
+per-pixel linear classifier. ``model.spectral_init: fit`` sets it to the multinomial logistic regression that
+``ssmseg baseline`` fits (standardised spectrum, L2, lbfgs), on a sample of the training part's labelled
+pixels only, so the model starts at the classical floor and training moves on from there.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+from torch import nn
+
+from ssmseg.data.datasets import PatchDataset
+
+MAX_PIXELS = 50_000  # labelled training pixels drawn for the fit
+
+
+def training_pixels(ds: PatchDataset, max_pixels: int = MAX_PIXELS, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(N, bands) normalised spectra and (N,) labels of labelled training pixels, at most ``max_pixels``
+    drawn at random (patches read in a seeded order until enough are found)."""
+    rng = np.random.default_rng(seed)
+    xs, ys, total = [], [], 0
+    for i in rng.permutation(len(ds)):
+        item = ds[int(i)]
+        image, mask = item["image"].numpy(), item["mask"].numpy()
+        keep = mask != ds.ignore_index
+        xs.append(image[:, keep].T)
+        ys.append(mask[keep])
+        total += int(keep.sum())
+        if total >= 4 * max_pixels:
+            break
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    if len(y) > max_pixels:
+        pick = rng.choice(len(y), max_pixels, replace=False)
+        x, y = x[pick], y[pick]
+    return x.astype(np.float64), y.astype(np.int64)
+
+
+def fit_linear(x: np.ndarray, y: np.ndarray, num_classes: int, max_iter: int = 300) -> tuple[np.ndarray, np.ndarray]:
+    """Logistic regression of labels y (N,) on spectra x (N, C) -> (weight (K, C), bias (K,)) of a linear
+    classifier of the raw x whose softmax is the regression's; classes absent from y get a bias of -30."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    weight, bias = np.zeros((num_classes, x.shape[1])), np.full(num_classes, -30.0)
+    present = np.unique(y)
+    if len(present) == 1:
+        bias[present[0]] = 0.0
+        return weight, bias
+    mean, std = x.mean(0), x.std(0)
+    std = np.where(std > 1e-12, std, 1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        lr = LogisticRegression(max_iter=max_iter).fit((x - mean) / std, y)
+    coef, intercept = lr.coef_, lr.intercept_
+    if len(present) == 2:  # sklearn's binary form: one row for the second class; split it symmetrically
+        coef, intercept = np.stack([-coef[0] / 2, coef[0] / 2]), np.array([-intercept[0] / 2, intercept[0] / 2])
+    w = coef / std  # fold the standardisation into the weights
+    weight[present] = w
+    bias[present] = intercept - w @ mean
+    return weight, bias
+
+
+def init_spectral_head(head: nn.Conv2d, ds: PatchDataset, seed: int = 0) -> None:
+    """Set a (bands -> classes) 1x1 convolution to the logistic regression of ``ds``'s labelled pixels."""
+    x, y = training_pixels(ds, seed=seed)
+    weight, bias = fit_linear(x, y, head.out_channels)
+    with torch.no_grad():
+        head.weight.copy_(torch.as_tensor(weight, dtype=head.weight.dtype)[:, :, None, None])
+        head.bias.copy_(torch.as_tensor(bias, dtype=head.bias.dtype))
