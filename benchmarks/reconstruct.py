@@ -16,7 +16,8 @@ the model beats the best classical method at 10% observed on each set.
 from __future__ import annotations
 
 import argparse
-import glob
+import hashlib
+import json
 import os
 import tempfile
 import time
@@ -25,12 +26,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ssmseg.config import build_config
 from ssmseg.config.schema import ModelConfig
-from ssmseg.data.fields import read_image, scale_to_unit
-from ssmseg.data.prepare_fields import prepare_fields
-from ssmseg.experiments.sweep import sweep_steps
+from ssmseg.data.field_dataset import load_field_manifest
+from ssmseg.data.fields import FieldStats, denormalize, normalize, observed_masks
+from ssmseg.engine import checkpoint as ckpt
 from ssmseg.models import build_model
+from ssmseg.tasks.reconstruction import baselines as bl
+from ssmseg.tasks.reconstruction.metrics import psnr
+from ssmseg.tasks.reconstruction.sampling import draw_samples, load_field_model, sample_noise
 
 SPEED = {"field_unet": {"width": 16, "depth": 2, "d_state": 8},
          "field_flow": {"width": 32, "depth": 2, "d_state": 8, "n_fourier": 32, "heads": 2},
@@ -63,45 +66,80 @@ def speed(args: argparse.Namespace) -> None:
             print(f"  {label:24s} {size:3d}x{size:<3d} {params:>9,} params  {rate:7.1f} samples/s")
 
 
-def real_tiles(shared: Path, out: Path) -> Path:
-    """32 x 32 tiles of the grayscale images, each scaled to [0, 1], as a field dataset (all in the test split
-    is not possible: prep needs every split, so the sweep reads its test split)."""
-    tiles = []
-    for path in sorted(glob.glob(str(shared / "skimage" / "*"))):
-        try:
-            image = read_image(path, "channels")
-        except Exception:  # a file the readers do not take (the benchmark states what it read)
-            continue
-        if image.shape[1] != 1 or min(image.shape[2:]) < 64:
-            continue
-        h, w = image.shape[2] // 32 * 32, image.shape[3] // 32 * 32
-        t = image[0, 0, :h, :w].reshape(h // 32, 32, w // 32, 32).transpose(0, 2, 1, 3).reshape(-1, 1, 32, 32)
-        tiles.append(t[:: max(1, len(t) // 40)])
-    fields, _ = scale_to_unit(np.concatenate(tiles), drop_constant=True)
-    np.save(out / "tiles.npy", fields)
-    cfg = build_config(explicit={"task": {"name": "reconstruction"}, "prep": {"images": [str(out / "tiles.npy")],
-                                 "split": {"mode": "random", "ratios": [0.2, 0.2, 0.6]}}})  # fmt: skip
-    return prepare_fields(cfg, out / "real").out
+def _fields_of(folder: Path, part: str, n: int) -> tuple[np.ndarray, FieldStats, list[int]]:
+    """Up to ``n`` fields (data units) of ``part`` (train/val/test/all) of a field dataset, a fixed random
+    subset (seed 0) in index order, with the dataset's own training statistics (its PSNR MAX)."""
+    manifest = load_field_manifest(folder)
+    idx = [i for i, f in enumerate(manifest["fields"]) if part == "all" or f["split"] == part]
+    if len(idx) > n:
+        idx = sorted(np.random.default_rng(0).choice(idx, n, replace=False).tolist())
+    fields = np.load(folder / "fields.npy", mmap_mode="r")[idx].astype(np.float32)
+    return fields, FieldStats.from_dict(manifest["stats"]["train"]), idx
+
+
+def _baselines(fields: np.ndarray, masks: np.ndarray, names: list[str], cache: Path) -> dict[str, np.ndarray]:
+    """Each baseline's reconstructions (N, C, H, W), cached in ``cache`` (they do not depend on the model)."""
+    if cache.is_file():
+        with np.load(cache) as data:
+            if all(k in data.files for k in names):
+                return {k: data[k] for k in names}
+    out = {k: np.stack([bl.predict(k, f, m) for f, m in zip(fields, masks, strict=True)]) for k in names}
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, **out)
+    return out
+
+
+def _psnr(pred: np.ndarray, truth: np.ndarray, masks: np.ndarray, data_range: float) -> float:
+    """Mean over fields of PSNR on unobserved pixels (``metrics.psnr``)."""
+    p = torch.as_tensor(pred, dtype=torch.float64)
+    t = torch.as_tensor(truth, dtype=torch.float64)
+    return float(psnr(p, t, data_range, torch.as_tensor(masks)[:, None]).mean())
 
 
 def quality(args: argparse.Namespace) -> None:
-    tmp = Path(tempfile.mkdtemp(prefix="ssmseg-reconstruct-"))
-    sets = {"own test fields": None, "real image tiles": real_tiles(Path(args.shared), tmp)}
-    print(f"{'fields':18s} {'observed':>8s} {'model 1':>8s} {'mean K':>8s} {'best baseline':>22s} {'gap':>7s}")
-    for name, fields in sets.items():
-        for frac in (float(f) for f in args.fractions.split(",")):
-            cfg = build_config(explicit={"task": {"name": "reconstruction"}, "sweep": {
-                "solvers": ["euler"], "steps": [1, 8], "max_fields": args.fields, "samples": args.samples,
-                "observed": frac, "baselines": ["linear", "cubic", "rbf", "gp"],
-                # the dopri5 reference only measures solver error here: a loose one keeps the benchmark short
-                "reference_atol": 1e-3, "reference_rtol": 1e-3},
-                "runtime": {"threads": args.threads}})  # fmt: skip
-            r = sweep_steps(cfg, Path(args.run), fields, tmp / f"sweep-{len(list(tmp.iterdir()))}")
-            one = max(row["psnr_sample"] for row in r.rows)
-            mean = max(row["psnr_mean"] for row in r.rows)
-            best = max(r.baselines, key=lambda b: b["psnr"])
-            shown = f"{best['name']} {best['psnr']:.2f}"
-            print(f"{name:18s} {frac:8.0%} {one:8.2f} {mean:8.2f} {shown:>22s} {max(one, mean) - best['psnr']:+7.2f}")
+    """Model (one sample, mean of K) beside mean/linear/cubic/rbf/gp on the same fields and pixels."""
+    torch.set_num_threads(args.threads)
+    run = Path(args.run)
+    state = ckpt.load(run / "checkpoints" / "best.pt")
+    model, stats = load_field_model(state, torch.device("cpu"))
+    rc = state["config"]["reconstruction"]
+    solver, steps = args.solver or rc["val_solver"], args.steps or rc["val_steps"]
+    folder = Path(args.dataset or state["dataset"])
+    fields, own, idx = _fields_of(folder, args.part, args.fields)
+    history = json.loads((run / "history.json").read_text())
+    epochs = history["epochs"]
+    seconds = sum(e.get("seconds", 0.0) + e.get("val_seconds", 0.0) for e in epochs)
+    rate = np.median([e["samples_per_s"] for e in epochs if e.get("samples_per_s")] or [float("nan")])
+    print(f"run {run}: {state['config']['model']['name']}, {len(epochs)} epochs in {seconds / 60:.1f} min "
+          f"({rate:.0f} training samples/s); fields: {len(fields)} of {folder} ({args.part}); PSNR MAX "
+          f"{own.data_range:g} (the dataset's training range); {solver} {steps} steps, K = {args.samples}; "
+          f"load {os.getloadavg()[0]:.1f}")  # fmt: skip
+    names = ["mean", "linear", "cubic", "rbf", "gp"]
+    head = f"{'observed':>8s} {'1 sample':>9s} {'mean K':>8s} " + " ".join(f"{n:>7s}" for n in names)
+    print(head + f" {'gap to best':>12s}")
+    n, _, h, w = fields.shape
+    for frac in (float(f) for f in args.fractions.split(",")):
+        masks = np.stack([observed_masks(1, h, w, frac, args.seed, first_index=i)[0] for i in idx])
+        key = f"{folder.resolve()}|{args.part}|{len(idx)}|{frac}|{args.seed}"
+        cache = Path(tempfile.gettempdir()) / "ssmseg-bench" / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz"
+        base = _baselines(fields, masks, names, cache)
+        scores = {k: _psnr(v, fields, masks, own.data_range) for k, v in base.items()}
+        values = normalize(torch.from_numpy(fields), stats).float()
+        observed = torch.from_numpy(masks)[:, None]
+        noise = sample_noise(torch.tensor(idx), args.samples, tuple(fields.shape[1:]), args.seed)
+        draws = []
+        with torch.no_grad():
+            for b in range(0, n, 64):
+                part, _ = draw_samples(
+                    model, values[b : b + 64], observed[b : b + 64], noise[:, b : b + 64], solver, steps
+                )
+                draws.append(denormalize(part, stats))
+        draws = torch.cat(draws, 1).double().numpy()
+        one = np.mean([_psnr(d, fields, masks, own.data_range) for d in draws])
+        mean_k = _psnr(draws.mean(0), fields, masks, own.data_range)
+        best = max(names, key=lambda k: scores[k])
+        row = f"{frac:8.0%} {one:9.2f} {mean_k:8.2f} " + " ".join(f"{scores[k]:7.2f}" for k in names)
+        print(row + f" {mean_k - scores[best]:+7.2f} ({best}; 1 sample {one - scores[best]:+.2f})")
 
 
 def main() -> None:
@@ -114,10 +152,14 @@ def main() -> None:
     s.add_argument("--threads", type=int, default=2)
     q = sub.add_parser("quality")
     q.add_argument("--run", required=True)
+    q.add_argument("--dataset", default=None, help="field dataset (default: the run's)")
+    q.add_argument("--part", default="val", choices=["train", "val", "test", "all"])
     q.add_argument("--fractions", default="0.05,0.1,0.2")
-    q.add_argument("--fields", type=int, default=50)
+    q.add_argument("--fields", type=int, default=200)
     q.add_argument("--samples", type=int, default=4)
-    q.add_argument("--shared", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fields"))
+    q.add_argument("--solver", default=None, help="default: the run's reconstruction.val_solver")
+    q.add_argument("--steps", type=int, default=None, help="default: the run's reconstruction.val_steps")
+    q.add_argument("--seed", type=int, default=12345, help="observed pixels and noise (not the run's val seed)")
     q.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     speed(args) if args.what == "speed" else quality(args)

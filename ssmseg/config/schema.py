@@ -92,8 +92,10 @@ class FieldsPrepConfig(Section):
         description="Field side in pixels: files are cut into non-overlapping tiles of this size (edge remainders "
         "dropped); empty: every file holds whole fields of one size (sinusoids: 32).",
     )
-    mode: Literal["bands", "channels"] = Field(
-        "bands", description="Multi-band images: one field per band (bands), or the bands as channels of one field."
+    mode: Literal["bands", "channels", "gray"] = Field(
+        "bands",
+        description="Multi-band images: one field per band (bands), the bands as channels of one field (channels), "
+        "or one grayscale field of the luminance 0.299 R + 0.587 G + 0.114 B (gray; RGB photos).",
     )
     key: str | None = Field(None, description="Array name inside .npz/.mat files (empty: the only array).")
     count: int = Field(1000, ge=10, description="Sinusoids: number of generated fields.")
@@ -242,7 +244,8 @@ class ModelConfig(Section):
     )
     ss2d: bool = Field(
         True,
-        description="cmt_unet, ssmu_net: the SS2D Mamba blocks; false: each replaced by its scan-free twin, SS2D's "
+        description="cmt_unet, ssmu_net, field_unet: the SS2D Mamba blocks; false: each replaced by its scan-free "
+        "twin, SS2D's "
         "projections around a gated depthwise convolution (local context only) (ablation).",
     )
     sinc: bool = Field(
@@ -289,6 +292,19 @@ class ModelConfig(Section):
     n_fourier: int = Field(64, ge=4, le=1024, description="field_flow: learnable Fourier features of coordinates.")
     fourier_scale: float = Field(10.0, gt=0, description="field_flow: initial scale of the Fourier frequencies.")
     heads: int = Field(4, ge=1, le=32, description="field_flow: attention heads (cross-attention and backbone).")
+    interp_widths: list[Annotated[float, Field(gt=0, le=16)]] = Field(
+        [0.5, 1.0, 2.0],
+        max_length=8,
+        description="field_unet: widths of the normalised convolutions of the observations given as input, in "
+        "units of the field's mean observation spacing; the model predicts a correction to the middle one; empty: "
+        "none (the correction is to the field's observed mean).",
+    )
+    bound_margin: float | None = Field(
+        0.25,
+        ge=0,
+        description="field_unet: outputs are bounded to each field's observed range widened by this share of its "
+        "span on each side; empty: unbounded.",
+    )
 
 
 class FinetuneConfig(Section):
@@ -453,6 +469,13 @@ class ReconstructionConfig(Section):
     )
     samples: int = Field(
         8, ge=1, le=256, description="K samples per field that `ssmseg eval` draws (one sample and their mean)."
+    )
+    t_zero: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Share of training fields drawn at t = 0 (pure noise), where the model's estimate is the "
+        "one-step (posterior-mean) reconstruction; the others draw t uniformly in [0, 1).",
     )
 
     @model_validator(mode="after")

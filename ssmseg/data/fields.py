@@ -19,7 +19,8 @@ import torch
 from ssmseg.data.io import open_source
 from ssmseg.errors import ConfigError, InputError
 
-FieldMode = Literal["bands", "channels"]
+FieldMode = Literal["bands", "channels", "gray"]
+LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 luminance of R, G, B
 STACK_SUFFIXES = (".npy", ".npz")
 
 
@@ -104,15 +105,24 @@ def read_stack(path: str | Path, key: str | None = None) -> np.ndarray:
 
 def read_image(path: str | Path, mode: FieldMode = "bands", key: str | None = None) -> np.ndarray:
     """An image or raster (GeoTIFF/TIFF/JPEG/PNG/.mat/.npy image, via ``open_source``) as float32
-    (N, C, H, W): one single-channel field per band (``mode="bands"``) or one field with the bands as
-    channels (``mode="channels"``). Pixels equal to the file's nodata value become NaN."""
-    if mode not in ("bands", "channels"):
-        raise ConfigError(f"field mode must be 'bands' or 'channels'; got '{mode}'")
+    (N, C, H, W): one single-channel field per band (``mode="bands"``), one field with the bands as
+    channels (``mode="channels"``), or one grayscale field (``mode="gray"``: the luminance
+    0.299 R + 0.587 G + 0.114 B of the first three bands; a single-band image is kept as it is). Pixels
+    equal to the file's nodata value become NaN (in gray mode, where any of the three bands is nodata)."""
+    if mode not in ("bands", "channels", "gray"):
+        raise ConfigError(f"field mode must be 'bands', 'channels' or 'gray'; got '{mode}'")
     with open_source(path, key=key) as src:
         info = src.info
         image = src.read(0, 0, info.height, info.width).astype(np.float32)
     if info.nodata is not None:
         image[image == np.float32(info.nodata)] = np.nan
+    if mode == "gray":
+        if image.shape[0] == 1:
+            return image[None]
+        if image.shape[0] < 3:
+            raise InputError(f"'{path}' has {image.shape[0]} bands; gray fields need one band or R, G, B first; "
+                             "use prep.fields.mode bands")  # fmt: skip
+        image = np.tensordot(np.asarray(LUMA, np.float32), image[:3], axes=1)[None].astype(np.float32)
     return image[:, None] if mode == "bands" else image[None]
 
 
@@ -140,8 +150,8 @@ def read_field_sources(
     drops, is an InputError naming it and the cause; fields of different shapes are one too."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    if mode not in ("bands", "channels"):
-        raise ConfigError(f"field mode must be 'bands' or 'channels'; got '{mode}'")
+    if mode not in ("bands", "channels", "gray"):
+        raise ConfigError(f"field mode must be 'bands', 'channels' or 'gray'; got '{mode}'")
     if size is not None and size < 2:
         raise ConfigError(f"field size must be at least 2; got {size}")
     out: list[FieldSource] = []

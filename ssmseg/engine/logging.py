@@ -10,6 +10,23 @@ from typing import Any
 import torch
 
 
+def json_safe(x: Any) -> Any:
+    """x with every non-finite float (NaN, inf) replaced by None: what ``json.dumps(..., allow_nan=False)``
+    accepts, so the file is valid JSON (``Infinity`` and ``NaN`` are not)."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: json_safe(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [json_safe(v) for v in x]
+    return x
+
+
+def dumps(data: Any) -> str:
+    """Valid JSON always (non-finite numbers written as null), indented like every file ssmseg writes."""
+    return json.dumps(json_safe(data), indent=1, allow_nan=False)
+
+
 class RunLogger:
     """Writes only on the main process; on other ranks every method does nothing."""
 
@@ -28,7 +45,7 @@ class RunLogger:
         if not self.enabled:
             return
         tmp = self.run_dir / ".history.json.tmp"
-        tmp.write_text(json.dumps({**(extra or {}), "epochs": history}, indent=1), encoding="utf-8")
+        tmp.write_text(dumps({**(extra or {}), "epochs": history}), encoding="utf-8")
         tmp.replace(self.run_dir / "history.json")
 
     def scalars(self, rec: dict[str, Any]) -> None:

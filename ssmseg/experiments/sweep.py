@@ -4,7 +4,9 @@ count, beside classical baselines, on the same test fields, observed pixels and 
 Settings: every fixed-step solver of ``sweep.solvers`` at every count of ``sweep.steps``, and dopri5 once
 (``sweep.atol``/``sweep.rtol``). Each draws K samples per field from the K noises of ``sample_noise``, so
 every setting starts from the same noise. Per setting, on unobserved pixels and on the whole field, in the
-data's units (PSNR's MAX: the range of the model's training fields):
+data's units (PSNR's MAX: the value range of the training part of the fields' dataset, which for the run's
+own dataset is the model's training fields). Fields of another dataset (``--fields``) in other units than the
+model's training fields are refused unless the model works in per-field units (field_unet):
 
     *_sample      the metric of one sample (averaged over the K samples: each sample counts as one try)
     *_mean        the metric of the mean of the K samples
@@ -30,7 +32,6 @@ marker of ``ssmseg.outputs`` (kind ``sweep``): nothing that existed is replaced 
 from __future__ import annotations
 
 import csv
-import json
 import math
 import time
 from collections.abc import Iterator
@@ -48,6 +49,7 @@ from ssmseg.config import Config
 from ssmseg.data.field_dataset import FieldDataset, load_field_manifest
 from ssmseg.data.fields import FieldStats, denormalize, normalize
 from ssmseg.engine import checkpoint as ckpt
+from ssmseg.engine.logging import dumps
 from ssmseg.engine.runtime import setup_runtime, shutdown
 from ssmseg.errors import InputError, UsageError
 from ssmseg.experiments.folders import run_folder_of
@@ -130,6 +132,7 @@ class SweepFields:
     folder: Path
     available: int
     observed_fraction: float | tuple[float, float]
+    data_range: float  # PSNR's MAX: the value range of the training part of the fields' own dataset
 
 
 def load_fields(cfg: Config, state: dict[str, Any], fields: Path | None, stats: FieldStats) -> SweepFields:
@@ -148,11 +151,33 @@ def load_fields(cfg: Config, state: dict[str, Any], fields: Path | None, stats: 
                          f"fields with {want} channel(s)")  # fmt: skip
     if min(ds.height, ds.width) < 6:
         raise UsageError(f"the fields in '{folder}' are {ds.height}x{ds.width}; SSIM needs at least 6x6 pixels")
+    if not own:
+        check_units(ds.stats, stats, folder, per_field_units(state))
     n = len(ds) if cfg.sweep.max_fields is None else min(len(ds), cfg.sweep.max_fields)
     items = [ds[i] for i in range(n)]
     truth = denormalize(torch.stack([it["field"] for it in items]), ds.stats)  # data units
     return SweepFields(truth, normalize(truth, stats).float(), torch.stack([it["observed"] for it in items]),
-                      torch.stack([it["index"] for it in items]), folder, len(ds), fraction)  # fmt: skip
+                      torch.stack([it["index"] for it in items]), folder, len(ds), fraction,
+                      ds.stats.data_range)  # fmt: skip
+
+
+def per_field_units(state: dict[str, Any]) -> bool:
+    """Whether the checkpoint's model works in per-field units from the observations (so the statistics it
+    normalises the fields with cancel out): field_unet does, field_flow does not."""
+    return state["config"]["model"]["name"] == "field_unet"
+
+
+def check_units(theirs: FieldStats, ours: FieldStats, folder: Path, invariant: bool) -> None:
+    """Fields in other units than the model's training fields are normalised with the model's statistics; only
+    a model in per-field units is unaffected. Any other model gets a one-line error instead of silent nonsense."""
+    if invariant:
+        return
+    for c, (m1, s1, m0, s0) in enumerate(zip(theirs.mean, theirs.std, ours.mean, ours.std, strict=True)):
+        if abs(m1 - m0) > s0 or not 0.5 <= s1 / s0 <= 2:
+            raise UsageError(f"the fields in '{folder}' are not in the model's units (channel {c}: mean {m1:.4g}, std "
+                             f"{s1:.4g}; the model's training fields: mean {m0:.4g}, std {s0:.4g}) and this model "
+                             "normalises with its training statistics; give fields in the training units, or train "
+                             "field_unet, which works in per-field units")  # fmt: skip
 
 
 def check_out(out: Path | None) -> None:
@@ -267,7 +292,7 @@ def run_grid(
     sc, k = cfg.sweep, cfg.sweep.samples
     grid = settings_of(cfg)
     counting = CountingVelocity(model)  # counts every model call (NFE), whatever the solver
-    data_range = stats.data_range
+    data_range = fields.data_range
     n, (c, h, w) = len(fields.truth), fields.truth.shape[1:]
     accs = {s: _Acc() for s in grid}
     shared_ref = (sc.atol, sc.rtol) == (sc.reference_atol, sc.reference_rtol)  # dopri5's row is the reference
@@ -388,11 +413,10 @@ def conclude(rows: list[dict[str, Any]], baselines: list[dict[str, Any]], k: int
             continue
         first, last = mine[0], mine[-1]
         d1, dk = last["psnr_sample"] - first["psnr_sample"], last["psnr_mean"] - first["psnr_mean"]
-        verdict = "helped" if d1 > FLAT_DB else "hurt" if d1 < -FLAT_DB else "changed little"
-        peak = max(mine, key=lambda r: r["psnr_sample"])
-        line = (f"{solver}: more steps {verdict}: one sample {first['psnr_sample']:.2f} -> "
+        line = (f"{solver}: more steps {_verdict(d1, dk, k)}: one sample {first['psnr_sample']:.2f} -> "
                 f"{last['psnr_sample']:.2f} dB ({d1:+.2f}) from {first['steps']} to {last['steps']} steps, mean of {k} "
                 f"{first['psnr_mean']:.2f} -> {last['psnr_mean']:.2f} dB ({dk:+.2f})")  # fmt: skip
+        peak = max(mine, key=lambda r: r["psnr_sample"])
         if peak["psnr_sample"] > max(first["psnr_sample"], last["psnr_sample"]) + FLAT_DB:
             line += f"; one-sample PSNR peaks at {peak['steps']} steps ({peak['psnr_sample']:.2f} dB)"
         under = [r["solver_error"] <= SOLVER_ERROR_SHARE * r["rmse_sample"] for r in mine]
@@ -427,11 +451,34 @@ def conclude(rows: list[dict[str, Any]], baselines: list[dict[str, Any]], k: int
     base = _finite(baselines, "psnr")
     if base:
         top = max(base, key=lambda b: b["psnr"])
-        d = best["psnr_mean"] - top["psnr"]
-        out.append(f"best baseline: {top['name']} {top['psnr']:.2f} dB; the best mean of {k} "
-                   f"{'beats it by' if d > 0 else 'falls short by'} {abs(d):.2f} dB, the best single sample "
-                   f"by {best_one['psnr_sample'] - top['psnr']:+.2f} dB")  # fmt: skip
+        d, d1 = best["psnr_mean"] - top["psnr"], best_one["psnr_sample"] - top["psnr"]
+        out.append(f"best baseline: {top['name']} {top['psnr']:.2f} dB; the best mean of {k} is {_against(d)}, "
+                   f"the best single sample {_against(d1)}")  # fmt: skip
+        low = min(base, key=lambda b: b["psnr"])
+        if best["psnr_mean"] < low["psnr"] and best_one["psnr_sample"] < low["psnr"]:
+            out.append(f"the model is below every baseline, {low['name']} included ({low['psnr']:.2f} dB): its best "
+                       f"mean of {k} is {_against(best['psnr_mean'] - low['psnr'])}")  # fmt: skip
+        else:
+            mean_fill = next((b for b in base if b["name"] == "mean"), None)
+            if mean_fill is not None and best["psnr_mean"] < mean_fill["psnr"]:
+                out.append(f"the model's best mean of {k} is below filling with the mean ({mean_fill['psnr']:.2f} "
+                           f"dB): {_against(best['psnr_mean'] - mean_fill['psnr'])}")  # fmt: skip
     return out
+
+
+def _verdict(d1: float, dk: float, k: int) -> str:
+    """What more steps did, judged on one sample and on the mean of K alike (FLAT_DB: no change)."""
+
+    def word(d: float) -> str:
+        return "helped" if d > FLAT_DB else "hurt" if d < -FLAT_DB else "changed little"
+
+    w1, wk = word(d1), word(dk)
+    return w1 if w1 == wk else f"{w1} one sample but {wk} the mean of {k}"
+
+
+def _against(d: float) -> str:
+    """A signed PSNR difference in words, one sign convention only."""
+    return f"{abs(d):.2f} dB above it" if d > 0 else f"{abs(d):.2f} dB below it" if d < 0 else "level with it"
 
 
 # ---------------------------------------------------------------------------------------------- outputs
@@ -468,16 +515,6 @@ def write_csv(path: Path, rows: list[dict[str, Any]], baselines: list[dict[str, 
                 line[f"{key}_sample"] = line[f"{key}_mean"] = b[key]
             line["spectrum_error_mean"] = b["spectrum_error"]
             writer.writerow(line)
-
-
-def _json_safe(x: Any) -> Any:
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {k: _json_safe(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_json_safe(v) for v in x]
-    return x
 
 
 def sweep_steps(cfg: Config, run: Path, fields: Path | None = None, out: Path | None = None) -> SweepResult:
@@ -517,13 +554,15 @@ def _run(
     sc, k = cfg.sweep, cfg.sweep.samples
     rows, examples, timing = run_grid(cfg, model, test, stats, device)
     t0 = time.perf_counter()
-    base_rows, base_ex = run_baselines(cfg, test, stats.data_range) if sc.baselines else ([], {})
+    base_rows, base_ex = run_baselines(cfg, test, test.data_range) if sc.baselines else ([], {})
     timing["baseline_seconds"] = time.perf_counter() - t0
     conclusions = conclude(rows, base_rows, k)
     frac = test.observed_fraction
     protocol = {
         "run": str(run_dir), "checkpoint": str(path), "model": state["config"]["model"]["name"],
-        "epoch": state.get("epoch"), "dataset": str(test.folder), "own_dataset": test.folder == Path(state["dataset"]),
+        "epoch": None if state.get("epoch") is None else state["epoch"] + 1,
+        "epoch_numbering": "1-based, as in history.json", "dataset": str(test.folder),
+        "own_dataset": test.folder == Path(state["dataset"]),
         "split": "test", "fold": state.get("fold"), "fields": len(test.truth),
         "fields_available": test.available, "field_indices": test.indices.tolist(),
         "field_size": list(test.truth.shape[2:]), "channels": int(test.truth.shape[1]),
@@ -534,8 +573,9 @@ def _run(
         "reference": {"solver": "dopri5", "atol": sc.reference_atol, "rtol": sc.reference_rtol,
                       "nfe": timing["reference_nfe"]},
         "time_grid": "linspace(0, 1, steps + 1) in float64, ending exactly at 1",
-        "baselines": list(dict.fromkeys(sc.baselines)), "data_range": stats.data_range,
-        "units": "data units of the fields; PSNR MAX = data_range of the model's training fields",
+        "baselines": list(dict.fromkeys(sc.baselines)), "data_range": test.data_range,
+        "units": "data units of the fields; PSNR MAX = data_range, the value range of the training part of the "
+                 "fields' own dataset (for the run's own dataset: the model's training fields)",
         "batch_size": sc.batch_size, "device": str(device), "torch_threads": torch.get_num_threads(),
         "baseline_threads": 1, "versions": _versions(),
     }  # fmt: skip
@@ -547,5 +587,5 @@ def _run(
     data = {"format_version": 1, "kind": "sweep", "protocol": protocol, "rows": rows, "baselines": base_rows,
             "conclusions": conclusions, "timing": timing,
             "files": sorted(["sweep.json", *(p.name for p in tmp.iterdir())])}  # fmt: skip
-    (tmp / "sweep.json").write_text(json.dumps(_json_safe(data), indent=1), encoding="utf-8")
+    (tmp / "sweep.json").write_text(dumps(data), encoding="utf-8")
     return SweepResult(tmp, rows, base_rows, conclusions, protocol, timing)

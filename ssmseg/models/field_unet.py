@@ -1,13 +1,26 @@
 """FieldUNet: the grid flow-matching model for sparse-field reconstruction.
 
     forward(x_t (B, C, H, W), t (B,), observed (B, C, H, W), mask (B, 1, H, W)) -> velocity (B, C, H, W)
+    forward(..., return_clean=True) -> the clean estimate x1_hat (B, C, H, W) the velocity is made from
 
-The input is every pixel's [x_t, observed value (0 where unobserved), mask, x and y in [0, 1]] (pixel centres,
-so any H x W is the unit square). A UNet of residual convolution blocks, with SS2D blocks (four-direction
-selective scans) after the convolutions of every down-sampled stage, maps it to the velocity. A time
-embedding (sinusoidal + MLP) sets a scale and shift (FiLM) inside every convolution block. Any size: the
-input is zero-padded at the bottom and right to a multiple of 2**depth (padding reads as "unobserved") and
-the output cropped back.
+It predicts the clean field and returns the velocity of the straight path towards it,
+``v = (x1_hat - x_t) / (1 - t)``, so an Euler step of size 1 - t lands on ``x1_hat`` and one step from t = 0
+is the posterior-mean estimate. ``x1_hat`` is built so the network cannot lose to the classical floor:
+
+- it works in per-field units from the observed pixels alone (``field_inputs.field_frame``: location and
+  scale), so brightness, contrast and units of the data do not matter; outputs are mapped back;
+- its input holds, per pixel, x_t (in field units), the observed value and mask, the normalised convolution of
+  the observations at ``interp_widths`` (times the observation spacing) with their certainties, and x, y in
+  [0, 1] (pixel centres);
+- it predicts a correction to the middle normalised convolution (the output layer starts near zero, so an
+  untrained model is that interpolant), bounded to the field's observed range widened by ``bound_margin``
+  times its span (None: unbounded).
+
+A UNet of residual convolution blocks, with SS2D blocks (four-direction selective scans; ``ss2d=False``:
+their scan-free twins, about 3x faster on a CPU) after the convolutions of every down-sampled stage, maps
+the input to the correction. A time embedding (sinusoidal + MLP) sets a scale and shift (FiLM) inside every
+convolution block. Any size: the input is zero-padded at the
+bottom and right to a multiple of 2**depth (padding reads as "unobserved") and the output cropped back.
 """
 
 from __future__ import annotations
@@ -16,9 +29,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssmseg.models.layers.conv import SS2DBlock, norm
+from ssmseg.models.field_inputs import field_frame, normalized_convolution, observed_bounds
+from ssmseg.models.layers.conv import context_block, norm
 from ssmseg.models.layers.embed import TimeEmbedding
 from ssmseg.ssm.order import grid_coords
+
+MIN_REMAINING_TIME = 1e-3  # v = (x1_hat - x_t) / max(1 - t, this): finite at t = 1 (RK4's and dopri5's last stage)
 
 
 class FiLMBlock(nn.Module):
@@ -42,7 +58,10 @@ class FiLMBlock(nn.Module):
 
 
 class FieldUNet(nn.Module):
-    """Velocity of a flow-matching path on a field from [x_t, observed, mask, coordinates] (module docstring)."""
+    """Clean field (and the velocity towards it) from [x_t, observed, mask, interpolants, coordinates], in
+    per-field units (module docstring)."""
+
+    predicts_clean = True  # the task trains x1_hat (return_clean=True) rather than the velocity
 
     def __init__(
         self,
@@ -54,26 +73,54 @@ class FieldUNet(nn.Module):
         d_conv: int = 3,
         time_dim: int = 128,
         dropout: float = 0.0,
+        interp_widths: tuple[float, ...] = (0.5, 1.0, 2.0),
+        bound_margin: float | None = 0.25,
+        ss2d: bool = True,
     ) -> None:
         super().__init__()
         self.in_channels, self.depth = in_channels, depth
+        self.interp_widths, self.bound_margin = tuple(interp_widths), bound_margin
+        n_interp = len(self.interp_widths)
         chans = [width * 2**i for i in range(depth + 1)]
         self.time = nn.Sequential(TimeEmbedding(time_dim), nn.SiLU())
-        self.stem = FiLMBlock(2 * in_channels + 3, chans[0], time_dim, dropout)
+        self.stem = FiLMBlock((2 + n_interp) * in_channels + 3 + n_interp, chans[0], time_dim, dropout)
         self.down = nn.ModuleList(FiLMBlock(chans[i], chans[i + 1], time_dim, dropout) for i in range(depth))
-        self.scan = nn.ModuleList(SS2DBlock(chans[i + 1], d_state, expand, d_conv=d_conv) for i in range(depth))
+        self.scan = nn.ModuleList(context_block(chans[i + 1], d_state, expand, d_conv, ss2d) for i in range(depth))
         self.up = nn.ModuleList(
             FiLMBlock(chans[i + 1] + chans[i], chans[i], time_dim, dropout) for i in reversed(range(depth))
         )
         self.head = nn.Conv2d(chans[0], in_channels, 1)
-        nn.init.normal_(self.head.weight, std=1e-3)  # small initial velocities
+        nn.init.normal_(self.head.weight, std=1e-3)  # starts at the interpolant
         nn.init.zeros_(self.head.bias)
 
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor, observed: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        b, _, h, w = x_t.shape
+    def inputs(self, x_t: torch.Tensor, t: torch.Tensor, observed: torch.Tensor, mask: torch.Tensor):
+        """(network input (B, 5C + 6 with three widths, H, W), base z (B, C, H, W), location, scale)."""
+        b, c, h, w = x_t.shape
         m = (mask > 0.5).to(x_t.dtype)
+        loc, scale = field_frame(observed, m)
+        z_obs = (observed - loc) / scale * m
+        tb = t.to(x_t.dtype).reshape(-1, 1, 1, 1)
+        z_t = (x_t - tb * loc) / (tb * scale + (1 - tb))  # the path's noise stays about unit size
+        parts = [z_t, z_obs, m]
+        base = torch.zeros_like(z_obs)
+        if self.interp_widths:
+            nc, certainty = normalized_convolution(z_obs, m, self.interp_widths)
+            mid = len(self.interp_widths) // 2
+            base = nc[:, mid * c : (mid + 1) * c]
+            parts += [nc, certainty]
         coords = grid_coords(h, w, x_t.device).to(x_t.dtype).T.reshape(1, 2, h, w).expand(b, -1, -1, -1)
-        x = torch.cat([x_t, observed * m, m, coords], dim=1)
+        return torch.cat([*parts, coords], dim=1), base, loc, scale
+
+    def forward(
+        self,
+        x_t: torch.Tensor,
+        t: torch.Tensor,
+        observed: torch.Tensor,
+        mask: torch.Tensor,
+        return_clean: bool = False,
+    ) -> torch.Tensor:
+        h, w = x_t.shape[-2:]
+        x, base, loc, scale = self.inputs(x_t, t, observed, mask)
         mult = 2**self.depth
         ph, pw = (-h) % mult, (-w) % mult
         if ph or pw:  # zeros: padded pixels read as unobserved, with x_t = 0 and coordinates (0, 0)
@@ -87,4 +134,13 @@ class FieldUNet(nn.Module):
             skip = skips.pop()
             y = F.interpolate(y, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             y = up(torch.cat([y, skip], dim=1), temb)
-        return self.head(y)[..., :h, :w]
+        z = base + self.head(y)[..., :h, :w]
+        if self.bound_margin is not None:
+            m = (mask > 0.5).to(x_t.dtype)
+            lo, hi = observed_bounds((observed - loc) / scale, m, self.bound_margin)
+            z = torch.maximum(torch.minimum(z, hi), lo)
+        clean = loc + scale * z
+        if return_clean:
+            return clean
+        remaining = (1 - t.to(x_t.dtype)).clamp_min(MIN_REMAINING_TIME).reshape(-1, 1, 1, 1)
+        return (clean - x_t) / remaining

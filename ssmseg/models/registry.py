@@ -32,7 +32,8 @@ class Entry:
 # Keys only some models read: a value other than the default for a model that ignores it is an error.
 SPECIFIC = ("d_state", "expand", "d_conv", "n_filters", "wavelet", "window", "encoder_weights", "backbone", "order",
             "n_fourier", "fourier_scale", "heads", "msa", "window_attention", "ss2d", "sinc", "spectral_head",
-            "spectral_init", "spectral_train", "spatial_gate", "linear_epochs")  # fmt: skip
+            "spectral_init", "spectral_train", "spatial_gate", "linear_epochs", "interp_widths",
+            "bound_margin")  # fmt: skip
 SSM = frozenset({"d_state", "expand", "d_conv"})
 
 
@@ -121,11 +122,23 @@ MODELS: dict[str, Entry] = {
         uses=SSM | {"n_fourier", "fourier_scale", "backbone", "order", "heads"},
     ),
     "field_unet": Entry(
-        lambda m, c, k: FieldUNet(c, m.width, m.depth, m.d_state, m.expand, m.d_conv, dropout=m.dropout),
+        lambda m, c, k: FieldUNet(
+            c,
+            m.width,
+            m.depth,
+            m.d_state,
+            m.expand,
+            m.d_conv,
+            dropout=m.dropout,
+            interp_widths=tuple(m.interp_widths),
+            bound_margin=m.bound_margin,
+            ss2d=m.ss2d,
+        ),
         {"width": 8, "depth": 2, "d_state": 4},
-        "grid: UNet with SS2D stages and a time embedding modulating every stage; flow matching",
+        "grid: per-field units, normalised convolutions in, a bounded correction out (UNet with SS2D stages, time "
+        "FiLM); flow matching",
         task="reconstruction",
-        uses=SSM,
+        uses=SSM | {"interp_widths", "bound_margin", "ss2d"},
         ss2d_blocks=True,
     ),
 }

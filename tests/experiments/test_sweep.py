@@ -203,13 +203,24 @@ def test_conclusions_follow_the_numbers():
     lines = sw.conclude(rows, [{"name": "gp", "psnr": 28.0}], 8)
     text = "\n".join(lines)
     assert lines[0].startswith("best setting: euler, 1 step (1 NFE), PSNR 30.00 dB")
-    assert "euler: more steps hurt: one sample 30.00 -> 27.00 dB (-3.00)" in text
+    assert "euler: more steps hurt: one sample 30.00 -> 27.00 dB (-3.00)" in text  # the mean of 8 fell 0.5 too
     assert "from 64 steps on, the solver error" in text  # under 10% of 1.0 at 8 steps, not at 16, again at 64
     assert "rk4: more steps helped" in text and "from 8 steps on" in text
     assert "2.50 dB at the most accurate solve (dopri5 (80 NFE))" in text
     assert "exact posterior samples give 2.50" in text
     assert "one Euler step (a posterior-mean estimate): 30.00 dB" in text
-    assert "best baseline: gp 28.00 dB; the best mean of 8 beats it by 2.00 dB" in text
+    assert (
+        "best baseline: gp 28.00 dB; the best mean of 8 is 2.00 dB above it, the best single sample 2.00 dB "
+        "above it" in text
+    )
+    assert "below every baseline" not in text and "-" not in text.split("best baseline")[1]  # no mixed signs
+    # one sample and the mean of K disagree: both are said
+    mixed = [r("euler", 1, 1, 28.0, 28.0, 0.5), r("euler", 8, 8, 27.0, 28.7, 0.05)]
+    assert "euler: more steps hurt one sample but helped the mean of 4" in "\n".join(sw.conclude(mixed, [], 4))
+    under = sw.conclude(mixed, [{"name": "mean", "psnr": 29.0}, {"name": "gp", "psnr": 31.0}], 4)
+    assert any("below every baseline, mean included (29.00 dB)" in line for line in under), under
+    between = sw.conclude(mixed, [{"name": "mean", "psnr": 28.5}, {"name": "gp", "psnr": 31.0}], 4)
+    assert not any("below every" in line for line in between)
     assert "too narrow" not in text  # 0.70 is about what K = 8 exact samples give
     assert "peaks" not in text
     rows[1]["psnr_sample"] = 30.5  # above both ends by more than 0.1 dB

@@ -158,10 +158,10 @@ def test_bad_arguments_list_the_valid_ones():
 
 
 def test_small_initial_velocities():
-    for model in (FieldFlow(), FieldUNet()):
-        with torch.no_grad():
-            out = model(*inputs(2, 1, 16, 16))
-        assert out.abs().max() < 0.1
+    """FieldFlow starts near zero velocity; FieldUNet near its interpolant (tests/models/test_field_inputs.py)."""
+    with torch.no_grad():
+        out = FieldFlow()(*inputs(2, 1, 16, 16))
+    assert out.abs().max() < 0.1
 
 
 def smooth_fields(n: int, size: int, seed: int) -> torch.Tensor:
@@ -208,8 +208,9 @@ def test_it_learns(name):
         fm_loss(model, fields, gen).backward()
         opt.step()
     after = held_loss()
-    # The loss starts near E|x1 - x0|^2 = 2 (velocity ~0); the mean-velocity solution alone is ~1.
-    assert after < 0.7 * before, (before, after)
+    # FieldFlow's loss starts near E|x1 - x0|^2 = 2 (velocity ~0); the mean-velocity solution alone is ~1.
+    # FieldUNet starts at the interpolant, already far lower, and must still improve on it.
+    assert after < (0.7 if name.startswith("flow") else 0.95) * before, (before, after)
 
 
 def test_distance_bias_is_a_gaussian_kernel_of_learned_width():

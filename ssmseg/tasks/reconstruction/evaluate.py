@@ -7,7 +7,6 @@ the training fields' value range. ``ssmseg eval`` owns the output folder and cal
 from __future__ import annotations
 
 import csv
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import torch
 from ssmseg.config import Config
 from ssmseg.data.field_dataset import FieldDataset
 from ssmseg.data.fields import FieldStats, denormalize
+from ssmseg.engine.logging import dumps
 from ssmseg.errors import InputError, UsageError
 from ssmseg.progress import progress_bar
 from ssmseg.tasks.reconstruction.metrics import metrics_from_sums, reconstruction_sums, sample_sums
@@ -101,7 +101,7 @@ def run(
                      "coverage90": "share of unobserved true values inside the K samples' central 90% interval"},
         "per_fraction": rows,
     }  # fmt: skip
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    (out / "metrics.json").write_text(dumps(metrics))
     with open(out / "metrics.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()

@@ -44,9 +44,12 @@ def sweep_plot(path: Path, rows: list[dict[str, Any]], baselines: list[dict[str,
             style = "*" if len(mine) == 1 else "-o"
             ax.plot(x, y, style, color=f"C{i}", ms=8 if len(mine) == 1 else 3, lw=1.2, label=solver)
         if key != "solver_error":
-            for b in (x for x in baselines if _finite(x.get("psnr"))):
+            shown = sorted((x for x in baselines if _finite(x.get("psnr"))), key=lambda b: b["psnr"])
+            for b in shown:
                 ax.axhline(b["psnr"], color="0.55", ls="--", lw=0.8)
-                ax.annotate(b["name"], (1.0, b["psnr"]), xycoords=("axes fraction", "data"), xytext=(2, 0),
+            lo, hi = ax.get_ylim()
+            for b, y in zip(shown, label_positions([b["psnr"] for b in shown], 0.045 * (hi - lo)), strict=True):
+                ax.annotate(b["name"], (1.0, y), xycoords=("axes fraction", "data"), xytext=(4, 0),
                             textcoords="offset points", va="center", fontsize=7, color="0.35")  # fmt: skip
         else:
             ax.set_yscale("log")
@@ -64,6 +67,20 @@ def sweep_plot(path: Path, rows: list[dict[str, Any]], baselines: list[dict[str,
     plt.close(fig)
 
 
+def label_positions(values: list[float], gap: float) -> list[float]:
+    """Heights for labels of ascending ``values``: each at its value where possible, pushed apart to at least
+    ``gap`` (and centred on the group it forms), so labels of close lines never overlap."""
+    groups: list[list[float]] = []  # each: [first label's height, count, sum of values]
+    for v in values:
+        groups.append([v, 1, v])
+        while len(groups) > 1 and groups[-2][0] + groups[-2][1] * gap > groups[-1][0]:
+            top = groups.pop()
+            g = groups[-1]
+            g[1], g[2] = g[1] + top[1], g[2] + top[2]
+            g[0] = g[2] / g[1] - (g[1] - 1) * gap / 2
+    return [g[0] + i * gap for g in groups for i in range(int(g[1]))]
+
+
 def _pick_steps(steps: list[int], n: int = 3) -> list[int]:
     """A few step counts spread over the grid: the fewest, the most, and ones between (log-spaced)."""
     if len(steps) <= n:
@@ -77,7 +94,8 @@ def examples_panel(
     baseline_preds: dict[str, Any], k: int,
 ) -> None:  # fmt: skip
     """One row per example field (channel 0): observed points, truth, one sample of each solver at a few
-    step counts (dopri5 once), the mean and per-pixel spread of K samples at the most accurate solve (the
+    step counts (dopri5 once; the best settings by the mean of K and by one sample always among
+    them), the mean and per-pixel spread of K samples at the most accurate solve (the
     lowest solver error: the model's own samples), and the best baseline (by PSNR)."""
     plt = _plt()
     settings = examples["settings"]
@@ -88,6 +106,13 @@ def examples_panel(
         mine = [s for s in settings if s.solver == solver]
         keep = _pick_steps([s.steps for s in mine]) if mine[0].steps is not None else [None]
         shown += [s for s in mine if s.steps in keep]
+    finite = [r for r in rows if _finite(r.get("psnr_mean"))]
+    for key in ("psnr_mean", "psnr_sample"):  # the best settings are always shown
+        top = max(finite, key=lambda r: r[key], default=None)
+        pick = next((s for s in settings if top is not None and (s.solver, s.steps) == (top["solver"], top["steps"])),
+                    None)  # fmt: skip
+        if pick is not None and pick not in shown:
+            shown.append(pick)
     scored = [r for r in rows if _finite(r.get("solver_error"))]
     best = min(scored, key=lambda r: (r["solver_error"], -float(r["nfe"]))) if scored else rows[-1]
     best_setting = next(s for s in settings if (s.solver, s.steps) == (best["solver"], best["steps"]))

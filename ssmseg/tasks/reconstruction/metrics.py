@@ -210,11 +210,13 @@ def radial_power_spectrum(x: Tensor) -> tuple[Tensor, Tensor]:
 def spectrum_error(pred: Tensor, target: Tensor, band: tuple[float, float] = (0.0, 0.5)) -> Tensor:
     """(B,) log-spectral distance in dB: the mean over the rings whose frequency lies in ``band`` (cycles per
     pixel) of |10 log10(P_pred / P_target)| of the radially averaged power spectra. Both spectra are floored
-    at 1e-6 of the target's mean ring power: a smooth field has almost no power at high frequencies, and a
-    relative error there would explode while saying nothing; added noise or wiggles still raise it clearly."""
-    freqs, p_pred = radial_power_spectrum(pred)
-    _, p_true = radial_power_spectrum(target)
+    at 1e-6 of the larger of the two mean ring powers: a smooth field has almost no power at high frequencies,
+    and a relative error there would explode while saying nothing; added noise or wiggles still raise it
+    clearly. So every ring counts at most 60 dB and the error is always finite, a constant field included."""
+    freqs, p_pred = radial_power_spectrum(pred.double())
+    _, p_true = radial_power_spectrum(target.double())
     sel = (freqs > band[0]) & (freqs <= band[1])
-    floor = (p_true.mean(1, keepdim=True) * 1e-6).clamp_min(torch.finfo(p_true.dtype).tiny)
+    mean_power = torch.maximum(p_true.mean(1, keepdim=True), p_pred.mean(1, keepdim=True))
+    floor = (mean_power * 1e-6).clamp_min(torch.finfo(p_true.dtype).tiny)
     ratio = p_pred[:, sel].clamp_min(floor) / p_true[:, sel].clamp_min(floor)
-    return (10 * torch.log10(ratio)).abs().mean(1)
+    return (10 * torch.log10(ratio)).abs().mean(1).to(pred.dtype)

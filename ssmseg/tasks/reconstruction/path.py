@@ -104,3 +104,13 @@ def flow_matching_loss(
         loss = mse
     return {"loss": loss, "mse": mse.detach(), "tv": tv.detach(), "sq_err": sq.sum().detach(),
             "count": count.sum().detach()}  # fmt: skip
+
+
+def clean_loss(clean: Tensor, x1: Tensor, observed: Tensor, scale: Tensor, tv_weight: float = 0.0) -> Tensor:
+    """The loss of a clean estimate (B, C, H, W): ``masked_mse`` of (clean - x1) / scale on unobserved pixels,
+    scale (B, C, 1, 1) each field's own (from its observed values), so every field weighs alike whatever its
+    contrast; plus ``tv_weight`` times the estimate's mean total variation in the same units."""
+    loss = masked_mse(clean / scale, x1 / scale, observed)
+    if tv_weight > 0:
+        loss = loss + tv_weight * total_variation(clean / scale).mean()
+    return loss

@@ -16,10 +16,36 @@ from ssmseg.data.field_dataset import FieldDataset
 from ssmseg.data.fields import denormalize, observed_masks_torch
 from ssmseg.engine.task import StepOut
 from ssmseg.models import build_model
+from ssmseg.models.field_inputs import field_frame
 from ssmseg.tasks.reconstruction.metrics import metrics_from_sums, reconstruction_sums
-from ssmseg.tasks.reconstruction.path import draw_noise, draw_times, finish, flow_matching_loss, interpolate
+from ssmseg.tasks.reconstruction.path import (
+    clean_loss,
+    draw_noise,
+    draw_times,
+    finish,
+    flow_matching_loss,
+    interpolate,
+)
 from ssmseg.tasks.reconstruction.sampling import velocity_of
 from ssmseg.tasks.reconstruction.solvers import solve
+
+
+def predicts_clean(model: nn.Module) -> bool:
+    """Whether the model (or the one a DDP wrapper holds) is trained on its clean estimate
+    (``model(..., return_clean=True)``) rather than on its velocity."""
+    return bool(getattr(getattr(model, "module", model), "predicts_clean", False))
+
+
+def field_loss(model: nn.Module, x0: Tensor, x1: Tensor, t: Tensor, observed: Tensor, tv_weight: float) -> Tensor:
+    """The training loss at (x_t, t): the clean estimate's squared error in per-field units (location and scale
+    of the observed values) for models that predict it, else the flow-matching velocity loss."""
+    mask = observed.to(x1.dtype)
+    x_t = interpolate(x0, x1, t)
+    if predicts_clean(model):
+        clean = model(x_t, t, x1 * mask, mask, return_clean=True).float()
+        return clean_loss(clean, x1, observed, field_frame(x1 * mask, mask)[1], tv_weight)
+    v = model(x_t, t, x1 * mask, mask)
+    return flow_matching_loss(v.float(), x0, x1, t, observed, tv_weight)["loss"]
 
 
 def field_image(x: Tensor, lo: float, hi: float) -> Tensor:
@@ -55,10 +81,10 @@ class ReconstructionTask:
         b, _, h, w = x1.shape
         observed = observed_masks_torch(b, h, w, self.cfg.reconstruction.observed, gen)[:, None].to(x1.device)
         t, x0 = draw_times(b, gen).to(x1.device), draw_noise(x1, gen)
-        mask = observed.to(x1.dtype)
-        v = model(interpolate(x0, x1, t), t, x1 * mask, mask)
-        out = flow_matching_loss(v.float(), x0, x1, t, observed, self.cfg.loss.tv_weight)
-        return StepOut(out["loss"], b)
+        share = self.cfg.reconstruction.t_zero
+        if share > 0:  # some fields at t = 0: the one-step (posterior-mean) estimate gets its own training
+            t = torch.where(torch.rand(b, generator=gen, device=gen.device).to(t.device) < share, 0.0, t)
+        return StepOut(field_loss(model, x0, x1, t, observed, self.cfg.loss.tv_weight), b)
 
     def _sums(self, pred: Tensor, x1: Tensor, observed: Tensor, prefix: str) -> dict[str, Tensor]:
         sums = reconstruction_sums(denormalize(pred.float(), self.stats), denormalize(x1, self.stats), observed,
@@ -70,8 +96,7 @@ class ReconstructionTask:
         t = 0 and a short solve."""
         x1, x0, t, observed = batch["field"], batch["noise"], batch["t"], batch["observed"]
         mask = observed.to(x1.dtype)
-        v = model(interpolate(x0, x1, t), t, x1 * mask, mask)
-        loss = flow_matching_loss(v.float(), x0, x1, t, observed, self.cfg.loss.tv_weight)["loss"]
+        loss = field_loss(model, x0, x1, t, observed, self.cfg.loss.tv_weight)
         zero = torch.zeros_like(t)
         one_step = finish(x0 + model(x0, zero, x1 * mask, mask).float(), x1, observed)
         rc = self.cfg.reconstruction

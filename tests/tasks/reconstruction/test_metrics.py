@@ -129,3 +129,13 @@ def test_power_spectrum_peak_and_noise_raises_high_frequency_error():
     assert (high > 10).all() and (low < 1).all()
     # PSNR barely sees it: 26 dB for noise whose high-frequency power is tens of times the truth's
     assert psnr(noisy, target, 1.0).mean().item() > 25
+
+
+def test_spectrum_error_is_finite_for_a_constant_field():
+    """A constant truth has no power off DC; the error must stay a finite number (history.json is JSON)."""
+    flat = torch.full((2, 1, 16, 16), 3.0)
+    wild = torch.randn(2, 1, 16, 16, generator=torch.Generator().manual_seed(0)) * 1e4
+    for pred, target in ((wild, flat), (flat, wild), (flat, flat)):
+        err = spectrum_error(pred, target)
+        assert torch.isfinite(err).all() and (err <= 60.0 + 1e-6).all(), err
+    assert spectrum_error(wild, flat).min() > 50
