@@ -135,7 +135,9 @@ class SweepFields:
     data_range: float  # PSNR's MAX: the value range of the training part of the fields' own dataset
 
 
-def load_fields(cfg: Config, state: dict[str, Any], fields: Path | None, stats: FieldStats) -> SweepFields:
+def load_fields(
+    cfg: Config, state: dict[str, Any], fields: Path | None, stats: FieldStats, invariant: bool = False
+) -> SweepFields:
     """The first ``sweep.max_fields`` test fields with their fixed observed pixels (``reconstruction.seed``)."""
     own = fields is None
     folder = Path(state["dataset"]) if own else Path(fields)
@@ -152,7 +154,7 @@ def load_fields(cfg: Config, state: dict[str, Any], fields: Path | None, stats: 
     if min(ds.height, ds.width) < 6:
         raise UsageError(f"the fields in '{folder}' are {ds.height}x{ds.width}; SSIM needs at least 6x6 pixels")
     if not own:
-        check_units(ds.stats, stats, folder, per_field_units(state))
+        check_units(ds.stats, stats, folder, invariant)
     n = len(ds) if cfg.sweep.max_fields is None else min(len(ds), cfg.sweep.max_fields)
     items = [ds[i] for i in range(n)]
     truth = denormalize(torch.stack([it["field"] for it in items]), ds.stats)  # data units
@@ -161,15 +163,10 @@ def load_fields(cfg: Config, state: dict[str, Any], fields: Path | None, stats: 
                       ds.stats.data_range)  # fmt: skip
 
 
-def per_field_units(state: dict[str, Any]) -> bool:
-    """Whether the checkpoint's model works in per-field units from the observations (so the statistics it
-    normalises the fields with cancel out): field_unet does, field_flow does not."""
-    return state["config"]["model"]["name"] == "field_unet"
-
-
 def check_units(theirs: FieldStats, ours: FieldStats, folder: Path, invariant: bool) -> None:
     """Fields in other units than the model's training fields are normalised with the model's statistics; only
-    a model in per-field units is unaffected. Any other model gets a one-line error instead of silent nonsense."""
+    a model in per-field units (``invariant``: its ``per_field_units`` attribute, as field_unet) is unaffected.
+    Any other model gets a one-line error instead of silent nonsense."""
     if invariant:
         return
     for c, (m1, s1, m0, s0) in enumerate(zip(theirs.mean, theirs.std, ours.mean, ours.std, strict=True)):
@@ -526,7 +523,7 @@ def sweep_steps(cfg: Config, run: Path, fields: Path | None = None, out: Path | 
     rt = setup_runtime(cfg.runtime)
     try:
         model, stats = load_field_model(state, rt.device)
-        test = load_fields(cfg, state, fields, stats)
+        test = load_fields(cfg, state, fields, stats, bool(getattr(model, "per_field_units", False)))
         _check_model_takes(model, test, rt.device, state["config"]["model"]["name"])
         dest, created = reserve_output(out, run_dir, key, about)
         tmp = None

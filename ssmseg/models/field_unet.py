@@ -62,6 +62,7 @@ class FieldUNet(nn.Module):
     per-field units (module docstring)."""
 
     predicts_clean = True  # the task trains x1_hat (return_clean=True) rather than the velocity
+    per_field_units = True  # data in any affine units gives the same answer in those units
 
     def __init__(
         self,

@@ -154,3 +154,18 @@ def test_real_grayscale_images_cut_into_fields(shared_data):
     assert len(kept) > 100 and scaled.min() == 0 and scaled.max() == 1
     with pytest.raises(InputError, match="different shapes"):  # RGB and grayscale as channels
         read_fields([root / "camera.png", root / "astronaut.png"], size=64, mode="channels")
+
+
+def test_gray_mode_is_the_luminance_of_rgb_and_keeps_one_band(tmp_path):
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (3, 16, 24)).astype(np.uint8)
+    gray = read_fields([write_tif(tmp_path / "rgb.tif", rgb)], size=8, mode="gray")
+    assert gray.shape == (6, 1, 8, 8)  # one field per tile, not three
+    luma = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
+    np.testing.assert_allclose(gray[1, 0], luma[:8, 8:16], rtol=1e-5)
+    one = rng.integers(0, 256, (1, 16, 16)).astype(np.uint8)
+    assert np.array_equal(read_fields([write_tif(tmp_path / "one.tif", one)], mode="gray")[0, 0], one[0])
+    with pytest.raises(InputError, match="gray fields need one band or R, G, B"):
+        read_fields([write_tif(tmp_path / "two.tif", rgb[:2])], mode="gray")
+    with pytest.raises(ConfigError, match="'gray'"):
+        read_fields([tmp_path / "rgb.tif"], mode="grey")

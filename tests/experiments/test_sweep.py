@@ -318,3 +318,20 @@ def test_tiny_train_then_sweep(tmp_path):
     assert data["protocol"]["fields"] == 4 and data["protocol"]["samples"] == 2 and data["protocol"]["own_dataset"]
     assert all(math.isfinite(r["psnr_sample"]) and 0 <= r["coverage90"] <= 1 for r in data["rows"])
     assert {"examples.png", "psnr_vs_nfe.png", "sweep.csv"} <= {p.name for p in (run / "sweep").iterdir()}
+
+
+def test_fields_in_other_units_are_refused_unless_the_model_works_in_per_field_units(run, tmp_path):
+    """A cube in raw units normalised with the model's statistics gave "model -8.4 dB" with exit 0 once."""
+    raw = tmp_path / "raw.npy"
+    np.save(raw, (np.load(write_fields(tmp_path / "g.npy", 30)) * 1000.0 + 300.0).astype(np.float32))
+    other = prepare_fields(build_config(explicit={"task": {"name": "reconstruction"},
+                                                  "prep": {"images": [str(raw)]}}), tmp_path / "raw").out  # fmt: skip
+    cfg = sweep_config(solvers=["euler"], steps=[1], samples=1, baselines=["mean"], max_fields=2)
+    with pytest.raises(sw.UsageError, match="not in the model's units"):
+        sw.sweep_steps(cfg, run, other)
+    assert "not in the model's units" in invoke("sweep-steps", run, "--fields", other).output
+    state = ckpt.load(run / "checkpoints" / "best.pt")
+    stats = FieldStats.from_dict(state["stats"])
+    fields = sw.load_fields(cfg, state, other, stats, invariant=True)  # a per-field model takes them
+    assert fields.data_range == pytest.approx(float(np.ptp(np.load(raw)[:24])), rel=0.5)  # their own range
+    assert fields.data_range > 1000 * stats.data_range / 2

@@ -92,11 +92,11 @@ def _pick_steps(steps: list[int], n: int = 3) -> list[int]:
 def examples_panel(
     path: Path, rows: list[dict[str, Any]], baselines: list[dict[str, Any]], examples: dict[str, Any],
     baseline_preds: dict[str, Any], k: int,
-) -> None:  # fmt: skip
+) -> list[str]:  # fmt: skip
     """One row per example field (channel 0): observed points, truth, one sample of each solver at a few
     step counts (dopri5 once; the best settings by the mean of K and by one sample always among
     them), the mean and per-pixel spread of K samples at the most accurate solve (the
-    lowest solver error: the model's own samples), and the best baseline (by PSNR)."""
+    lowest solver error: the model's own samples), and the best baseline (by PSNR). Returns the column titles."""
     plt = _plt()
     settings = examples["settings"]
     truth, observed = examples["truth"][:, 0].numpy(), examples["observed"][:, 0].numpy()
@@ -147,3 +147,4 @@ def examples_panel(
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
+    return [title for title, _, _ in cols]
