@@ -92,11 +92,16 @@ def _baselines(fields: np.ndarray, masks: np.ndarray, names: list[str], cache: P
     return out
 
 
-def _psnr(pred: np.ndarray, truth: np.ndarray, masks: np.ndarray, data_range: float) -> float:
-    """Mean over fields of PSNR on unobserved pixels (``metrics.psnr``)."""
+def _psnr_each(pred: np.ndarray, truth: np.ndarray, masks: np.ndarray, data_range: float) -> np.ndarray:
+    """(N,) PSNR of each field on its unobserved pixels (``metrics.psnr``)."""
     p = torch.as_tensor(pred, dtype=torch.float64)
     t = torch.as_tensor(truth, dtype=torch.float64)
-    return float(psnr(p, t, data_range, torch.as_tensor(masks)[:, None]).mean())
+    return psnr(p, t, data_range, torch.as_tensor(masks)[:, None]).numpy()
+
+
+def _psnr(pred: np.ndarray, truth: np.ndarray, masks: np.ndarray, data_range: float) -> float:
+    """Mean over fields of PSNR on unobserved pixels."""
+    return float(_psnr_each(pred, truth, masks, data_range).mean())
 
 
 def quality(args: argparse.Namespace) -> None:
@@ -141,8 +146,12 @@ def quality(args: argparse.Namespace) -> None:
         one = np.mean([_psnr(d, fields, masks, own.data_range) for d in draws])
         mean_k = _psnr(draws.mean(0), fields, masks, own.data_range)
         best = max(names, key=lambda k: scores[k])
+        diff = _psnr_each(draws.mean(0), fields, masks, own.data_range) - _psnr_each(
+            base[best], fields, masks, own.data_range
+        )  # paired per field: its standard error says how far the gap can be trusted
         row = f"{frac:8.0%} {one:9.2f} {mean_k:8.2f} " + " ".join(f"{scores[k]:7.2f}" for k in names)
-        print(row + f" {mean_k - scores[best]:+7.2f} ({best}; 1 sample {one - scores[best]:+.2f})")
+        print(row + f" {mean_k - scores[best]:+7.2f} +- {diff.std(ddof=1) / np.sqrt(len(diff)):.2f} ({best}; "
+              f"1 sample {one - scores[best]:+.2f})")  # fmt: skip
 
 
 def main() -> None:
