@@ -132,7 +132,7 @@ class SweepFields:
     folder: Path
     available: int
     observed_fraction: float | tuple[float, float]
-    data_range: float  # PSNR's MAX: the value range of the training part of the fields' own dataset
+    data_range: float | None = None  # PSNR's MAX: the training range of the fields' own dataset (None: the model's)
 
 
 def load_fields(
@@ -289,7 +289,7 @@ def run_grid(
     sc, k = cfg.sweep, cfg.sweep.samples
     grid = settings_of(cfg)
     counting = CountingVelocity(model)  # counts every model call (NFE), whatever the solver
-    data_range = fields.data_range
+    data_range = stats.data_range if fields.data_range is None else fields.data_range
     n, (c, h, w) = len(fields.truth), fields.truth.shape[1:]
     accs = {s: _Acc() for s in grid}
     shared_ref = (sc.atol, sc.rtol) == (sc.reference_atol, sc.reference_rtol)  # dopri5's row is the reference
@@ -551,7 +551,8 @@ def _run(
     sc, k = cfg.sweep, cfg.sweep.samples
     rows, examples, timing = run_grid(cfg, model, test, stats, device)
     t0 = time.perf_counter()
-    base_rows, base_ex = run_baselines(cfg, test, test.data_range) if sc.baselines else ([], {})
+    data_range = stats.data_range if test.data_range is None else test.data_range
+    base_rows, base_ex = run_baselines(cfg, test, data_range) if sc.baselines else ([], {})
     timing["baseline_seconds"] = time.perf_counter() - t0
     conclusions = conclude(rows, base_rows, k)
     frac = test.observed_fraction
@@ -570,7 +571,7 @@ def _run(
         "reference": {"solver": "dopri5", "atol": sc.reference_atol, "rtol": sc.reference_rtol,
                       "nfe": timing["reference_nfe"]},
         "time_grid": "linspace(0, 1, steps + 1) in float64, ending exactly at 1",
-        "baselines": list(dict.fromkeys(sc.baselines)), "data_range": test.data_range,
+        "baselines": list(dict.fromkeys(sc.baselines)), "data_range": data_range,
         "units": "data units of the fields; PSNR MAX = data_range, the value range of the training part of the "
                  "fields' own dataset (for the run's own dataset: the model's training fields)",
         "batch_size": sc.batch_size, "device": str(device), "torch_threads": torch.get_num_threads(),
