@@ -28,6 +28,23 @@ class RateColumn(ProgressColumn):
         return Text(f"{task.speed:.1f}/s" if task.speed else "", style="progress.data.speed")
 
 
+_scope: list[str] = []  # e.g. ["fold 2/3"] while cv trains a fold: epoch lines say which fold they belong to
+
+
+@contextmanager
+def scope(label: str) -> Iterator[None]:
+    """Prefix epoch lines and bar labels with ``label`` (``fold 2/3: epoch 4/10 ...``) inside the block."""
+    _scope.append(label)
+    try:
+        yield
+    finally:
+        _scope.pop()
+
+
+def _scoped(text: str) -> str:
+    return ": ".join([*_scope, text])
+
+
 def main_process() -> bool:
     """False on torchrun ranks other than 0 (they print nothing)."""
     return (os.environ.get("RANK", "0") or "0") == "0"
@@ -37,6 +54,7 @@ def main_process() -> bool:
 def progress_bar(label: str, total: int | None) -> Iterator[Callable[[int], None]]:
     """A bar on a terminal; elsewhere a plain line with done/total and ETA every ~30 s (``eta.PlainProgress``);
     yields advance(n=1)."""
+    label = _scoped(label)
     if not console.is_terminal:
         plain = PlainProgress(label, total, enabled=main_process())
         yield plain.advance
@@ -75,5 +93,5 @@ def epoch_line(rec: dict[str, Any], total: int | None = None, best: bool = False
     shown += [f"{k} {rec[k]:.4f}" for k in keys if isinstance(rec.get(k), (int, float))]
     seconds = sum(rec.get(k, 0.0) for k in ("seconds", "val_seconds"))
     epoch = f"{rec.get('epoch', '?')}/{total}" if total else f"{rec.get('epoch', '?')}"
-    console.print(f"epoch {epoch}: {', '.join(shown)} ({seconds:.1f} s){' *' if best else ''}", highlight=False,
-                  markup=False, soft_wrap=True)  # fmt: skip
+    line = _scoped(f"epoch {epoch}: {', '.join(shown)} ({seconds:.1f} s){' *' if best else ''}")
+    console.print(line, highlight=False, markup=False, soft_wrap=True)

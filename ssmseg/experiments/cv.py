@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ssmseg import outputs
+from ssmseg import outputs, progress
 from ssmseg.config import Config
 from ssmseg.data import manifest as mf
 from ssmseg.data.builtin import resolve_dataset
@@ -77,7 +77,8 @@ def run_cv(cfg: Config, folds: int | None = None, force: bool = False) -> dict[s
             continue
         outputs.remove_own(fold_dir, "run")  # an unfinished fold (or --force) starts over; only what train wrote
         try:
-            result = train(cfg, fold=fold, run_dir=fold_dir)
+            with progress.scope(f"fold {fold + 1}/{k}"):
+                result = train(cfg, fold=fold, run_dir=fold_dir)
             row = fold_row(cfg, result, dataset, fold, life)
             if cfg.cv.baselines:  # same training part, same held-out pixels, scored as the model
                 row["baselines"] = life.baselines(cfg, dataset, fold)

@@ -5,12 +5,15 @@ folds refused."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 
 import numpy as np
 import pytest
 import torch
+from rich.console import Console
 
+from ssmseg import progress
 from ssmseg.config import build_config
 from ssmseg.data import datasets
 from ssmseg.data.datasets import PatchDataset, heldout_buffer, select
@@ -41,10 +44,18 @@ def cv_run(synthetic_dataset, tmp_path_factory):
         reads.append((self.fold, self.part, self.indices[i]))
         return original(self, i)
 
+    printed = io.StringIO()
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(PatchDataset, "__getitem__", spy)
+        mp.setattr(progress, "console", Console(file=printed, width=200))
         summary = run_cv(cfg_for(synthetic_dataset, out))
+    summary["printed"] = printed.getvalue()
     return summary, out / "cv", reads
+
+
+def test_epoch_lines_name_their_fold(cv_run):
+    lines = [line for line in cv_run[0]["printed"].splitlines() if "epoch " in line and "val/" in line]
+    assert [line.split(": epoch")[0] for line in lines] == ["fold 1/2", "fold 1/2", "fold 2/2", "fold 2/2"]
 
 
 def test_the_reported_fold_never_trains_or_selects(cv_run, synthetic_dataset):
