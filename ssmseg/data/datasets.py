@@ -139,10 +139,10 @@ class PatchDataset(Dataset):
             mask[r : r + h, c : c + w] = self.ignore_index
         return mask
 
-    def class_counts(self) -> list[int]:
-        """Labelled pixels per class in this part (what the model sees of it)."""
+    def class_counts(self, items: list[int] | None = None) -> list[int]:
+        """Labelled pixels per class in this part (what the model sees of it), or in its ``items`` only."""
         counts = np.zeros(self.num_classes, np.int64)
-        for i in range(len(self)):
+        for i in range(len(self)) if items is None else items:
             lab = self.labels(i)
             counts += np.bincount(lab[lab != self.ignore_index], minlength=self.num_classes)[: self.num_classes]
         return counts.tolist()

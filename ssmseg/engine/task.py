@@ -55,7 +55,10 @@ class Task(Protocol):
 
     def checkpoint_meta(self) -> dict[str, Any]: ...
 
-    def run_info(self) -> dict[str, Any]: ...
+    def run_info(self, scored: list[int] | None = None) -> dict[str, Any]:
+        """What the run's history.json records about its data; ``scored`` holds the indices of the validation
+        items actually scored (``data.max_val_patches``), None when all are."""
+        ...
 
 
 def check_monitor(monitor: str, task: Task | type) -> None:

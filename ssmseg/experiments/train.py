@@ -181,7 +181,7 @@ def train(
             "val_items": len(val_loader.dataset),
             "val_items_total": len(task.val_set),
             "selected_on": describe_part("val", fold),
-            **task.run_info(),
+            **task.run_info(val_loader.dataset.indices if isinstance(val_loader.dataset, Subset) else None),
             **({"finetune": tuned} if tuned else {}),
         }
         optimizer = build_optimizer(cfg.optim, model)

@@ -67,7 +67,7 @@ class ToyRegression:
     def checkpoint_meta(self) -> dict:
         return {"toy": True}
 
-    def run_info(self) -> dict:
+    def run_info(self, scored=None) -> dict:
         return {"dataset": "random tensors"}
 
 

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -196,3 +197,11 @@ def test_max_val_patches_is_one_fixed_subset(synthetic_dataset, tmp_path):
     assert sum(len(b["mask"]) for b in loaders(cfg, task, rt)[1]) == 5  # every epoch reads exactly those
     full = tiny(synthetic_dataset, tmp_path, "all")
     assert len(loaders(full, task, rt)[1].dataset) == len(task.val_set)
+    # the chance baselines of the report need the classes of exactly the scored pixels
+    info = task.run_info(list(first.indices))
+    seen = np.zeros(len(info["class_counts_val"]), np.int64)
+    for b in loaders(cfg, task, rt)[1]:
+        m = b["mask"].numpy()
+        seen += np.bincount(m[m != task.ignore_index], minlength=len(seen))[: len(seen)]
+    assert info["class_counts_val_scored"] == seen.tolist() != info["class_counts_val"]
+    assert "class_counts_val_scored" not in task.run_info(None)

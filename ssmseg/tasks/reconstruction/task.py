@@ -138,7 +138,7 @@ class ReconstructionTask:
             "normalization": {"method": "zscore", "offset": list(self.stats.mean), "scale": list(self.stats.std)},
         }  # fmt: skip
 
-    def run_info(self) -> dict[str, Any]:
+    def run_info(self, scored: list[int] | None = None) -> dict[str, Any]:
         return {"dataset": str(self.dataset), "fold": self.fold, "fields_train": len(self.train_set),
                 "fields_val": len(self.val_set), "field_size": [self.train_set.height, self.train_set.width],
                 "observed": self.cfg.reconstruction.observed, "data_range": self.stats.data_range}  # fmt: skip

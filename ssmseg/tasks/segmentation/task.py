@@ -115,7 +115,10 @@ class SegmentationTask:
                               "offset": ds.offset.ravel().tolist(), "scale": ds.scale.ravel().tolist()},
         }  # fmt: skip
 
-    def run_info(self) -> dict[str, Any]:
-        return {"dataset": str(self.dataset), "fold": self.fold, "classes": self.classes,
+    def run_info(self, scored: list[int] | None = None) -> dict[str, Any]:
+        info = {"dataset": str(self.dataset), "fold": self.fold, "classes": self.classes,
                 "class_counts_train": self.train_counts,
                 "class_counts_val": part_counts(self.val_set)}  # fmt: skip
+        if scored is not None:  # chance baselines on exactly the pixels validation scores
+            info["class_counts_val_scored"] = self.val_set.class_counts(scored)
+        return info
