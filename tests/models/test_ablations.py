@@ -68,7 +68,7 @@ def test_parameter_counts_are_as_documented():
 
 @pytest.mark.parametrize(("name", "switch"), [("unet", {"msa": False}), ("ssmu_net", {"wavelet": "none"}),
                                               ("cmt_unet", {"sinc": False}), ("micro_segformer", {"ss2d": False}),
-                                              ("field_unet", {"ss2d": False})])  # fmt: skip
+                                              ("field_unet", {"msa": False})])  # fmt: skip
 def test_a_switch_the_model_does_not_read_is_refused(name, switch):
     key = next(iter(switch))
     with pytest.raises(ConfigError, match=f"model.{key} is not read by {name}"):
