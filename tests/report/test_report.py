@@ -217,3 +217,20 @@ def test_every_finding_links_to_the_table_or_figure_that_shows_it(tree):
         assert links and all(link in ids for link in links), item[:200]
     weak = next(i for i in items if "weak_classes" in i)
     assert {ids[x] for x in re.findall(r'<a href="#([^"]+)"', weak)} == {"table", "figure"}  # per class + confusion
+
+
+def test_report_folders_follow_the_umask(tmp_path):
+    import os
+
+    run = shapes.write_run(tmp_path / "run", shapes.clean(), shapes.config(60, 3))
+    old = os.umask(0o022)
+    try:
+        first = make_report([run]).out
+        again = make_report([run]).out  # the same inputs: replaces its own report (publish sets the old aside)
+    finally:
+        os.umask(old)
+    assert first == again
+    for folder in (again, again / "plots"):
+        assert folder.stat().st_mode & 0o777 == 0o755, oct(folder.stat().st_mode)
+    assert (again / "report.md").stat().st_mode & 0o777 == 0o644
+    assert not [p.name for p in run.iterdir() if p.name.startswith(".report.")]
