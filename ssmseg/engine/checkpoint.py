@@ -3,7 +3,7 @@ rename), loadable with ``torch.load(..., weights_only=True)`` on a CPU-only mach
 
 from __future__ import annotations
 
-import os
+import io
 import random
 from pathlib import Path
 from typing import Any
@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ssmseg import outputs
 from ssmseg.errors import InputError
 
 FORMAT = 1
@@ -37,19 +38,20 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save(state: dict[str, Any], path: Path) -> None:
-    """Atomic: a reader never sees a partial checkpoint, and a crash mid-write keeps the previous one."""
+    """Atomic: a reader never sees a partial checkpoint, and a crash or a full disk mid-write keeps the previous
+    one (``outputs.write_bytes``: temporary file, fsync, rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    buffer = io.BytesIO()
     try:
-        torch.save({"format": FORMAT, **state}, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-    except (RuntimeError, OSError) as exc:  # torch reports a full disk or a lost folder as a RuntimeError
-        tmp.unlink(missing_ok=True)
+        torch.save({"format": FORMAT, **state}, buffer)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        outputs.write_bytes(path, buffer.getvalue())
+    except OSError as exc:  # a full disk, a lost folder: one line naming the checkpoint
+        text = str(outputs.io_error(exc, path=path)).replace("cannot write '", "cannot write checkpoint '", 1)
+        raise InputError(f"{text} (the previous checkpoint is kept)") from None
+    except RuntimeError as exc:  # torch reports its own write faults as a RuntimeError
         raise InputError(f"cannot write checkpoint '{path}' ({str(exc).splitlines()[0][:120]}); check the free "
                          "space and permissions there (the previous checkpoint is kept)") from exc  # fmt: skip
-    tmp.replace(path)
 
 
 def resolve(path: Path) -> Path:

@@ -82,6 +82,9 @@ def evaluate(
         about = f"ssmseg eval of {checkpoint} (incomplete: {len(partial.finished)} of {total} scenes)"
         outputs.publish(tmp, out, "eval", key, about=about)
         raise partial.error(out) from None
+    except OSError as exc:  # a full disk, a vanished folder: one line naming the output, not the staging folder
+        outputs.discard(tmp)
+        raise outputs.staged_error(exc, tmp, out) from None
     except BaseException:
         outputs.discard(tmp)
         raise

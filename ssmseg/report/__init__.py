@@ -54,6 +54,9 @@ def make_report(paths: list[Path], vs: Path | None = None, out: Path | None = No
 
         render(report, tmp)
         outputs.publish(tmp, dest, "report", inputs, about=f"ssmseg report of {len(paths)} folder(s)")
+    except OSError as exc:  # a full disk, a vanished folder: one line naming the report, not the staging folder
+        outputs.discard(tmp)
+        raise outputs.staged_error(exc, tmp, dest) from None
     except BaseException:
         outputs.discard(tmp)
         raise
