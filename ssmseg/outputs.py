@@ -12,9 +12,10 @@ The rules every command follows:
   unless replacing is forced) and it holds nothing that ssmseg did not write.
 - Anything else is refused with one line that names the folder and what it holds.
 - A staging folder's name carries its owner (``.NAME.partial-p<pid>s<start>h<host>-*``: pid, the process's start
-  time, a hash of the host) and a reserved folder's marker the same: after a SIGKILL they stay, and the next
-  command writing the same output removes those whose process provably ended on this host (never one without
-  that proof: another host, a live process, an older name).
+  time, a hash of the host), so does a replaced output set aside by ``publish`` (``.NAME.old-p...-*``), and a
+  reserved folder's marker the same: after a SIGKILL they stay, and the next command writing the same output
+  removes those whose process provably ended on this host (never one without that proof: another host, a live
+  process, an older name); a set-aside output whose replacement never arrived is put back.
 """
 
 from __future__ import annotations
@@ -159,25 +160,24 @@ def _host_tag() -> str:
     return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:10]
 
 
-def staging_prefix(dest: Path) -> str:
-    """``.NAME.partial-p<pid>s<start>h<host>-``: the owner of a staging folder, in its name (so nothing is
-    added inside the folder)."""
+def staging_prefix(dest: Path, role: str = "partial") -> str:
+    """``.NAME.partial-p<pid>s<start>h<host>-`` (``role`` "old": a replaced output set aside by ``publish``): the
+    owner of a hidden folder beside ``dest``, in its name (so nothing is added inside the folder)."""
     me = owner()
-    return f".{Path(dest).name}.partial-p{me['pid']}s{me['start'] or 'x'}h{_host_tag()}-"
+    return f".{Path(dest).name}.{role}-p{me['pid']}s{me['start'] or 'x'}h{_host_tag()}-"
 
 
 _OWNED = re.compile(r"p(\d+)s(\d+|x)h([0-9a-f]{10})-")
 
 
-def remove_abandoned_staging(dest: Path) -> list[Path]:
-    """Remove ``.DEST.partial-*`` staging folders beside ``dest`` that a killed ssmseg process left (their name
-    names a process of this host that has ended); returns what was removed."""
-    dest, removed = Path(dest), []
-    head = f".{dest.name}.partial-"
+def _abandoned(dest: Path, role: str) -> list[Path]:
+    """The ``.DEST.<role>-*`` folders beside ``dest`` whose name names a process of this host that has ended."""
+    head = f".{dest.name}.{role}-"
     try:
         candidates = sorted(p for p in dest.parent.iterdir() if p.name.startswith(head))
     except OSError:
-        return removed
+        return []
+    found = []
     for folder in candidates:
         m = _OWNED.match(folder.name[len(head) :])
         if m is None or folder.is_symlink() or not folder.is_dir():
@@ -185,12 +185,29 @@ def remove_abandoned_staging(dest: Path) -> list[Path]:
         who = {"pid": int(m[1]), "start": None if m[2] == "x" else m[2],
                "host": socket.gethostname() if m[3] == _host_tag() else None}  # fmt: skip
         if owner_ended(who):
-            shutil.rmtree(folder, ignore_errors=True)
-            removed.append(folder)
+            found.append(folder)
+    return found
+
+
+def remove_abandoned_staging(dest: Path) -> list[Path]:
+    """Remove ``.DEST.partial-*`` staging folders and ``.DEST.old-*`` replaced outputs set aside beside ``dest``
+    that a killed ssmseg process left (their name names a process of this host that has ended); returns what was
+    removed. An output set aside whose replacement never arrived (``dest`` is missing) is put back instead."""
+    dest, removed = Path(dest), []
+    for folder in _abandoned(dest, "partial"):
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    for folder in _abandoned(dest, "old"):
+        kept = folder / dest.name
+        if not dest.exists() and not dest.is_symlink() and kept.is_dir() and not kept.is_symlink():
+            with contextlib.suppress(OSError):
+                os.rename(kept, dest)  # killed between the two renames of publish: the old output comes back
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
     if removed:
         from ssmseg.progress import info
 
-        info(f"removed {len(removed)} staging folder(s) that a killed ssmseg process left beside '{dest}'")
+        info(f"removed {len(removed)} hidden folder(s) that a killed ssmseg process left beside '{dest}'")
     return removed
 
 
@@ -436,7 +453,7 @@ def publish(tmp: Path, dest: Path, kind: str, inputs: Any = None, about: str = "
             if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
                 raise
             claim(dest, kind, inputs, force=force)  # raises unless dest is provably ours
-            aside = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
+            aside = Path(tempfile.mkdtemp(prefix=staging_prefix(dest, "old"), dir=dest.parent))
             os.rename(dest, aside / dest.name)
             os.rename(tmp, dest)
             shutil.rmtree(aside, ignore_errors=True)

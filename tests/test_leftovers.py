@@ -89,3 +89,42 @@ def _dead_pid() -> int:
     proc.wait()
     time.sleep(0.05)
     return proc.pid
+
+
+def test_a_replaced_output_set_aside_by_a_killed_process_is_removed_by_the_next(tmp_path):
+    dest = tmp_path / "ds"
+    # publish replaces ds: the old one goes to .ds.old-*, and the process dies before removing it
+    _killed(
+        f"""from ssmseg import outputs
+import shutil
+for name in ("a", "b"):
+    t = outputs.staging({str(dest)!r}); (t / "x.npy").write_bytes(name.encode())
+    outputs.publish(t, {str(dest)!r}, "dataset", force=True)
+    shutil.rmtree = lambda *a, **k: None  # the kill comes before the set-aside copy is removed""",
+        tmp_path,
+    )
+    left = list(tmp_path.glob(".ds.old-*"))
+    assert len(left) == 1 and (left[0] / "ds" / "x.npy").read_bytes() == b"a" and (dest / "x.npy").read_bytes() == b"b"
+    outputs.discard(outputs.staging(dest))
+    assert list(tmp_path.glob(".ds.old-*")) == [] and (dest / "x.npy").read_bytes() == b"b"
+
+
+def test_a_set_aside_output_whose_replacement_never_came_is_put_back(tmp_path):
+    host, dest = outputs._host_tag(), tmp_path / "ds"
+    aside = tmp_path / f".ds.old-p{_dead_pid()}sxh{host}-abc"
+    (aside / "ds").mkdir(parents=True)
+    (aside / "ds" / "x.npy").write_bytes(b"a")
+    outputs.discard(outputs.staging(dest))
+    assert (dest / "x.npy").read_bytes() == b"a" and not aside.exists()
+
+
+def test_a_set_aside_output_without_proof_is_never_removed(tmp_path):
+    host, dest = outputs._host_tag(), tmp_path / "ds"
+    me = outputs.owner()
+    live = tmp_path / f".ds.old-p{me['pid']}s{me['start']}h{host}-abc"
+    other_host = tmp_path / f".ds.old-p{_dead_pid()}sxh{'0' * 10}-abc"
+    unmarked = tmp_path / ".ds.old-abc123"  # an older ssmseg's (mkdtemp name): no owner
+    for folder in (live, other_host, unmarked):
+        (folder / "ds").mkdir(parents=True)
+    outputs.discard(outputs.staging(dest))
+    assert all((f / "ds").is_dir() for f in (live, other_host, unmarked)) and not dest.exists()
