@@ -24,6 +24,12 @@ def sweep_cmd(
     fields: Path | None = typer.Option(None, "--fields", help="Field dataset whose test fields to use (the run's)."),
     out: Path | None = typer.Option(None, "--out", "-o", help="New or empty output folder (RUN/sweep, sweep-2, ...)."),
     samples: int | None = typer.Option(None, "--samples", "-k", min=1, help="Samples K per field (sweep.samples, 8)."),
+    full: bool = typer.Option(
+        False,
+        "--full",
+        help="Every solver at 1-200 steps on 100 fields (hours on CPU); "
+        "the default is a small grid (euler, midpoint at 1-8 steps on 16 fields).",
+    ),
     config: ConfigOpt = None,
     preset: PresetOpt = None,
     set_: SetOpt = None,
@@ -31,11 +37,13 @@ def sweep_cmd(
 ) -> None:
     """PSNR/SSIM/RMSE, calibration, spectra, NFE and solver error for each solver x step count (sweep.*), with
     classical baselines on the same fields and pixels: sweep.csv, sweep.json, figures, conclusions."""
-    from ssmseg.experiments.sweep import load_run, sweep_steps
+    from ssmseg.experiments.sweep import FULL_GRID, load_run, sweep_steps
 
     _, state = load_run(run)  # a missing checkpoint or a segmentation run is reported before anything else
     base = ("checkpoint config", {k: v for k, v in state["config"].items() if k not in ("runtime", "sweep")})
-    overrides = [*(set_ or []), *([f"sweep.samples={samples}"] if samples is not None else [])]
+    grid = [f"sweep.{k}=[{','.join(map(str, v))}]" if isinstance(v, list) else f"sweep.{k}={v}"
+            for k, v in FULL_GRID.items()] if full else []  # fmt: skip
+    overrides = [*grid, *(set_ or []), *([f"sweep.samples={samples}"] if samples is not None else [])]
     cfg = resolve_config(config, preset, overrides, device=device, base=base)
     result = sweep_steps(cfg, run, fields, out)
     k = cfg.sweep.samples

@@ -53,7 +53,7 @@ from ssmseg.engine.logging import dumps
 from ssmseg.engine.runtime import setup_runtime, shutdown
 from ssmseg.errors import InputError, UsageError
 from ssmseg.experiments.folders import run_folder_of
-from ssmseg.progress import progress_bar
+from ssmseg.progress import info, progress_bar
 from ssmseg.tasks.reconstruction import baselines as bl
 from ssmseg.tasks.reconstruction.life import require_sweepable
 from ssmseg.tasks.reconstruction.metrics import metrics_from_sums, reconstruction_sums, sample_statistics, sample_sums
@@ -64,6 +64,11 @@ INTERVAL = 0.9  # central interval of the calibration figure
 DOPRI5_NFE_GUESS = 60  # progress weight of a dopri5 solve before one is measured
 SOLVER_ERROR_SHARE = 0.1  # "the solver no longer matters": its error under this share of the error to the truth
 FLAT_DB = 0.1  # PSNR changes smaller than this count as no change
+
+
+# ``sweep-steps --full``: every solver at every step count (hours on CPU); the defaults are a small grid
+FULL_GRID = {"solvers": ["euler", "midpoint", "heun", "rk4", "dopri5"], "steps": [1, 2, 4, 8, 16, 32, 50, 100, 200],
+             "max_fields": 100}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,31 @@ def settings_of(cfg: Config) -> list[Setting]:
     for solver in dict.fromkeys(cfg.sweep.solvers):
         out += [Setting("dopri5", None)] if solver == "dopri5" else [Setting(solver, s) for s in steps]
     return out
+
+
+def planned_calls(cfg: Config, n_fields: int) -> int:
+    """Model calls the sweep plans for ``n_fields`` fields: the dopri5 reference (counted at
+    ``DOPRI5_NFE_GUESS`` steps) and every setting, each of the K samples solved apart, per batch."""
+    sc = cfg.sweep
+    shared_ref = (sc.atol, sc.rtol) == (sc.reference_atol, sc.reference_rtol)
+    per_sample = DOPRI5_NFE_GUESS + sum(
+        stages(s.solver) * (s.steps or 1) for s in settings_of(cfg) if not (shared_ref and s.steps is None)
+    )
+    return per_sample * sc.samples * math.ceil(n_fields / sc.batch_size)
+
+
+def plan_line(cfg: Config, n_fields: int) -> str:
+    """What the sweep will run and cost, printed before it starts, with how to ask for more."""
+    sc, grid = cfg.sweep, settings_of(cfg)
+    fixed = sorted(set(sc.steps))
+    text = (f"sweep plan: {len(grid)} settings ({', '.join(dict.fromkeys(sc.solvers))}; steps "
+            f"{', '.join(map(str, fixed))}) and a dopri5 reference, on {n_fields} fields x K = {sc.samples}: about "
+            f"{planned_calls(cfg, n_fields):,} model calls of {min(sc.batch_size, n_fields)} fields (the reference "
+            f"counted at {DOPRI5_NFE_GUESS} steps until measured)")  # fmt: skip
+    if set(FULL_GRID["solvers"]) <= set(sc.solvers) and set(FULL_GRID["steps"]) <= set(fixed):
+        return text + "; the full grid takes hours on CPU"
+    return text + ("; more: --full (every solver at 1-200 steps on 100 fields: hours on CPU) or --set "
+                   "sweep.solvers=[...] --set sweep.steps=[...] --set sweep.max_fields=N")  # fmt: skip
 
 
 def stages(solver: str) -> int:
@@ -525,6 +555,7 @@ def sweep_steps(cfg: Config, run: Path, fields: Path | None = None, out: Path | 
         model, stats = load_field_model(state, rt.device)
         test = load_fields(cfg, state, fields, stats, bool(getattr(model, "per_field_units", False)))
         _check_model_takes(model, test, rt.device, state["config"]["model"]["name"])
+        info(plan_line(cfg, len(test.truth)))
         dest, created = reserve_output(out, run_dir, key, about)
         tmp = None
         try:

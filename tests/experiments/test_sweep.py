@@ -286,6 +286,24 @@ def test_cli_prints_table_and_conclusions(run):
     assert data["protocol"]["samples"] == 2 and [r["steps"] for r in data["rows"]] == [1, 2, 1, 2]
 
 
+def test_the_default_grid_is_small_and_its_plan_is_printed_first(run):
+    cfg = build_config(explicit={"task": {"name": "reconstruction"}})
+    small = sw.planned_calls(cfg, cfg.sweep.max_fields)
+    full = build_config(explicit={"task": {"name": "reconstruction"}, "sweep": sw.FULL_GRID})
+    assert small <= 1000 < 100 * small <= sw.planned_calls(full, full.sweep.max_fields)
+    assert "--full" in sw.plan_line(cfg, 16) and "hours" in sw.plan_line(full, 100)
+    result = invoke("sweep-steps", run, "--samples", "1", "--set", "sweep.baselines=[mean]", "--set",
+                    "sweep.max_fields=2")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    text = result.output.replace("\n", " ")
+    assert "sweep plan: 8 settings" in text and "--full" in text
+    assert text.index("sweep plan:") < text.index("PSNR")
+    data = json.loads((run / "sweep" / "sweep.json").read_text())
+    assert [(r["solver"], r["steps"]) for r in data["rows"]] == [
+        (s, n) for s in ("euler", "midpoint") for n in (1, 2, 4, 8)
+    ]
+
+
 # ---------------------------------------------------------------------------------------------- end to end
 
 
