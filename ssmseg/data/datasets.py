@@ -90,8 +90,9 @@ class PatchDataset(Dataset):
         self.folder = Path(folder)
         self.manifest = mf.load(self.folder)
         if self.manifest.get("task", "segmentation") != "segmentation":
-            raise InputError(f"'{self.folder}' is a field (reconstruction) dataset; give a segmentation dataset or "
-                             "set task.name: reconstruction")  # fmt: skip
+            raise InputError(f"'{self.folder}' is a field (reconstruction) dataset; this needs a segmentation "
+                             "dataset of image patches and masks: make one with `ssmseg prep --config SCENES.yaml` "
+                             "(or `--synthetic hyperspectral|rgb`)")  # fmt: skip
         self.part, self.fold = split, fold
         self.indices, self.stats_key = select(self.manifest, split, fold)
         if not self.indices:

@@ -29,8 +29,9 @@ def select_fields(manifest: dict[str, Any], part: str, fold: int | None) -> tupl
 def load_field_manifest(folder: Path) -> dict[str, Any]:
     manifest = mf.load(folder)
     if manifest.get("task") != "reconstruction":
-        raise InputError(f"'{folder}' is a segmentation dataset; give a field dataset (ssmseg prep with task.name: "
-                         "reconstruction, or --synthetic sinusoids) or set task.name: segmentation")  # fmt: skip
+        raise InputError(f"'{folder}' is a segmentation dataset; this needs a field (reconstruction) dataset: make "
+                         "one with `ssmseg prep --synthetic sinusoids`, or `ssmseg prep --set "
+                         "task.name=reconstruction --set 'prep.images=[...]'` on field files")  # fmt: skip
     return manifest
 
 

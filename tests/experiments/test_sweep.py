@@ -353,3 +353,19 @@ def test_fields_in_other_units_are_refused_unless_the_model_works_in_per_field_u
     fields = sw.load_fields(cfg, state, other, stats, invariant=True)  # a per-field model takes them
     assert fields.data_range == pytest.approx(float(np.ptp(np.load(raw)[:24])), rel=0.5)  # their own range
     assert fields.data_range > 1000 * stats.data_range / 2
+
+
+def test_a_dataset_of_the_wrong_kind_says_which_kind_and_how_to_make_one(run, dataset, tmp_path):
+    from ssmseg.data.prepare import prepare
+    from tests.data.helpers import prep_config, scene
+
+    scene(tmp_path / "src", size=48)
+    segmentation = prepare(prep_config(tmp_path / "src"), tmp_path / "seg").out
+    swept = invoke("sweep-steps", run, "--fields", segmentation, "--set", "sweep.steps=[1]")
+    based = invoke("baseline", dataset, "--out", tmp_path / "b")
+    for result, needs, makes in ((swept, "field (reconstruction) dataset", "--synthetic sinusoids"),
+                                 (based, "segmentation dataset", "ssmseg prep --config")):  # fmt: skip
+        assert result.exit_code != 0 and "Traceback" not in result.output, result.output
+        text = result.output.replace("\n", " ")
+        assert needs in text and makes in text and "set task.name:" not in text, text
+    assert not (run / "sweep").exists() and not (tmp_path / "b").exists()
