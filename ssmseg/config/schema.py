@@ -518,13 +518,16 @@ class SweepConfig(Section):
     )
     atol: float = Field(1e-5, gt=0, description="dopri5's absolute tolerance (normalised units).")
     rtol: float = Field(1e-5, gt=0, description="dopri5's relative tolerance.")
-    reference_atol: float = Field(
-        1e-5,
+    reference_atol: float | None = Field(
+        None,
         gt=0,
         description="Absolute tolerance of the dopri5 reference solve each solve's solver error is "
-        "measured against (same starting noise).",
+        "measured against (same starting noise); empty: `atol` when dopri5 is among the solvers (its row is the "
+        "reference), else 1e-3 (a few times cheaper than 1e-5, and far below the error of a few fixed steps).",
     )
-    reference_rtol: float = Field(1e-5, gt=0, description="Relative tolerance of the dopri5 reference solve.")
+    reference_rtol: float | None = Field(
+        None, gt=0, description="Relative tolerance of the dopri5 reference solve; empty: as `reference_atol`."
+    )
     samples: int = Field(8, ge=1, le=1000, description="Samples K drawn per field (`--samples`).")
     baselines: list[Literal["mean", "nearest", "linear", "cubic", "rbf", "gp"]] = Field(
         ["mean", "nearest", "linear", "cubic", "rbf", "gp"],

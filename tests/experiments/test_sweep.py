@@ -292,6 +292,8 @@ def test_the_default_grid_is_small_and_its_plan_is_printed_first(run):
     full = build_config(explicit={"task": {"name": "reconstruction"}, "sweep": sw.FULL_GRID})
     assert small <= 1000 < 100 * small <= sw.planned_calls(full, full.sweep.max_fields)
     assert "--full" in sw.plan_line(cfg, 16) and "hours" in sw.plan_line(full, 100)
+    assert sw.reference_tolerance(cfg.sweep) == (1e-3, 1e-3)  # fixed steps only: a cheap reference is enough
+    assert sw.reference_tolerance(full.sweep) == (full.sweep.atol, full.sweep.rtol)  # dopri5's row is the reference
     result = invoke("sweep-steps", run, "--samples", "1", "--set", "sweep.baselines=[mean]", "--set",
                     "sweep.max_fields=2")  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -299,6 +301,7 @@ def test_the_default_grid_is_small_and_its_plan_is_printed_first(run):
     assert "sweep plan: 8 settings" in text and "--full" in text
     assert text.index("sweep plan:") < text.index("PSNR")
     data = json.loads((run / "sweep" / "sweep.json").read_text())
+    assert data["protocol"]["reference"]["atol"] == 1e-3
     assert [(r["solver"], r["steps"]) for r in data["rows"]] == [
         (s, n) for s in ("euler", "midpoint") for n in (1, 2, 4, 8)
     ]
