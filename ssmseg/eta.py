@@ -1,7 +1,7 @@
 """Progress for any long stage: a rich bar on a terminal, and otherwise (logs, CI, nohup) one plain line with
 done/total, rate and ETA every ~30 s, so no stage is silent for longer than that.
 
-    with track("scoring fold 2", total) as advance:   # progress.progress_bar is this
+    with progress_bar("scoring fold 2", total) as advance:   # ssmseg.progress; off a terminal, this class
         for chunk in chunks:
             ...
             advance(len(chunk))

@@ -9,22 +9,12 @@ from typing import Any
 
 import torch
 
-
-def json_safe(x: Any) -> Any:
-    """x with every non-finite float (NaN, inf) replaced by None: what ``json.dumps(..., allow_nan=False)``
-    accepts, so the file is valid JSON (``Infinity`` and ``NaN`` are not)."""
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {k: json_safe(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [json_safe(v) for v in x]
-    return x
+from ssmseg.jsonsafe import clean
 
 
 def dumps(data: Any) -> str:
     """Valid JSON always (non-finite numbers written as null), indented like every file ssmseg writes."""
-    return json.dumps(json_safe(data), indent=1, allow_nan=False)
+    return json.dumps(clean(data), indent=1, allow_nan=False)
 
 
 class RunLogger:

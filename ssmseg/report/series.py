@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from ssmseg.jsonsafe import clean  # noqa: F401  (the report's writers import it from here)
+
 
 def fmt(x: Any, digits: int = 4) -> str:
     """A number for a sentence: 4 significant digits, 'NaN'/'inf' spelled out, 'missing' for None."""
@@ -25,23 +27,6 @@ def fmt(x: Any, digits: int = 4) -> str:
     if x == int(x) and abs(x) < 1e7:
         return str(int(x))
     return f"{x:.{digits}g}"
-
-
-def clean(value: Any) -> Any:
-    """JSON-safe: NaN and infinities become None, numpy scalars and arrays plain Python."""
-    if isinstance(value, dict):
-        return {str(k): clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [clean(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return [clean(v) for v in value.tolist()]
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, float | np.floating):
-        return float(value) if math.isfinite(value) else None
-    return value
 
 
 def smooth_window(n: int) -> int:
