@@ -31,7 +31,7 @@ import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -385,6 +385,22 @@ def staging(dest: Path, option: str = "--out") -> Path:
         raise io_error(exc, f"choose another {option}", path=dest) from None
     _made_for[tmp] = made
     return tmp
+
+
+@contextlib.contextmanager
+def staged(dest: Path) -> Iterator[Path]:
+    """``with staged(dest) as tmp:`` build ``dest`` in a staging folder (``staging``) and ``publish`` it inside
+    the block; on any error the staging folder is removed, and an I/O fault (a full disk, a vanished folder) is one
+    line naming ``dest``, not the staging folder (``staged_error``)."""
+    tmp = staging(dest)
+    try:
+        yield tmp
+    except OSError as exc:
+        discard(tmp)
+        raise staged_error(exc, tmp, dest) from None
+    except BaseException:
+        discard(tmp)
+        raise
 
 
 def _umask() -> int:

@@ -35,8 +35,9 @@ def prep(
     """Cut scenes into normalised-on-load patches with spatial, stratified, leak-free splits and folds."""
     from ssmseg.data.builtin import prepare_sinusoids, prepare_synthetic
     from ssmseg.data.check import check_dataset, check_sources
-    from ssmseg.data.prepare import prepare
+    from ssmseg.data.manifest import holds
     from ssmseg.data.shipped import is_download, rooted
+    from ssmseg.tasks import task_life
 
     if check is not None:
         if not check.exists():
@@ -66,18 +67,13 @@ def prep(
     else:
         if target is None:
             raise UsageError("say where to write the dataset: --out DIR (or prep.out in the config)")
-        if cfg.task.name == "reconstruction":
-            from ssmseg.data.prepare_fields import prepare_fields
-
-            result = prepare_fields(cfg, Path(target), force)
-        else:
-            result = prepare(cfg, Path(target), force)
+        result = task_life(cfg.task.name).prep(cfg, Path(target), force)
     for note in result.warnings:
         typer.echo(f"warning: {note}", err=True)
     if result.up_to_date:
         typer.echo(f"{result.out}: up to date (same inputs and settings); nothing to do")
         return
-    if result.manifest.get("task") == "reconstruction":
+    if holds(result.manifest) == "fields":
         m = result.manifest
         typer.echo(f"{m['count']} fields of {m['channels']}x{m['size'][0]}x{m['size'][1]}: "
                    + ", ".join(f"{k} {v}" for k, v in m["counts"].items()))  # fmt: skip

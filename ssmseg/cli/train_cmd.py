@@ -10,7 +10,6 @@ from rich.table import Table
 
 from ssmseg.cli.app import app
 from ssmseg.cli.options import ConfigOpt, DeviceOpt, OutOpt, PresetOpt, SeedOpt, SetOpt, resolve_config
-from ssmseg.data.manifest import check_crop_size
 
 
 @app.command("train")
@@ -37,6 +36,7 @@ def train_cmd(
     from ssmseg.errors import UsageError
     from ssmseg.experiments.resume import check_resume, run_config
     from ssmseg.experiments.train import check_config, train
+    from ssmseg.tasks import task_life
 
     base = None
     if resume is not None:  # start from what ran; options given now are the change
@@ -52,7 +52,7 @@ def train_cmd(
             typer.echo(done)
             return
     check_config(cfg)  # before the built-in dataset is prepared or anything is built
-    check_crop_size(cfg)
+    task_life(cfg.task.name).check_config(cfg)
     result = train(cfg, resume=resume, force=force)
     best = result.best
     typer.echo(f"{result.stop_reason}; best {result.monitor} {best['value']:.4f} at epoch {best['epoch']}")
@@ -74,10 +74,11 @@ def cv_cmd(
     val split, then score the held-out fold once; each fold's metrics and mean +- std."""
     from ssmseg.experiments.cv import run_cv
     from ssmseg.experiments.train import check_config
+    from ssmseg.tasks import task_life
 
     cfg = resolve_config(config, preset, set_, out=out, device=device, seed=seed)
     check_config(cfg)
-    check_crop_size(cfg)
+    task_life(cfg.task.name).check_config(cfg)
     summary = run_cv(cfg, folds, force)
     scored = [m for m in summary["metrics"] if m.startswith("heldout/")]
     metrics = [*scored, summary["monitor"]] if scored else summary["metrics"]
@@ -108,7 +109,7 @@ def models_cmd(
     for col in ("name", "task", "parameters", "tiny", "what"):
         table.add_column(col)
     for name, entry in MODELS.items():
-        c = bands if entry.task == "segmentation" else 1  # fields: one channel
+        c = bands if entry.classes else 1  # a model of values (fields) is counted on one channel
         full = count_parameters(build_model(ModelConfig(name=name), c, classes))
         tiny = count_parameters(build_model(ModelConfig(name=name), c, classes, tiny=True))
         table.add_row(name, entry.task, f"{full:,}", f"{tiny:,}", entry.summary)

@@ -645,12 +645,6 @@ class Config(BaseModel):
                 f"split{'s' if len(empty) > 1 else ''} empty; give train, val and test each a share above 0 "
                 "(test may be 0 when prep.split.test names held-out files), for example [0.6, 0.2, 0.2]"
             )
-        segmentation = self.task.name == "segmentation"  # crops and blocks of patches; fields have their own size
-        if segmentation and self.prep.split.block_size is not None and self.prep.split.block_size < self.data.crop_size:
-            problems.append(
-                f"prep.split.block_size: {self.prep.split.block_size} is smaller than data.crop_size "
-                f"({self.data.crop_size}); use at least the crop size"
-            )
         if self.prep.overlap >= 1:
             whole = float(self.prep.overlap).is_integer()
             px = f"prep.overlap_px: {self.prep.overlap:g}" if whole else "prep.overlap_px"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from ssmseg.config.schema import Config
@@ -57,17 +58,13 @@ def prepare_sinusoids(cfg: Config, out: Path | None = None, force: bool = False)
     return prepare_fields(cfg, out, force=force, synthetic=True)
 
 
-def resolve_dataset(cfg: Config) -> Path:
-    """data.dataset, or the built-in synthetic dataset of the task (prepared on first use) when it is empty."""
+def resolve_dataset(cfg: Config, builtin: Callable[[Config], Path]) -> Path:
+    """data.dataset, or (when it is empty) ``builtin(cfg)``: the task's built-in synthetic dataset
+    (``TaskLife.builtin_dataset``, prepared on first use)."""
     if cfg.data.dataset is not None:
         return Path(cfg.data.dataset)
     if cfg.prep.images or cfg.prep.masks:  # they would be silently replaced by the synthetic data
         raise ConfigError("prep.images/prep.masks are set but data.dataset is empty, so the built-in synthetic data "
                           "would be used instead; prepare them first (ssmseg prep --out DIR) and pass "
                           "--set data.dataset=DIR")  # fmt: skip
-    if cfg.task.name == "reconstruction" or cfg.data.synthetic == "sinusoids":
-        if cfg.task.name != "reconstruction":
-            raise ConfigError("data.synthetic: sinusoids are fields for task.name reconstruction; "
-                              "use hyperspectral or rgb for segmentation")  # fmt: skip
-        return prepare_sinusoids(cfg).out
-    return prepare_synthetic(cfg, cfg.data.synthetic).out
+    return builtin(cfg)

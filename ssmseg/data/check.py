@@ -21,7 +21,7 @@ from ssmseg.data.pairing import (
 )
 from ssmseg.data.prepare import read_window
 from ssmseg.data.splits import find_leaks
-from ssmseg.data.tiling import block_windows, make_blocks, overlap_pixels
+from ssmseg.data.tiling import block_problem, block_windows, make_blocks, overlap_pixels
 from ssmseg.errors import InputError
 
 
@@ -39,6 +39,9 @@ def check_sources(cfg: Config) -> CheckReport:
 
 def _check_sources(cfg: Config) -> CheckReport:
     report = CheckReport()
+    problem = block_problem(cfg.prep.split.block_size, cfg.data.crop_size)
+    if problem:
+        report.problems.append(problem)
     try:
         pairs = find_pairs(cfg.prep)
     except InputError as exc:

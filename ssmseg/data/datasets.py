@@ -89,7 +89,7 @@ class PatchDataset(Dataset):
     def __init__(self, folder: str | Path, split: str = "train", fold: int | None = None) -> None:
         self.folder = Path(folder)
         self.manifest = mf.load(self.folder)
-        if self.manifest.get("task", "segmentation") != "segmentation":
+        if mf.holds(self.manifest) != "patches":
             raise InputError(f"'{self.folder}' is a field (reconstruction) dataset; this needs a segmentation "
                              "dataset of image patches and masks: make one with `ssmseg prep --config SCENES.yaml` "
                              "(or `--synthetic hyperspectral|rgb`)")  # fmt: skip

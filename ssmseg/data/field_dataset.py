@@ -28,7 +28,7 @@ def select_fields(manifest: dict[str, Any], part: str, fold: int | None) -> tupl
 
 def load_field_manifest(folder: Path) -> dict[str, Any]:
     manifest = mf.load(folder)
-    if manifest.get("task") != "reconstruction":
+    if mf.holds(manifest) != "fields":
         raise InputError(f"'{folder}' is a segmentation dataset; this needs a field (reconstruction) dataset: make "
                          "one with `ssmseg prep --synthetic sinusoids`, or `ssmseg prep --set "
                          "task.name=reconstruction --set 'prep.images=[...]'` on field files")  # fmt: skip

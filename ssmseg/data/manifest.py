@@ -16,28 +16,15 @@ ARRAYS = ("images.npy", "labels.npy", "valid.npy")
 FIELD_ARRAYS = ("fields.npy",)
 
 
+def holds(manifest: dict[str, Any] | None) -> str:
+    """What a dataset folder holds, read from its manifest: ``fields`` (whole fields) or ``patches`` (image patches
+    with masks); a manifest that cannot be read is taken for patches."""
+    return "fields" if isinstance(manifest, dict) and "fields" in manifest else "patches"
+
+
 def arrays_of(manifest: dict[str, Any] | None) -> tuple[str, ...]:
-    """The array files a dataset folder holds: patches for segmentation, fields for reconstruction."""
-    return FIELD_ARRAYS if (manifest or {}).get("task") == "reconstruction" else ARRAYS
-
-
-def check_crop_size(cfg: Any) -> None:
-    """A ``data.crop_size`` the user set (``--config``, ``--set``) that differs from the patches of the prepared
-    segmentation dataset ``data.dataset`` is a config error: the dataset's patches are what trains, so the
-    value would be replaced without a word."""
-    dataset = cfg.data.dataset
-    if cfg.task.name != "segmentation" or dataset is None or not cfg.set_by_user("data.crop_size"):
-        return
-    try:
-        crop = json.loads((Path(dataset) / "manifest.json").read_text(encoding="utf-8")).get("crop_size")
-    except (OSError, ValueError, AttributeError):
-        return  # a missing or damaged dataset is reported where it is opened
-    if isinstance(crop, int) and crop != cfg.data.crop_size:
-        from ssmseg.errors import ConfigError
-
-        raise ConfigError(f"data.crop_size: {cfg.data.crop_size} was set, but dataset '{dataset}' holds {crop}-px "
-                          f"patches, which are what trains; leave data.crop_size out (or set {crop}), or prepare "
-                          f"the dataset again with data.crop_size {cfg.data.crop_size}")  # fmt: skip
+    """The array files a dataset folder holds: patch arrays, or the fields."""
+    return FIELD_ARRAYS if holds(manifest) == "fields" else ARRAYS
 
 
 def write(folder: Path, manifest: dict[str, Any]) -> None:
@@ -62,7 +49,7 @@ def read_if_complete(folder: Path) -> dict[str, Any] | None:
 def damaged_arrays(folder: Path, manifest: dict[str, Any]) -> list[str]:
     """'name (why)' for each array that is unreadable, truncated, or not one entry per manifest item."""
     out = []
-    items = manifest.get("patches") if manifest.get("task") != "reconstruction" else manifest.get("fields")
+    items = manifest.get(holds(manifest))
     for name in arrays_of(manifest):
         path = Path(folder) / name
         try:

@@ -26,8 +26,8 @@ from ssmseg.data.npyfile import NpyPatches, NpyWriter
 from ssmseg.data.pairing import crs_note, find_pairs, label_mapping, open_pair, unknown_error, unknown_values
 from ssmseg.data.splits import SPLITS, apply_buffer, assign_folds, assign_splits, find_leaks
 from ssmseg.data.stats import SAMPLE_TARGET, BandStats
-from ssmseg.data.tiling import Block, make_blocks, overlap_pixels, owned_windows
-from ssmseg.errors import InputError
+from ssmseg.data.tiling import Block, block_problem, make_blocks, overlap_pixels, owned_windows
+from ssmseg.errors import ConfigError, InputError
 from ssmseg.progress import progress_bar
 
 
@@ -97,6 +97,9 @@ def prepare(cfg: Config, out: Path, force: bool = False) -> PrepResult:
 
 def _prepare(cfg: Config, out: Path, force: bool, stack: contextlib.ExitStack) -> PrepResult:
     prep, crop = cfg.prep, cfg.data.crop_size
+    problem = block_problem(prep.split.block_size, crop)
+    if problem:
+        raise ConfigError(problem)
     pairs = find_pairs(prep)
     opened = []
     for pair in pairs:
@@ -147,8 +150,7 @@ def _prepare(cfg: Config, out: Path, force: bool, stack: contextlib.ExitStack) -
     windows, unit_of, owned = [windows[i] for i in order], [unit_of[i] for i in order], [owned[i] for i in order]
     forced = np.array([u.source in held_out for u in units], bool)
 
-    tmp = outputs.staging(out)
-    try:
+    with outputs.staged(out) as tmp:
         manifest, notes = _write(cfg, tmp, images, masks, mapping, windows, owned, unit_of, forced, overlap)
         note = crs_note(images)
         if note:
@@ -161,12 +163,6 @@ def _prepare(cfg: Config, out: Path, force: bool, stack: contextlib.ExitStack) -
         manifest.update(input_hash=digest, sources=sources)
         mf.write(tmp, manifest)
         outputs.publish(tmp, out, "dataset", digest, about=f"ssmseg prep, {len(windows)} patches", force=True)
-    except OSError as exc:  # a full disk, a vanished folder: one line naming the output
-        outputs.discard(tmp)
-        raise outputs.staged_error(exc, tmp, out) from None
-    except BaseException:
-        outputs.discard(tmp)
-        raise
     return PrepResult(out, False, manifest, notes)
 
 

@@ -102,17 +102,10 @@ def prepare_fields(cfg: Config, out: Path, force: bool = False, synthetic: bool 
                    for i, (s, j) in enumerate(origin)],
         "stats": stats,
     }  # fmt: skip
-    tmp = outputs.staging(out)
-    try:
+    with outputs.staged(out) as tmp:
         np.save(tmp / "fields.npy", fields)
         mf.write(tmp, manifest)
         outputs.publish(tmp, out, "dataset", digest, about=f"ssmseg prep, {len(fields)} fields", force=True)
-    except OSError as exc:  # a full disk, a vanished folder: one line naming the output
-        outputs.discard(tmp)
-        raise outputs.staged_error(exc, tmp, out) from None
-    except BaseException:
-        outputs.discard(tmp)
-        raise
     return PrepResult(out, False, manifest, notes)
 
 

@@ -32,6 +32,13 @@ def overlap_pixels(overlap: float, crop: int, pixels: int | None = None) -> int:
     return round(overlap * crop)
 
 
+def block_problem(block_size: int | None, crop: int) -> str | None:
+    """Blocks are cut in whole crops: a block side under the crop size is a config problem (with its fix)."""
+    if block_size is None or block_size >= crop:
+        return None
+    return f"prep.split.block_size: {block_size} is smaller than data.crop_size ({crop}); use at least the crop size"
+
+
 def make_blocks(source: int, height: int, width: int, size: int) -> list[Block]:
     """A grid of size x size blocks over the scene (the last row and column may be smaller)."""
     out = []

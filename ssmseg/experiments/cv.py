@@ -53,7 +53,8 @@ def run_cv(cfg: Config, folds: int | None = None, force: bool = False) -> dict[s
     """Train fold_0..fold_{K-1} under one folder (completed folds are skipped), score each on its held-out
     fold, and write cv_summary."""
     k = folds or cfg.cv.folds
-    dataset = resolve_dataset(cfg)
+    life = task_life(cfg.task.name)
+    dataset = resolve_dataset(cfg, life.builtin_dataset)
     prepared = mf.load(dataset)["split"]["folds"]
     if k > prepared:
         raise ConfigError(
@@ -62,7 +63,6 @@ def run_cv(cfg: Config, folds: int | None = None, force: bool = False) -> dict[s
         )
     check_config(cfg)
     cfg = cap_warmup(cfg)
-    life = task_life(cfg.task.name)
     if cfg.cv.baselines:
         life.check_baselines("cv.baselines")  # refused before the first fold trains
     life.check_folds(dataset, k)  # every fold can train, validate and be scored, checked before the first one

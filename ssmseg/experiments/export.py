@@ -181,8 +181,7 @@ def export_model(source: Path, fmt: str, out: Path | None = None) -> ExportResul
     out = Path(out) if out is not None else outputs.pick_name(run / "export", fmt, "export", key)
     if out.exists():
         outputs.claim(out, "export", key)
-    tmp = outputs.staging(out)
-    try:
+    with outputs.staged(out) as tmp:
         file = tmp / FILES[fmt]
         sizes, bands = check_sizes(state), int(state["in_channels"])
         crop = sizes[0]
@@ -233,12 +232,6 @@ def export_model(source: Path, fmt: str, out: Path | None = None) -> ExportResul
         load_meta(file)  # what eval will read back
         (tmp / "export.json").write_text(json.dumps(meta, indent=1, default=str), encoding="utf-8")
         published = outputs.publish(tmp, out, "export", key, about=f"ssmseg export of {path}", force=True)
-    except OSError as exc:  # a full disk, a vanished folder: one line naming the output
-        outputs.discard(tmp)
-        raise outputs.staged_error(exc, tmp, out) from None
-    except BaseException:
-        outputs.discard(tmp)
-        raise
     return ExportResult(published, published / FILES[fmt], meta)
 
 

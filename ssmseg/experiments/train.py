@@ -138,10 +138,11 @@ def train(
     rt = setup_runtime(cfg.runtime)
     try:
         run_dir = Path(resume) if resume is not None else (run_dir or default_run_dir(cfg))
+        builtin = task_life(cfg.task.name).builtin_dataset
         if rt.is_main:
-            dataset = resolve_dataset(cfg)  # prepares the built-in dataset on first use
+            dataset = resolve_dataset(cfg, builtin)  # prepares the built-in dataset on first use
         barrier(rt)
-        dataset = resolve_dataset(cfg)
+        dataset = resolve_dataset(cfg, builtin)
         cfg = for_training(cfg, dataset, fold)  # refuse what cannot train; record what will run
         check_model_task(cfg.model.name, cfg.task.name)
         task = build_task(cfg, dataset, fold)

@@ -25,6 +25,7 @@ class Entry:
     tiny: dict[str, Any]
     summary: str
     task: str = "segmentation"
+    classes: bool = True  # predicts classes, so needs at least one (False: values of the input's channels)
     uses: frozenset[str] = frozenset()  # model keys beyond width/depth/dropout that this model reads
     ss2d_blocks: bool = False  # has SS2D blocks (their depthwise convolution needs an odd d_conv)
 
@@ -119,6 +120,7 @@ MODELS: dict[str, Entry] = {
         {"width": 16, "depth": 2, "d_state": 4, "n_fourier": 16, "heads": 2},
         "points: learnable Fourier features, Hilbert-ordered Mamba (or attention), cross-attention; flow matching",
         task="reconstruction",
+        classes=False,
         uses=SSM | {"n_fourier", "fourier_scale", "backbone", "order", "heads"},
     ),
     "field_unet": Entry(
@@ -138,6 +140,7 @@ MODELS: dict[str, Entry] = {
         "grid: per-field units, normalised convolutions in, a bounded correction out (UNet with SS2D stages, time "
         "FiLM); flow matching",
         task="reconstruction",
+        classes=False,
         uses=SSM | {"interp_widths", "bound_margin", "ss2d"},
         ss2d_blocks=True,
     ),
@@ -171,7 +174,7 @@ def build_model(cfg: ModelConfig, in_channels: int, num_classes: int, tiny: bool
     if cfg.name not in MODELS:
         raise ConfigError(f"unknown model '{cfg.name}'; valid models: {', '.join(MODELS)}")
     entry = MODELS[cfg.name]
-    if in_channels < 1 or (entry.task == "segmentation" and num_classes < 1):  # fields have no classes
+    if in_channels < 1 or (entry.classes and num_classes < 1):
         what, n = ("input band", in_channels) if in_channels < 1 else ("class", num_classes)
         raise ConfigError(f"{cfg.name} needs at least one {what}, got {n}")
     defaults = ModelConfig()

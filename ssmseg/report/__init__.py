@@ -46,20 +46,13 @@ def make_report(paths: list[Path], vs: Path | None = None, out: Path | None = No
     else:
         first = Path(paths[0])
         dest = outputs.pick_name(first if first.is_dir() else first.parent, "report", "report", inputs)
-    tmp = outputs.staging(dest)
-    try:
+    with outputs.staged(dest) as tmp:
         (tmp / "plots").mkdir()
         report = build(sources, previous, tmp, [str(p) for p in paths], str(vs) if vs else None)
         from ssmseg.report.render import render
 
         render(report, tmp)
         outputs.publish(tmp, dest, "report", inputs, about=f"ssmseg report of {len(paths)} folder(s)")
-    except OSError as exc:  # a full disk, a vanished folder: one line naming the report, not the staging folder
-        outputs.discard(tmp)
-        raise outputs.staged_error(exc, tmp, dest) from None
-    except BaseException:
-        outputs.discard(tmp)
-        raise
     return ReportResult(dest, report["findings"], report["headlines"], [m["note"] for m in report["missing"]])
 
 

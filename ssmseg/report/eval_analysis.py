@@ -34,11 +34,12 @@ def analyse_eval(ev: Eval) -> dict[str, Any]:
         "name": ev.name,
         "path": str(ev.path),
         "task": ev.task,
+        "layout": ev.layout,
         "missing": list(ev.missing),
         "findings": [],
         "images": eval_images(ev),
     }
-    if ev.task == "reconstruction":
+    if ev.layout == "per_fraction":
         fractions = m.get("per_fraction") if isinstance(m.get("per_fraction"), list) else []
         rows = [r for r in fractions if isinstance(r, dict)]
         out["columns"] = list(dict.fromkeys(k for r in rows for k in r))

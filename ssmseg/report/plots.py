@@ -242,9 +242,9 @@ def sweep(out: Path, name: str, sw: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def eval_figure(out: Path, name: str, ev: dict[str, Any]) -> dict[str, Any] | None:
-    """Reconstruction: PSNR per observed fraction. Segmentation: IoU per class with the mIoU and its chance
-    baselines."""
-    if ev["task"] == "reconstruction":
+    """Metrics per observed fraction (reconstruction): PSNR per fraction. Per class (segmentation): IoU per class
+    with the mIoU and its chance baselines."""
+    if ev["layout"] == "per_fraction":
         rows = [r for r in ev["rows"] if math.isfinite(number(r.get("fraction")))]
         keys = [k for k in ev["columns"] if k.startswith("psnr")]
         if not rows or not keys:

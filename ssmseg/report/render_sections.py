@@ -201,7 +201,7 @@ def eval_section(a: dict[str, Any], figures: dict[str, dict[str, Any]], source: 
     source = source or a["name"]
     sec = section(f"Evaluation: {a['name']}", _anchor("eval", source), source, a, figures=_figs(a, figures))
     sec["lines"].append(f"{a['path']} — {a['task']}")
-    if a["task"] == "reconstruction":
+    if a["layout"] == "per_fraction":
         cols = a["columns"]
         rows = [[r.get(k) for k in cols] for r in a["rows"]]
         sec["tables"].append(table(cols, rows, "Per observed fraction", "per_fraction"))

@@ -29,6 +29,12 @@ EPOCH_KEYS = (
     "peak_memory_mb",
 )
 V2_KEYS = ("format_version", "task", "mode", "metric_names", "run")
+# What an eval's metrics.json holds, read from its keys: metrics per observed fraction, or per class; each with
+# the keys such a file should have and the task that wrote it when the file records none (older files).
+EVAL_LAYOUTS = {
+    "per_fraction": (("per_fraction", "protocol"), "reconstruction"),
+    "per_class": (("miou", "per_class", "chance", "protocol"), "segmentation"),
+}
 RUN_MARKERS = ("history.json", "config.yaml", "checkpoints", "result.json")
 
 
@@ -38,9 +44,10 @@ class Eval:
 
     path: Path
     name: str
-    task: str  # segmentation | reconstruction
+    task: str  # what metrics.json records (older files record none: named from what they hold)
     metrics: dict[str, Any]
     missing: list[str] = field(default_factory=list)
+    layout: str = "per_class"  # a key of EVAL_LAYOUTS: what metrics.json holds
 
 
 @dataclass
@@ -328,12 +335,13 @@ def read_eval(path: Path, name: str | None = None) -> Eval:
             "rerun eval or move the file away"
         )
     missing: list[str] = []
-    task = "reconstruction" if data.get("task") == "reconstruction" or "per_fraction" in data else "segmentation"
-    want = ("per_fraction", "protocol") if task == "reconstruction" else ("miou", "per_class", "chance", "protocol")
+    layout = "per_fraction" if "per_fraction" in data else "per_class"
+    want, writer = EVAL_LAYOUTS[layout]
     absent = [k for k in want if k not in data]
     if absent:
         missing.append(f"metrics.json has no {', '.join(absent)}")
-    return Eval(path, name or path.name, task, data, missing)
+    task = data.get("task") if isinstance(data.get("task"), str) and data.get("task") else writer
+    return Eval(path, name or path.name, task, data, missing, layout)
 
 
 def read_sweep(path: Path, name: str | None = None) -> Sweep:

@@ -3,6 +3,9 @@
 ``engine/task.py``'s ``Task`` is what the loop trains (one instance per run, holding its datasets). A
 ``TaskLife`` answers everything else a command needs, before a run exists or after it has finished:
 
+- ``prep``: ``ssmseg prep``'s dataset folder from the config's sources (``prep.*``);
+- ``builtin_dataset``: the built-in synthetic dataset a run uses when ``data.dataset`` is empty;
+- ``check_config``: what the config asks of a prepared dataset that the dataset cannot give (before any work);
 - ``prepare``: the checks a prepared dataset must pass before training, and the config that will actually run;
 - ``check_folds``: every cv fold can train, validate and be scored, checked before the first one trains;
 - ``evaluate``: the test split or whole scenes (``ssmseg eval``), into a new, empty folder;
@@ -12,13 +15,14 @@
 - ``input_warnings``: what an evaluation of these inputs should warn about (scenes the run trained on);
 - ``export_model``: the module an export traces, or a one-line error when the task cannot be exported.
 
-Experiments orchestrate (run, cv and eval folders, resume, output safety) and never ask which task it is.
+Experiments orchestrate (run, cv and eval folders, resume, output safety) and never ask which task it is;
+nothing outside ``tasks/`` does (``tests/test_layers.py``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from torch import nn
@@ -26,10 +30,19 @@ from torch import nn
 from ssmseg.config import Config
 from ssmseg.tasks.results import EvalResult
 
+if TYPE_CHECKING:
+    from ssmseg.data.prepare import PrepResult
+
 
 class TaskLife(Protocol):
     name: str
     scores_heldout: bool
+
+    def prep(self, cfg: Config, out: Path, force: bool) -> PrepResult: ...
+
+    def builtin_dataset(self, cfg: Config) -> Path: ...
+
+    def check_config(self, cfg: Config) -> None: ...
 
     def prepare(self, cfg: Config, dataset: Path, manifest: dict[str, Any], fold: int | None) -> Config: ...
 

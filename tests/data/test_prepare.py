@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from ssmseg.config import build_config
 from ssmseg.data.check import check_dataset, check_sources
 from ssmseg.data.io import sha256_file
 from ssmseg.data.prepare import prepare
@@ -206,3 +207,19 @@ def test_class_map_sends_each_raw_value_to_its_class(tmp_path):
         here = labelled & (raw == value)
         assert here.any() and (a["labels"][here] == cls).all(), value
     assert (a["labels"][raw == 0] == 255).all()
+
+
+def test_a_block_smaller_than_the_crop_is_refused_by_prep_and_its_check(tmp_path):
+    scene(tmp_path)
+    cfg = prep_config(tmp_path, crop=16, split={"block_size": 8, "folds": 2})  # a config that loads
+    with pytest.raises(ConfigError, match=r"prep.split.block_size: 8 is smaller than data.crop_size \(16\)"):
+        prepare(cfg, tmp_path / "ds")
+    assert not (tmp_path / "ds").exists()
+    assert any("block_size: 8 is smaller" in p for p in check_sources(cfg).problems)
+    assert not any("block_size" in p for p in check_sources(prep_config(tmp_path, crop=16)).problems)
+
+
+def test_fields_take_blocks_smaller_than_the_crop_size():
+    # fields have their own size: a block under data.crop_size is a whole field per block, not an error
+    cfg = build_config(explicit={"task": {"name": "reconstruction"}, "prep": {"split": {"block_size": 16}}})
+    assert cfg.prep.split.block_size == 16 < cfg.data.crop_size

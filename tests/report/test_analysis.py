@@ -239,6 +239,23 @@ def test_eval_weak_classes_and_chance(tmp_path):
     assert [(x["rule"], x["evidence"]["metric"]) for x in f] == [("at_chance", "kappa")]
 
 
+def test_an_eval_is_read_by_what_its_metrics_hold_not_by_the_task_it_names(tmp_path):
+    import json
+
+    folder = tmp_path / "ev"
+    folder.mkdir()
+    older = {k: v for k, v in shapes.recon_metrics().items() if k != "task"}  # a file that records no task
+    (folder / "metrics.json").write_text(json.dumps(older))
+    a = analyse_eval(read_eval(folder))
+    assert (a["layout"], a["task"], len(a["rows"])) == ("per_fraction", "reconstruction", 3)
+    assert "psnr_unobserved" in a["columns"] and "headline" not in a
+    (folder / "metrics.json").write_text(json.dumps({**shapes.seg_metrics(weak=False), "task": "some_new_task"}))
+    a = analyse_eval(read_eval(folder))
+    assert (a["layout"], a["task"]) == ("per_class", "some_new_task") and a["headline"]["miou"] > 0
+    (folder / "metrics.json").write_text(json.dumps(shapes.seg_metrics(weak=False)))
+    assert analyse_eval(read_eval(folder))["task"] == "segmentation"
+
+
 def test_sweep_conclusions_come_from_sweep_json_not_recomputed(tmp_path):
     import json
 

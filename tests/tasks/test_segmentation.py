@@ -86,3 +86,22 @@ def test_scale_jitter_keeps_the_mask_on_the_image():
     assert pure.float().mean() > 0.2
     assert torch.equal(value.round()[pure].long(), m[pure])
     assert not torch.equal(m, mask)  # it did zoom
+
+
+def test_the_built_in_data_is_the_tasks_own(tmp_path):
+    from ssmseg.config import build_config
+    from ssmseg.data.builtin import resolve_dataset
+    from ssmseg.errors import ConfigError
+    from ssmseg.tasks import task_life
+
+    def never(cfg):
+        raise AssertionError("a given dataset is not replaced by the built-in one")
+
+    given = build_config(explicit={"data": {"dataset": str(tmp_path), "synthetic": "sinusoids"}})
+    assert resolve_dataset(given, never) == tmp_path
+    fields = build_config(explicit={"data": {"synthetic": "sinusoids"}})
+    with pytest.raises(ConfigError, match=r"sinusoids are fields for task\.name reconstruction"):
+        resolve_dataset(fields, task_life("segmentation").builtin_dataset)
+    sources = build_config(explicit={"prep": {"images": ["a.tif"], "masks": ["a.tif"]}})
+    with pytest.raises(ConfigError, match=r"prep\.images/prep\.masks are set but data\.dataset is empty"):
+        resolve_dataset(sources, never)

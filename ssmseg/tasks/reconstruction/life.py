@@ -10,6 +10,9 @@ import torch
 from torch import nn
 
 from ssmseg.config import Config
+from ssmseg.data.builtin import prepare_sinusoids
+from ssmseg.data.prepare import PrepResult
+from ssmseg.data.prepare_fields import prepare_fields
 from ssmseg.errors import ConfigError, InputError, UsageError
 from ssmseg.tasks.reconstruction.task import ReconstructionTask
 from ssmseg.tasks.results import EvalResult
@@ -24,6 +27,16 @@ NO_BASELINES = (
 class ReconstructionLife:
     name = "reconstruction"
     scores_heldout = False  # cv reports the validation metrics of the val split outside each fold, and says so
+
+    def prep(self, cfg: Config, out: Path, force: bool) -> PrepResult:
+        return prepare_fields(cfg, out, force)
+
+    def builtin_dataset(self, cfg: Config) -> Path:
+        """The generated sinusoid fields of ``prep.fields`` (whatever ``data.synthetic`` says)."""
+        return prepare_sinusoids(cfg).out
+
+    def check_config(self, cfg: Config) -> None:
+        """Fields carry their own size (``prepare`` records it as the crop size): nothing to refuse."""
 
     def prepare(self, cfg: Config, dataset: Path, manifest: dict[str, Any], fold: int | None) -> Config:
         """Fields carry their own size: it is recorded as the crop size that ran."""

@@ -3,6 +3,7 @@ evaluated, and what an evaluation of whole scenes should warn about."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,23 @@ def prepare(cfg: Config, dataset: Path, manifest: dict[str, Any], fold: int | No
     except ConfigError:
         data["prep"] = cfg.prep.model_dump(mode="json")  # a manifest from another version: keep ours
         return validate_layers([(f"config with the crop size of dataset '{dataset}'", data)])
+
+
+def check_crop_size(cfg: Config) -> None:
+    """A ``data.crop_size`` the user set (``--config``, ``--set``) that differs from the patches of the prepared
+    dataset ``data.dataset`` is a config error: the dataset's patches are what trains, so the value would be
+    replaced without a word."""
+    dataset = cfg.data.dataset
+    if dataset is None or not cfg.set_by_user("data.crop_size"):
+        return
+    try:
+        crop = json.loads((Path(dataset) / "manifest.json").read_text(encoding="utf-8")).get("crop_size")
+    except (OSError, ValueError, AttributeError):
+        return  # a missing or damaged dataset is reported where it is opened
+    if isinstance(crop, int) and crop != cfg.data.crop_size:
+        raise ConfigError(f"data.crop_size: {cfg.data.crop_size} was set, but dataset '{dataset}' holds {crop}-px "
+                          f"patches, which are what trains; leave data.crop_size out (or set {crop}), or prepare "
+                          f"the dataset again with data.crop_size {cfg.data.crop_size}")  # fmt: skip
 
 
 def check_folds(dataset: Path, folds: int) -> None:

@@ -9,6 +9,9 @@ import torch
 from torch import nn
 
 from ssmseg.config import Config
+from ssmseg.data.builtin import prepare_synthetic
+from ssmseg.data.prepare import PrepResult, prepare
+from ssmseg.errors import ConfigError
 from ssmseg.tasks.results import EvalResult
 from ssmseg.tasks.segmentation import checks
 from ssmseg.tasks.segmentation.task import SegmentationTask
@@ -19,6 +22,19 @@ TASK_CLASS = SegmentationTask
 class SegmentationLife:
     name = "segmentation"
     scores_heldout = True
+
+    def prep(self, cfg: Config, out: Path, force: bool) -> PrepResult:
+        return prepare(cfg, out, force)
+
+    def builtin_dataset(self, cfg: Config) -> Path:
+        """The synthetic scene of ``data.synthetic`` (hyperspectral or rgb), cut into patches."""
+        if cfg.data.synthetic == "sinusoids":
+            raise ConfigError("data.synthetic: sinusoids are fields for task.name reconstruction; "
+                              "use hyperspectral or rgb for segmentation")  # fmt: skip
+        return prepare_synthetic(cfg, cfg.data.synthetic).out
+
+    def check_config(self, cfg: Config) -> None:
+        checks.check_crop_size(cfg)
 
     def prepare(self, cfg: Config, dataset: Path, manifest: dict[str, Any], fold: int | None) -> Config:
         return checks.prepare(cfg, dataset, manifest, fold)
