@@ -147,3 +147,19 @@ def test_publish_never_replaces_a_folder_written_from_other_inputs_without_force
     (again / "a.txt").write_text("second")
     outputs.publish(again, out, "eval", {"inputs": ["b"]}, force=True)  # --force: the user's choice
     assert (out / "a.txt").read_text() == "second"
+
+
+def test_staged_publishes_or_leaves_nothing_and_names_the_output_in_io_faults(tmp_path):
+    out = tmp_path / "deep" / "out"
+    with outputs.staged(out) as tmp:
+        (tmp / "a.txt").write_text("a")
+        outputs.publish(tmp, out, "eval", "k")
+    assert (out / "a.txt").read_text() == "a"
+    with pytest.raises(ValueError, match="boom"), outputs.staged(tmp_path / "new" / "b") as tmp:
+        (tmp / "half.npy").write_bytes(b"x")
+        raise ValueError("boom")
+    assert not (tmp_path / "new").exists()  # the staging folder and the parents made for it are gone
+    with pytest.raises(outputs.InputError, match=r"no space is left") as caught, outputs.staged(out) as tmp:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp / "vis" / "p.png"))
+    assert str(out / "vis" / "p.png") in str(caught.value) and ".partial" not in str(caught.value)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["out"] and (out / "a.txt").read_text() == "a"
