@@ -72,7 +72,7 @@ def run(tmp_path, dataset, monkeypatch):
     m, s = (MU - stats.mean[0]) / stats.std[0], SIGMA / stats.std[0]
     monkeypatch.setitem(registry.MODELS, "gauss_flow",
                         registry.Entry(lambda cfg, c, k: GaussianFlow(m, s), {}, "closed-form test flow",
-                                       task="reconstruction"))  # fmt: skip
+                                       task="reconstruction", classes=False))  # fmt: skip
     cfg = build_config(explicit={"task": {"name": "reconstruction"}, "model": {"name": "gauss_flow"},
                                  "reconstruction": {"observed": 0.2}})  # fmt: skip
     state = {"task": "reconstruction", "config": yaml.safe_load(dump_config(cfg)), "model": {}, "in_channels": 1,
