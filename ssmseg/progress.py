@@ -50,14 +50,29 @@ def main_process() -> bool:
     return (os.environ.get("RANK", "0") or "0") == "0"
 
 
+class Advance:
+    """What ``progress_bar`` yields: ``advance(n=1)`` counts work done; ``advance.set_total(total)`` corrects the
+    total when the amount of work turns out other than planned (an adaptive solver's model calls), so the ETA
+    follows what is measured."""
+
+    def __init__(self, step: Callable[[int], None], retotal: Callable[[int | None], None]) -> None:
+        self._step, self._retotal = step, retotal
+
+    def __call__(self, n: int = 1) -> None:
+        self._step(n)
+
+    def set_total(self, total: int | None) -> None:
+        self._retotal(total)
+
+
 @contextmanager
-def progress_bar(label: str, total: int | None) -> Iterator[Callable[[int], None]]:
+def progress_bar(label: str, total: int | None) -> Iterator[Advance]:
     """A bar on a terminal; elsewhere a plain line with done/total and ETA every ~30 s (``eta.PlainProgress``);
-    yields advance(n=1)."""
+    yields an ``Advance``: advance(n=1), advance.set_total(total)."""
     label = _scoped(label)
     if not console.is_terminal:
         plain = PlainProgress(label, total, enabled=main_process())
-        yield plain.advance
+        yield Advance(plain.advance, lambda t: setattr(plain, "total", t))
         return
     with Progress(
         TextColumn("[bold]{task.description}"),
@@ -70,7 +85,7 @@ def progress_bar(label: str, total: int | None) -> Iterator[Callable[[int], None
         disable=not (console.is_terminal and main_process()),
     ) as bar:
         task = bar.add_task(label, total=total)
-        yield lambda n=1: bar.advance(task, n)
+        yield Advance(lambda n=1: bar.advance(task, n), lambda t: bar.update(task, total=t))
 
 
 def info(message: str) -> None:

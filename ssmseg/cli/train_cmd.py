@@ -80,20 +80,44 @@ def cv_cmd(
     check_config(cfg)
     task_life(cfg.task.name).check_config(cfg)
     summary = run_cv(cfg, folds, force)
-    scored = [m for m in summary["metrics"] if m.startswith("heldout/")]
-    metrics = [*scored, summary["monitor"]] if scored else summary["metrics"]
-    table = Table(
-        title=f"cross-validation ({len(summary['folds'])} folds): best epoch by {summary['monitor']} on "
-        f"the val split outside each fold; " + ("held-out fold scored once" if scored else "not scored")
-    )
-    for col in ("fold", "best epoch", *metrics):
-        table.add_column(col, justify="right")
-    for r in summary["folds"]:
-        table.add_row(str(r["fold"]), str(r["best_epoch"]), *(f"{r[m]:.4f}" for m in metrics))
-    table.add_row("mean ± std", "", *(f"{summary['mean'][m]:.4f} ± {summary['std'][m]:.4f}" for m in metrics))
-    Console().print(table)
+    console = Console()
+    heading, table = cv_table(summary, console.width)
+    console.print(heading, highlight=False)
+    console.print(table)
     typer.echo(summary["note"])
     typer.echo(f"summary: {summary['run_dir']}/cv_summary.json and .csv")
+
+
+def cv_table(summary: dict, width: int) -> tuple[str, Table]:
+    """cv's final heading and table, one row per metric (held-out scores first) and a column per fold, then mean
+    and std: its width grows with the folds, not with the metrics, so it reads at 100 columns. Folds that do not
+    fit ``width`` are left to cv_summary.csv and only the mean and std are shown."""
+    scored = [m for m in summary["metrics"] if m.startswith("heldout/")]
+    metrics = [*scored, summary["monitor"]] if scored else summary["metrics"]
+    rows = summary["folds"]
+
+    def cell(v: object) -> str:
+        return f"{v:.4f}" if isinstance(v, int | float) else "-"
+
+    label = max(len(m) for m in [*metrics, "best epoch"])
+    per_fold = label + 4 + (len(rows) + 2) * 11 <= width  # a cell of 0.1234 or -12.3456 with its padding
+    note = "" if per_fold else f"; {len(rows)} folds do not fit {width} columns: each fold is in cv_summary.csv"
+    heading = (
+        f"cross-validation ({len(rows)} folds): best epoch by {summary['monitor']} on the val split outside "
+        "each fold; " + ("held-out fold scored once" if scored else "not scored (validation metrics)") + note
+    )
+    table = Table()
+    table.add_column("metric", no_wrap=True)
+    for r in rows if per_fold else []:
+        table.add_column(f"fold {r['fold']}", justify="right", no_wrap=True)
+    table.add_column("mean", justify="right", no_wrap=True)
+    table.add_column("std", justify="right", no_wrap=True)
+    epochs = [str(r["best_epoch"]) for r in rows] if per_fold else []
+    table.add_row("best epoch", *epochs, "", "")
+    for m in metrics:
+        folds = [cell(r.get(m)) for r in rows] if per_fold else []
+        table.add_row(m, *folds, cell(summary["mean"][m]), cell(summary["std"][m]))
+    return heading, table
 
 
 @app.command("models")

@@ -52,6 +52,7 @@ from ssmseg.engine import checkpoint as ckpt
 from ssmseg.engine.logging import dumps
 from ssmseg.engine.runtime import setup_runtime, shutdown
 from ssmseg.errors import InputError, UsageError
+from ssmseg.eta import duration
 from ssmseg.experiments.folders import run_folder_of
 from ssmseg.progress import info, progress_bar
 from ssmseg.tasks.reconstruction import baselines as bl
@@ -62,7 +63,8 @@ from ssmseg.tasks.reconstruction.solvers import CountingVelocity
 
 INTERVAL = 0.9  # central interval of the calibration figure
 LOOSE_REFERENCE = 1e-3  # the reference tolerance when no dopri5 row asks for a tighter one
-DOPRI5_NFE_GUESS = 60  # progress weight of a dopri5 solve before one is measured
+DOPRI5_NFE_GUESS = 60  # a dopri5 solve's calls in the progress total until the first one shows its pace
+PROJECT_FROM_T = 0.05  # a dopri5 solve's calls are projected from its progress in t once t passes this
 SOLVER_ERROR_SHARE = 0.1  # "the solver no longer matters": its error under this share of the error to the truth
 FLAT_DB = 0.1  # PSNR changes smaller than this count as no change
 
@@ -109,35 +111,58 @@ def reference_tolerance(sc: Any) -> tuple[float, float]:
             fallback[1] if sc.reference_rtol is None else sc.reference_rtol)  # fmt: skip
 
 
-def planned_calls(cfg: Config, n_fields: int) -> int:
-    """Model calls the sweep plans for ``n_fields`` fields: the dopri5 reference (counted at
-    ``DOPRI5_NFE_GUESS`` steps) and every setting, each of the K samples solved apart, per batch."""
+def adaptive(cfg: Config) -> list[str]:
+    """The dopri5 solves whose model calls the solver decides as it runs: the reference, and the dopri5 row
+    when it has its own tolerance."""
     sc = cfg.sweep
     shared_ref = (sc.atol, sc.rtol) == reference_tolerance(sc)
-    per_sample = DOPRI5_NFE_GUESS + sum(
-        stages(s.solver) * (s.steps or 1) for s in settings_of(cfg) if not (shared_ref and s.steps is None)
-    )
-    return per_sample * sc.samples * math.ceil(n_fields / sc.batch_size)
+    return ["reference"] + (["dopri5"] if "dopri5" in sc.solvers and not shared_ref else [])
+
+
+def planned_calls(cfg: Config, n_fields: int, dopri5_nfe: float = 0.0) -> int:
+    """Model calls the sweep plans for ``n_fields`` fields, each of the K samples solved apart, per batch: the
+    fixed-step settings exactly, and each adaptive dopri5 solve (``adaptive``) counted at ``dopri5_nfe`` calls
+    (0: left out; the sweep measures it on the first solve and prints the total then)."""
+    sc = cfg.sweep
+    fixed = sum(stages(s.solver) * s.steps for s in settings_of(cfg) if s.steps is not None)
+    per_sample = fixed + dopri5_nfe * len(adaptive(cfg))
+    return round(per_sample * sc.samples * math.ceil(n_fields / sc.batch_size))
 
 
 def plan_line(cfg: Config, n_fields: int) -> str:
-    """What the sweep will run and cost, printed before it starts, with how to ask for more."""
+    """What the sweep will run and cost, printed before it starts, with how to ask for more. The fixed-step
+    settings' model calls are exact; dopri5's are known only as it runs, so they are measured on its first
+    solve and the total printed then (``reference_line``)."""
     sc, grid = cfg.sweep, settings_of(cfg)
     fixed = sorted(set(sc.steps))
     tol = reference_tolerance(sc)[0]
+    solves = sc.samples * math.ceil(n_fields / sc.batch_size)
     text = (f"sweep plan: {len(grid)} settings ({', '.join(dict.fromkeys(sc.solvers))}; steps "
-            f"{', '.join(map(str, fixed))}) and a dopri5 reference (tolerance {tol:g}), on {n_fields} fields x "
-            f"K = {sc.samples}: about {planned_calls(cfg, n_fields):,} model calls of {min(sc.batch_size, n_fields)} "
-            f"fields (the adaptive reference counted at {DOPRI5_NFE_GUESS} per solve: a trained model may need "
-            "several times more)")  # fmt: skip
+            f"{', '.join(map(str, fixed))}) on {n_fields} fields x K = {sc.samples}: {planned_calls(cfg, n_fields):,} "
+            f"model calls of {min(sc.batch_size, n_fields)} fields for the fixed-step settings, plus a dopri5 "
+            f"reference (tolerance {tol:g}; {solves} solve{'s' if solves > 1 else ''})"
+            + (" and the dopri5 row" if "dopri5" in adaptive(cfg) else "")
+            + " whose model calls the adaptive solver decides as it runs: measured on its first solve, the total "
+            "is printed then")  # fmt: skip
     if set(FULL_GRID["solvers"]) <= set(sc.solvers) and set(FULL_GRID["steps"]) <= set(fixed):
         return text + "; the full grid takes hours on CPU"
     return text + ("; more: --full (every solver at 1-200 steps on 100 fields: hours on CPU) or --set "
                    "sweep.solvers=[...] --set sweep.steps=[...] --set sweep.max_fields=N")  # fmt: skip
 
 
+def reference_line(cfg: Config, n_fields: int, calls: int, seconds: float) -> str:
+    """The plan completed once the first reference solve has measured what a dopri5 solve costs."""
+    total = planned_calls(cfg, n_fields, calls)
+    ref = planned_calls(cfg, n_fields, calls) - planned_calls(cfg, n_fields)
+    per_call = seconds / max(calls, 1)
+    return (f"dopri5 reference: {calls} model calls in its first solve ({seconds:.1f} s); the sweep plans about "
+            f"{total:,} model calls ({ref:,} of them dopri5), about {duration(total * per_call)} of solving at "
+            f"{1000 * per_call:.0f} ms per call")  # fmt: skip
+
+
 def stages(solver: str) -> int:
-    return {"euler": 1, "midpoint": 2, "heun": 2, "rk4": 4}.get(solver, DOPRI5_NFE_GUESS)
+    """Model calls per step of a fixed-step solver."""
+    return {"euler": 1, "midpoint": 2, "heun": 2, "rk4": 4}[solver]
 
 
 # ---------------------------------------------------------------------------------------------- inputs
@@ -323,10 +348,57 @@ def _check_model_takes(model: nn.Module, fields: SweepFields, device: torch.devi
         raise UsageError(f"model '{name}' returns {tuple(v.shape)} for fields {tuple(x.shape)}; give fields it takes")
 
 
+@dataclass
+class _Pace:
+    """The model calls of dopri5 solves, known only as they run: the calls of a solve still to come are estimated
+    from the finished solves and from how far in t the current one has got (``PROJECT_FROM_T``)."""
+
+    guess: float  # calls of one solve before any is measured
+    calls: int = 0  # calls of the finished solves
+    solves: int = 0
+    current: int = 0  # calls of the solve under way
+    t: float = 0.0  # how far in t it has got
+
+    def per_solve(self) -> float:
+        mean = self.calls / self.solves if self.solves else self.guess
+        if not self.current:
+            return mean
+        now = self.current / self.t if self.t >= PROJECT_FROM_T else mean
+        return (self.calls + max(now, self.current)) / (self.solves + 1)
+
+
+class _Watch:
+    """The model as the solvers call it: counts every call (``counting``), advances the bar by the fields each
+    call evaluates, and inside a dopri5 solve keeps its ``_Pace`` and the bar's total up to date."""
+
+    def __init__(self, counting: CountingVelocity, advance: Any, fixed_total: int, field_solves: int) -> None:
+        self.counting, self.advance = counting, advance
+        self.fixed_total, self.field_solves = fixed_total, field_solves
+        self.paces: dict[str, _Pace] = {}
+        self.pace: _Pace | None = None  # the dopri5 solve under way, if any
+        self.done = 0
+
+    def __call__(self, x: Tensor, t: Tensor, *rest: Tensor) -> Tensor:
+        out = self.counting(x, t, *rest)
+        self.done += int(x.shape[0])
+        self.advance(int(x.shape[0]))
+        if self.pace is not None:
+            self.pace.current += 1
+            self.pace.t = max(self.pace.t, float(t.reshape(-1)[0]))
+            self.retotal()
+        return out
+
+    def retotal(self) -> None:
+        """Fields evaluated in all: the fixed-step settings exactly, each dopri5 kind at its estimated pace."""
+        adaptive = sum(p.per_solve() for p in self.paces.values()) * self.field_solves
+        self.advance.set_total(max(self.done, round(self.fixed_total + adaptive)))
+
+
 def run_grid(
     cfg: Config, model: nn.Module, fields: SweepFields, stats: FieldStats, device: torch.device
 ) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
-    """Reference and every setting, batch by batch; returns rows, example tensors and timings."""
+    """Reference and every setting, batch by batch; returns rows, example tensors and timings. The bar counts
+    fields evaluated by the model (calls x batch size) and advances on every call, dopri5's included."""
     sc, k = cfg.sweep, cfg.sweep.samples
     grid = settings_of(cfg)
     counting = CountingVelocity(model)  # counts every model call (NFE), whatever the solver
@@ -339,21 +411,38 @@ def run_grid(
     n_ex = min(sc.examples, n)
     examples: dict[str, Any] = {"settings": {}, "truth": fields.truth[:n_ex], "observed": fields.observed[:n_ex]}
     timing: dict[str, Any] = {"reference_seconds": 0.0, "solve_seconds": 0.0, "metrics_seconds": 0.0}
-    weight = {s: (stages(s.solver) * (s.steps or 1)) for s in grid if not (shared_ref and s.steps is None)}
-    total = (DOPRI5_NFE_GUESS + sum(weight.values())) * n * k
-    with progress_bar("sweep", total) as advance, torch.no_grad():
+    fixed_total = sum(stages(s.solver) * s.steps for s in grid if s.steps is not None) * n * k
+    with progress_bar("sweep", fixed_total + DOPRI5_NFE_GUESS * len(adaptive(cfg)) * n * k) as advance, \
+            torch.no_grad():  # fmt: skip
+        watch = _Watch(counting, advance, fixed_total, n * k)
+        watch.paces = {name: _Pace(DOPRI5_NFE_GUESS) for name in adaptive(cfg)}
+
+        def draw(values: Tensor, observed: Tensor, noise: Tensor, solver: str, steps: int, atol: float,
+                 rtol: float, pace: str | None = None) -> Tensor:  # fmt: skip
+            """K samples (K, B, C, H, W), one solve per noise; a dopri5 solve keeps its pace."""
+            out = []
+            for x0 in noise.split(1):
+                watch.pace = watch.paces.get(pace) if pace else None
+                t0 = time.perf_counter()
+                out.append(draw_samples(watch, values, observed, x0, solver, steps, atol, rtol)[0])
+                p, watch.pace = watch.pace, None
+                if p is not None:
+                    p.calls, p.solves, p.current, p.t = p.calls + p.current, p.solves + 1, 0, 0.0
+                    watch.retotal()
+                    if pace == "reference" and p.solves == 1:
+                        info(reference_line(cfg, n, p.calls, time.perf_counter() - t0))
+            return torch.cat(out)
+
         for start in range(0, n, sc.batch_size):
             sl = slice(start, min(start + sc.batch_size, n))
             values, observed = fields.values[sl].to(device), fields.observed[sl].to(device)
             truth = fields.truth[sl].to(device)
             noise = sample_noise(fields.indices[sl], k, (c, h, w), cfg.reconstruction.seed)
-            b = values.shape[0]
             t0, calls0 = time.perf_counter(), counting.nfe
-            ref, _ = draw_samples(counting, values, observed, noise, "dopri5", 1, ref_atol, ref_rtol)
+            ref = draw(values, observed, noise, "dopri5", 1, ref_atol, ref_rtol, "reference")
             ref_acc.seconds += time.perf_counter() - t0
             ref_acc.calls += counting.nfe - calls0
             ref_acc.solves += k
-            advance(DOPRI5_NFE_GUESS * b * k)
             ref_d = denormalize(ref, stats)
             for s in grid:
                 acc = accs[s]
@@ -362,13 +451,12 @@ def run_grid(
                     acc.seconds, acc.calls, acc.solves = ref_acc.seconds, ref_acc.calls, ref_acc.solves
                 else:
                     t0, calls0 = time.perf_counter(), counting.nfe
-                    samples, _ = draw_samples(counting, values, observed, noise, s.solver, s.steps or 1, sc.atol,
-                                              sc.rtol)  # fmt: skip
+                    samples = draw(values, observed, noise, s.solver, s.steps or 1, sc.atol, sc.rtol,
+                                   "dopri5" if s.steps is None else None)  # fmt: skip
                     acc.seconds += time.perf_counter() - t0
                     timing["solve_seconds"] += time.perf_counter() - t0
                     acc.calls += counting.nfe - calls0
                     acc.solves += k
-                    advance(weight[s] * b * k)
                     samples_d = denormalize(samples, stats)
                 t0 = time.perf_counter()
                 with torch_threads(1) if device.type == "cpu" else nullcontext():

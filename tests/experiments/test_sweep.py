@@ -307,6 +307,34 @@ def test_the_default_grid_is_small_and_its_plan_is_printed_first(run):
     ]
 
 
+def test_the_reference_solve_shows_progress_and_its_measured_cost(run, monkeypatch):
+    """dopri5 decides its model calls as it runs: the bar advances on each of its calls, its total follows the
+    pace measured so far (not a fixed guess), the plan is completed after its first solve, and the bar ends at
+    exactly the fields the model evaluated."""
+    monkeypatch.setenv("SSMSEG_PROGRESS_EVERY", "0")  # a plain line on every model call
+    monkeypatch.setattr(sw, "DOPRI5_NFE_GUESS", 3)  # far below what dopri5 takes: the total must grow
+    result = invoke("sweep-steps", run, "--samples", "2", "--set", "sweep.baselines=[mean]", "--set",
+                    "sweep.max_fields=4", "--set", "sweep.steps=[1]", "--set", "sweep.solvers=[euler]", "--set",
+                    "sweep.reference_atol=1e-5", "--set", "sweep.reference_rtol=1e-5")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    data = json.loads((run / "sweep" / "sweep.json").read_text())
+    nfe, fields = data["protocol"]["reference"]["nfe"], data["timing"]["model_fields"]
+    assert nfe > 12  # dopri5: at least two steps of six calls
+    lines = [ln for ln in result.output.splitlines() if ln.startswith("sweep: ")]
+    totals = [int(ln.split("/")[1].split(" ")[0]) for ln in lines]
+    assert len(lines) == data["timing"]["model_calls"]  # a line per model call: no silent stretch in dopri5
+    assert totals[0] < totals[-1] == fields and lines[-1].startswith(f"sweep: {fields}/{fields} (100%)")
+    plan = next(ln for ln in result.output.splitlines() if ln.startswith("sweep plan:"))
+    assert "4 fields x K = 2: 2 model calls" in plan and "measured on its first solve" in plan
+    first = next(ln for ln in result.output.splitlines() if ln.startswith("dopri5 reference:"))
+    calls = int(first.split("reference: ")[1].split(" ")[0])
+    assert abs(calls - nfe) <= 12  # the first of the two solves (the two noises differ a little)
+    assert f"about {2 * calls + 2:,} model calls ({2 * calls:,} of them dopri5)" in first
+    done = [int(ln.split(": ")[1].split("/")[0]) for ln in lines]
+    guessed = 1 * 4 * 2 + 3 * 4 * 2  # euler 1 step and the 3-call guess, 4 fields x 2 samples
+    assert any(t > guessed for d, t in zip(done, totals, strict=True) if d < calls * 4)  # corrected mid-solve
+
+
 # ---------------------------------------------------------------------------------------------- end to end
 
 
