@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
+from ssmseg import geotiff
+
 CLASSES = ["water", "grass", "soil", "urban", "crop"]
 CRS = "EPSG:32633"
 ORIGIN = (500000.0, 4500000.0)
@@ -80,7 +82,7 @@ def write_scene(kind: str, folder: Path, size: int = 256, seed: int = 0) -> tupl
     }  # fmt: skip
     for path, data in ((mask_path, labels[None]), (image_path, image)):
         tmp = path.with_suffix(".tmp.tif")
-        with rasterio.open(tmp, "w", count=data.shape[0], dtype=data.dtype, **profile) as dst:
+        with geotiff.written(tmp), rasterio.open(tmp, "w", count=data.shape[0], dtype=data.dtype, **profile) as dst:
             dst.write(data)
         tmp.replace(path)
     return image_path, mask_path

@@ -78,6 +78,8 @@ def evaluate(
         result.out = outputs.publish(tmp, out, "eval", key, about=f"ssmseg eval of {checkpoint}")
         return result
     except PartialResult as partial:  # some scenes finished: they are kept, with a note of what is missing
+        if isinstance(partial.cause, OSError):  # a full disk: the file the user asked for, not the staging path
+            partial.cause = outputs.staged_error(partial.cause, tmp, out)
         total = len(partial.finished) + len(partial.missing)
         about = f"ssmseg eval of {checkpoint} (incomplete: {len(partial.finished)} of {total} scenes)"
         outputs.publish(tmp, out, "eval", key, about=about)

@@ -63,3 +63,92 @@ def test_report_on_a_full_disk_names_the_report_folder(tmp_path, monkeypatch):
         make_report([run])
     _one_line(err, run / "report")
     assert not [p.name for p in run.iterdir() if p.name.startswith((".report", "report"))]
+
+
+# --- GeoTIFFs written through GDAL (eval --input, the synthetic scenes prep writes) ---------------------------
+
+
+def _scenes(tmp_path, *names, size=64):
+    from tests.data.helpers import write_tif
+
+    rng = np.random.default_rng(0)
+    return [write_tif(tmp_path / f"{n}.tif", rng.integers(0, 255, (3, size, size), dtype=np.uint8)) for n in names]
+
+
+def test_eval_input_when_the_disk_fills_mid_geotiff(tmp_path, monkeypatch):
+    """The disk fills while the second scene's prediction is written (rasterio's write raises ENOSPC with no file
+    name): one line naming that GeoTIFF under --out, the first scene kept, no partial file of the second."""
+    import rasterio.io
+
+    from ssmseg.experiments import evaluate as ev
+    from tests.experiments.test_evaluate import make_checkpoint
+
+    a, b = _scenes(tmp_path, "a", "b")
+    checkpoint = make_checkpoint(tmp_path)
+    real, calls = rasterio.io.DatasetWriter.write, []
+
+    def write(self, *args, **kwargs):
+        calls.append(self.name)
+        if "b_pred" in self.name and sum("b_pred" in c for c in calls) == 2:  # mid-way through scene b
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(rasterio.io.DatasetWriter, "write", write)
+    cfg = build_config(explicit={"eval": {"window": 32, "overlap": 0.0}, "runtime": {"device": "cpu"}})
+    out = tmp_path / "out"
+    with pytest.raises(InputError) as err:
+        ev.evaluate(cfg, checkpoint, out, [a, b], [], None)
+    text = _one_line(err, out / "b_pred.tif")
+    assert "scene 2 of 2" in text and ".partial" not in text
+    assert {"a_pred.tif", "a_confidence.tif"} <= {p.name for p in out.iterdir()}
+    assert not [p for p in out.rglob("b_*")]
+
+
+def test_a_geotiff_gdal_truncates_silently_is_caught(tmp_path):
+    """GDAL reports a write past a file-size limit only on stderr and leaves a truncated file; the scene's
+    prediction is read back, removed, and the error names it (a real GDAL failure: RLIMIT_FSIZE in a child)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from tests.experiments.test_evaluate import make_checkpoint
+
+    (a,) = _scenes(tmp_path, "a", size=512)
+    checkpoint = make_checkpoint(tmp_path)
+    out = tmp_path / "out"
+    code = textwrap.dedent(f"""
+        import resource, signal
+        from ssmseg.config import build_config
+        from ssmseg.experiments import evaluate as ev
+        from ssmseg.errors import InputError
+        cfg = build_config(explicit={{"eval": {{"window": 64, "save_png": False}}, "runtime": {{"device": "cpu"}}}})
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+        try:
+            ev.evaluate(cfg, {str(checkpoint)!r}, {str(out)!r}, [{str(a)!r}], [], None)
+        except InputError as exc:
+            print("ERROR", exc)
+    """)  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": os.getcwd()})  # fmt: skip
+    line = next(ln for ln in done.stdout.splitlines() if ln.startswith("ERROR"))
+    assert f"'{out / 'a_'}" in line and ".tif'" in line and "\n" not in line, done.stdout + done.stderr
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]
+
+
+def test_geotiff_written_names_the_file_and_removes_it(tmp_path, monkeypatch):
+    import rasterio
+
+    from ssmseg import geotiff
+
+    path = tmp_path / "x.tif"
+    with pytest.raises(OSError) as err, geotiff.written(path):
+        with rasterio.open(path, "w", driver="GTiff", height=8, width=8, count=1, dtype="uint8") as dst:
+            dst.write(np.zeros((1, 8, 8), np.uint8))
+        path.write_bytes(path.read_bytes()[:100])  # truncated after close, as GDAL leaves it
+    assert err.value.filename == str(path) and not path.exists()
+    monkeypatch.setattr(geotiff.shutil, "disk_usage", lambda p: type("U", (), {"free": 0})())
+    with pytest.raises(OSError) as err, geotiff.written(path):
+        path.write_bytes(b"II*\0")
+    assert err.value.errno == errno.ENOSPC and not path.exists()
+    assert "no space is left" in str(outputs.io_error(err.value)) and str(path) in str(outputs.io_error(err.value))

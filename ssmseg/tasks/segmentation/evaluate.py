@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ssmseg import geotiff
 from ssmseg.config import Config
 from ssmseg.config.schema import ModelConfig
 from ssmseg.data.datasets import PatchDataset, describe_part, select
@@ -490,6 +491,8 @@ def _scene(
         rows = len(window_starts(info.height, min(cfg.eval.window, info.height), stride))
         with (
             warnings.catch_warnings(),
+            geotiff.written(out / f"{name}_pred.tif"),
+            geotiff.written(out / f"{name}_confidence.tif"),
             rasterio.open(out / f"{name}_pred.tif", "w", **profile) as dst,
             rasterio.open(out / f"{name}_confidence.tif", "w", **{**profile, "dtype": "float32", "nodata": -1}) as conf,
             progress_bar(f"predicting {name}", rows) as advance,
@@ -526,7 +529,8 @@ def _scene(
                     cm += np.bincount(truth[keep].astype(np.int64) * n + labels[keep], minlength=n * n).reshape(n, n)
         _overview(out, name, src, out / f"{name}_pred.tif", mask, mapping, state)
         if cfg.eval.save_png:  # GDAL streams the paletted GeoTIFF into a PNG keeping its colour table
-            rasterio.shutil.copy(out / f"{name}_pred.tif", out / f"{name}_pred.png", driver="PNG")
+            with geotiff.written(out / f"{name}_pred.png"):
+                rasterio.shutil.copy(out / f"{name}_pred.tif", out / f"{name}_pred.png", driver="PNG")
     return cm, unknown
 
 
