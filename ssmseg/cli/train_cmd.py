@@ -89,9 +89,9 @@ def cv_cmd(
 
 
 def cv_table(summary: dict, width: int) -> tuple[str, Table]:
-    """cv's final heading and table, one row per metric (held-out scores first) and a column per fold, then mean
-    and std: its width grows with the folds, not with the metrics, so it reads at 100 columns. Folds that do not
-    fit ``width`` are left to cv_summary.csv and only the mean and std are shown."""
+    """cv's final heading and table, one row per metric (held-out scores first) and a column per fold (named as its
+    folder, fold_K), then mean and std: its width grows with the folds, not with the metrics, so it reads at 100
+    columns. Folds that do not fit ``width`` are left to cv_summary.csv and only the mean and std are shown."""
     scored = [m for m in summary["metrics"] if m.startswith("heldout/")]
     metrics = [*scored, summary["monitor"]] if scored else summary["metrics"]
     rows = summary["folds"]
@@ -109,7 +109,7 @@ def cv_table(summary: dict, width: int) -> tuple[str, Table]:
     table = Table()
     table.add_column("metric", no_wrap=True)
     for r in rows if per_fold else []:
-        table.add_column(f"fold {r['fold']}", justify="right", no_wrap=True)
+        table.add_column(f"fold_{r['fold']}", justify="right", no_wrap=True)
     table.add_column("mean", justify="right", no_wrap=True)
     table.add_column("std", justify="right", no_wrap=True)
     epochs = [str(r["best_epoch"]) for r in rows] if per_fold else []

@@ -41,7 +41,7 @@ def test_cv_table_reads_at_100_columns(metrics, monitor, shown, folds):
         line = next(ln for ln in lines if f"│ {m} " in ln)
         assert line.count("-12.3") == folds + 1 and "0.0123" in line, line
     assert sum(ln.startswith("│ best epoch") for ln in lines) == 1 and all(
-        f"fold {k}" in "\n".join(lines) for k in range(folds)
+        f"fold_{k}" in "\n".join(lines) for k in range(folds)
     )
 
 
@@ -49,5 +49,5 @@ def test_folds_that_do_not_fit_leave_the_mean_and_std():
     lines = render(summary(REC, "val/psnr", 10))
     text = "\n".join(lines)
     assert all(len(line) <= 100 for line in lines) and "…" not in text
-    assert "fold 3" not in text and "cv_summary.csv" in text
+    assert "fold_3" not in text and "cv_summary.csv" in text
     assert all(next(ln for ln in lines if f"│ {m} " in ln).count("-12.3356") == 1 for m in REC)
