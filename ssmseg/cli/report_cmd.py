@@ -24,6 +24,8 @@ def report_cmd(
     for path in [*paths, *([vs] if vs is not None else [])]:
         if not path.exists():
             raise UsageError(f"'{path}' does not exist; give a run, cv, eval or sweep folder")
+        if not path.is_dir() and not path.is_file():  # /dev/null, a socket, a pipe
+            raise UsageError(f"'{path}' is neither a folder nor a file; give a run, cv, eval or sweep folder")
     if vs is not None and not vs.is_dir():
         raise UsageError(f"--vs '{vs}' is not a folder; give the previous run's folder")
     from ssmseg.report import make_report

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from tests.cli.conftest import TINY, assert_one_line_error, invoke, snapshot
 from tests.data.helpers import scene, write_tif
@@ -205,6 +206,25 @@ ROWS = [
                                       "--out", "{new}"], 1, "add files (each whole file is one unit)"),
     ("prep-fields-user-folder-force", ["prep", "--synthetic", "sinusoids", "--out", "{notes}", "--force"], 1,
      "did not write"),
+    # --- issue 19, re-audited from the command line
+    ("resume-finished-empty-latest", ["train", "--resume", "{run_emptylatest}"], 1,
+     "checkpoints/latest.pt (empty) cannot be loaded"),
+    ("resume-finished-truncated-best", ["train", "--resume", "{run_halfbest}"], 1,
+     "checkpoints/best.pt (truncated or corrupt) cannot be loaded"),
+    ("resume-checkpoint-of-another-model", ["train", "--resume", "{run_othermodel}", "--set", "train.epochs=2"], 1,
+     "holds a unet model, not the ssmu_net this run trains"),
+    ("eval-set-model-name", ["eval", "{run}", "--set", "model.name=nonsense", "--out", "{new}"], 2,
+     "eval runs the checkpoint's own model (unet) and cannot change it"),
+    ("sweep-steps-segmentation-fields", ["sweep-steps", "{rec_run}", "--fields", "{ds}"], 1,
+     "is a segmentation dataset; this needs a field (reconstruction) dataset"),
+    ("sweep-steps-segmentation-run", ["sweep-steps", "{run}"], 2, "sweep-steps needs a reconstruction run"),
+    ("baseline-fields-dataset", ["baseline", "{fields}", "--out", "{new}"], 1,
+     "is a field (reconstruction) dataset; this needs a segmentation dataset"),
+    ("cv-baselines-reconstruction", ["cv", "--set", "task.name=reconstruction", "--set", "data.dataset={fields}",
+                                     "--set", "model.name=field_unet", "--set", "cv.baselines=true", "--folds", "2",
+                                     "--out", "{new}"], 2, "cv.baselines: the reconstruction task's classical"),
+    ("report-empty-history", ["report", "{bad}/emptyhist", "--out", "{new}"], 1, "has no 'epochs' list"),
+    ("report-device", ["report", "/dev/null", "--out", "{new}"], 2, "is neither a folder nor a file"),
 ]  # fmt: skip
 
 
@@ -286,6 +306,24 @@ def places(world, tmp_path_factory) -> dict[str, str]:
                  ("classes", other_classes))}  # fmt: skip
     (bad / "incomplete").mkdir()
     shutil.copy(world.dataset / "images.npy", bad / "incomplete")
+    damaged = {}
+    for name, damage in (("emptylatest", "latest"), ("halfbest", "best")):
+        path = world.copy_run(bad / name) / "checkpoints" / f"{damage}.pt"
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2] if damage == "best" else b"")
+        damaged[f"run_{name}"] = str(bad / name)
+    other = world.copy_run(bad / "othermodel")
+    config = yaml.safe_load((other / "config.yaml").read_text())
+    config["model"] = {"name": "ssmu_net"}
+    (other / "config.yaml").write_text(yaml.safe_dump(config))
+    (bad / "emptyhist").mkdir()
+    (bad / "emptyhist" / "history.json").write_text("{}")
+    fields = bad / "fields"
+    assert invoke("prep", "--synthetic", "sinusoids", "--set", "prep.fields.count=30", "--set", "prep.fields.size=16",
+                  "--out", fields).exit_code == 0  # fmt: skip
+    rec = ["task.name=reconstruction", f"data.dataset={fields}", "model.name=field_unet", "model.width=4",
+           "train.epochs=1", "reconstruction.val_steps=1", "runtime.name=rec"]  # fmt: skip
+    rec = invoke("train", *(x for kv in rec for x in ("--set", kv)), "--device", "cpu", "--out", bad / "runs")
+    assert rec.exit_code == 0, rec.output
     nolatest = world.copy_run(bad / "nolatest")
     (nolatest / "checkpoints" / "latest.pt").unlink()
     history = json.loads((nolatest / "history.json").read_text())
@@ -295,7 +333,8 @@ def places(world, tmp_path_factory) -> dict[str, str]:
             "runs": str(world.run.parent), "image": str(world.image), "mask": str(world.mask), "notes": str(notes),
             "afile": str(bad / "afile"), "corrupt_pt": str(bad / "corrupt.pt"), "cfg": str(cfg),
             "cfg_trunc": str(cfg_trunc), "ds_incomplete": str(bad / "incomplete"), "run_nolatest": str(nolatest),
-            "ro": str(bad / "readonly"), **datasets,
+            "ro": str(bad / "readonly"), **datasets, **damaged, "run_othermodel": str(other),
+            "fields": str(fields), "rec_run": str(bad / "runs" / "rec"),
             **{f"{k}_yaml": str(bad / f"{k}.yaml")
                for k in ("empty", "typo", "syntax", "list", "binary", "fields_nan", "fields_one")}}  # fmt: skip
 
@@ -381,7 +420,8 @@ def test_bad_input_is_one_line_and_changes_nothing(row, places, world, tmp_path,
 
 def test_the_table_is_large_and_covers_every_command():
     commands = {row[1][0] for row in ROWS}
-    assert len(ROWS) >= 60 and commands == {"prep", "train", "cv", "eval", "config", "models", "export"}
+    every = {"prep", "train", "cv", "eval", "config", "models", "export", "sweep-steps", "baseline", "report"}
+    assert len(ROWS) >= 60 and commands == every
 
 
 def test_outputs_follow_the_umask(world, tmp_path):
