@@ -65,6 +65,9 @@ def test_baselines_score_eval_pixels_with_eval_metrics(texture_ds, tmp_path):
     # Training pixels are the owned ones, counted once (patches overlap): the manifest's own count.
     assert r["train_pixels"]["labelled"] == sum(manifest["class_counts"]["train"])
     assert r["train_pixels"]["class_counts"] == manifest["class_counts"]["train"]
+    fitted, scored = r["protocol"]["fitted"], r["protocol"]["scored_pixels"]  # what was fitted on how many pixels
+    assert f"{r['train_pixels']['labelled']:,} labelled training pixels" in fitted
+    assert f"on {r['train_pixels']['used']:,} of them" in fitted and scored.startswith(f"{len(truth):,}: every")
     majority = int(np.argmax(manifest["class_counts"]["train"]))
     cm = np.bincount(truth * 3 + majority, minlength=9).reshape(3, 3)
     expected = metrics_from_confusion(cm, manifest["classes"])

@@ -321,6 +321,8 @@ def _fit_and_score(
         info(f"{method}: mIoU {metrics['miou']:.4f}, OA {metrics['oa']:.4f}, {seconds:.1f} s (fit and predict)")
     support = next(iter(cms.values())).sum(1)  # the scored pixels per true class (the same for every method)
     scored_majority = {"class": classes[int(support.argmax())], "oa": float(support.max() / support.sum())}
+    fitted_on = "train split" if fold is None else f"train split outside fold {fold}"
+    scored_on = "test split" if fold is None else f"held-out fold {fold}"
     protocol = {
         "metrics": "metrics_from_confusion, as ssmseg eval: OA and kappa micro, mIoU and mean F1 macro over "
         "classes present in truth or prediction, less exclude_classes",
@@ -331,12 +333,17 @@ def _fit_and_score(
         "boundary band excluded), as ssmseg eval counts them",
         "ignore_index": ignore,
         "normalisation": f"{train.manifest['normalize']} with statistics '{train.stats_key}' (training pixels)",
+        "fitted": f"majority on the class counts of all {labelled:,} labelled training pixels of the {fitted_on}; "
+        f"logistic and random_forest (and the forest's principal components) on {len(y):,} of them, drawn at "
+        f"random without replacement (seed {seed}, baseline.max_train_pixels {bc.max_train_pixels:,})",
+        "scored_pixels": f"{test_pixels:,}: every scored pixel of the {scored_on} predicted by every method, none "
+        f"subsampled (in chunks of {PREDICT_CHUNK:,} pixels)",
     }
     results = {
         "dataset": str(dataset),
         "fold": fold,
-        "fitted_on": "train split" if fold is None else f"train split outside fold {fold}",
-        "scored_on": "test split" if fold is None else f"held-out fold {fold}",
+        "fitted_on": fitted_on,
+        "scored_on": scored_on,
         "classes": classes,
         "protocol": protocol,
         "train_pixels": {
