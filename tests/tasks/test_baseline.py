@@ -152,3 +152,19 @@ def test_test_patches_score_each_labelled_pixel_once_as_eval_and_baselines_do(te
     assert cm.sum() == sum(ds.manifest["class_counts"]["test"])  # prep's count: each owned pixel once
     assert cm.sum(1).tolist() == ds.manifest["class_counts"]["test"]
     assert baseline_scores(cfg(methods=["majority"]), texture_ds)["test_pixels"] == cm.sum()
+
+
+def test_the_forest_fitted_a_few_trees_at_a_time_is_the_forest_of_one_fit():
+    """fit_forest adds trees with warm_start (for its progress line): the same trees as one fit of all of them."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    from ssmseg.tasks.segmentation.baseline import fit_forest
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(600, 5)).astype(np.float32)
+    y = (x[:, 0] + x[:, 1] * x[:, 2] > 0).astype(np.int64) + (x[:, 3] > 1)
+    one = RandomForestClassifier(n_estimators=10, max_depth=6, n_jobs=1, random_state=3).fit(x, y)
+    steps = fit_forest(x, y, 10, 6, 1, 3)
+    assert len(steps.estimators_) == 10
+    test = rng.normal(size=(2000, 5)).astype(np.float32)
+    assert np.array_equal(one.predict_proba(test), steps.predict_proba(test))

@@ -42,6 +42,7 @@ from ssmseg.tasks.segmentation.inference import owned_mask
 from ssmseg.tasks.segmentation.metrics import boundary_band, metrics_from_confusion
 
 PREDICT_CHUNK = 200_000  # test pixels predicted at a time: memory stays bounded for any test split
+FOREST_STEP = 4  # trees fitted between two progress updates (a multiple of 2 cores)
 
 
 @dataclass
@@ -383,11 +384,24 @@ def _fit(method, x_spec, x_ctx, y, counts, bc, seed, threads, notes):
         if any(issubclass(w.category, ConvergenceWarning) for w in caught):
             notes.append(f"logistic: not converged in {bc.max_iter} iterations; raise baseline.max_iter")
         return model
+    return fit_forest(np.concatenate([x_spec, x_ctx], 1), y, bc.trees, bc.max_depth, threads or -1, seed)
+
+
+def fit_forest(x: np.ndarray, y: np.ndarray, trees: int, max_depth: int | None, n_jobs: int, seed: int):
+    """A random forest fitted a few trees at a time (``warm_start``) with a progress line: scikit-learn draws each
+    added tree's seed as a single fit would, so the forest is the same as ``fit`` with all trees at once."""
+    step = FOREST_STEP
     model = RandomForestClassifier(
-        n_estimators=bc.trees, max_depth=bc.max_depth, n_jobs=threads or -1, random_state=seed
+        n_estimators=min(step, trees), max_depth=max_depth, n_jobs=n_jobs, random_state=seed, warm_start=True
     )
-    model.fit(np.concatenate([x_spec, x_ctx], 1), y)
-    return model
+    with progress_bar("random_forest: fitting trees", trees) as advance:
+        while True:
+            before = len(getattr(model, "estimators_", []))
+            model.fit(x, y)
+            advance(model.n_estimators - before)
+            if model.n_estimators >= trees:
+                return model
+            model.n_estimators = min(model.n_estimators + step, trees)
 
 
 def _write(folder: Path, results: dict[str, Any]) -> None:
