@@ -166,3 +166,9 @@ _register()
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     app(args=argv, prog_name="ssmseg")
+
+
+if __name__ == "__main__":  # python -m ssmseg.cli.app (without it: a silent exit 0)
+    from ssmseg.cli.app import main as registered  # the module the commands registered on, not this __main__ copy
+
+    registered()

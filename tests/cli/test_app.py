@@ -239,3 +239,14 @@ def test_eval_corrupt_checkpoint_is_one_line(tmp_path):
     bad.write_bytes(b"junk")
     assert_one_line_error(invoke("eval", str(bad)), 1, "corrupt")
     assert_one_line_error(invoke("eval", str(tmp_path / "missing")), 1, "does not exist")
+
+
+def test_python_dash_m_of_the_app_module_runs_the_command_line():
+    """``python -m ssmseg.cli.app`` ran nothing and exited 0; it runs the CLI like ``python -m ssmseg``."""
+    import subprocess
+    import sys
+
+    for module in ("ssmseg", "ssmseg.cli.app"):
+        done = subprocess.run([sys.executable, "-m", module, "config", "presets"], capture_output=True, text=True,
+                              timeout=120)  # fmt: skip
+        assert done.returncode == 0 and "fast" in done.stdout, (module, done.stdout, done.stderr)
