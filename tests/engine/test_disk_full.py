@@ -152,3 +152,23 @@ def test_geotiff_written_names_the_file_and_removes_it(tmp_path, monkeypatch):
         path.write_bytes(b"II*\0")
     assert err.value.errno == errno.ENOSPC and not path.exists()
     assert "no space is left" in str(outputs.io_error(err.value)) and str(path) in str(outputs.io_error(err.value))
+
+
+def test_prep_synthetic_when_the_disk_fills_mid_geotiff_leaves_no_scene(tmp_path, monkeypatch):
+    """prep --synthetic writes its scene as GeoTIFFs into the cache: a full disk there is one line naming the
+    cache and the file, and no scene file (partial or renamed) is left to be taken for a complete one next time."""
+    import rasterio.io
+    from typer.testing import CliRunner
+
+    from ssmseg.cli.app import app
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(rasterio.io.DatasetWriter, "write", full)
+    cache = tmp_path / "cache"
+    result = CliRunner().invoke(app, ["prep", "--synthetic", "rgb"], env={"SSMSEG_CACHE_DIR": str(cache)})
+    errors = [ln for ln in result.output.splitlines() if ln.startswith("error: ")]
+    assert result.exit_code == 1 and len(errors) == 1, result.output
+    assert f"'{cache}'" in errors[0] and "No space left on device" in errors[0] and "scene.tmp.tif" in errors[0]
+    assert not list(cache.rglob("*.tif"))
