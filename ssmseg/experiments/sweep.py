@@ -412,8 +412,8 @@ def run_grid(
     examples: dict[str, Any] = {"settings": {}, "truth": fields.truth[:n_ex], "observed": fields.observed[:n_ex]}
     timing: dict[str, Any] = {"reference_seconds": 0.0, "solve_seconds": 0.0, "metrics_seconds": 0.0}
     fixed_total = sum(stages(s.solver) * s.steps for s in grid if s.steps is not None) * n * k
-    with progress_bar("sweep", fixed_total + DOPRI5_NFE_GUESS * len(adaptive(cfg)) * n * k) as advance, \
-            torch.no_grad():  # fmt: skip
+    guess = fixed_total + DOPRI5_NFE_GUESS * len(adaptive(cfg)) * n * k
+    with progress_bar("sweep (field evaluations)", guess) as advance, torch.no_grad():
         watch = _Watch(counting, advance, fixed_total, n * k)
         watch.paces = {name: _Pace(DOPRI5_NFE_GUESS) for name in adaptive(cfg)}
 

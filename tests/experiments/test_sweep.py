@@ -320,10 +320,12 @@ def test_the_reference_solve_shows_progress_and_its_measured_cost(run, monkeypat
     data = json.loads((run / "sweep" / "sweep.json").read_text())
     nfe, fields = data["protocol"]["reference"]["nfe"], data["timing"]["model_fields"]
     assert nfe > 12  # dopri5: at least two steps of six calls
-    lines = [ln for ln in result.output.splitlines() if ln.startswith("sweep: ")]
+    lines = [ln for ln in result.output.splitlines() if ln.startswith("sweep (field evaluations): ")]
     totals = [int(ln.split("/")[1].split(" ")[0]) for ln in lines]
     assert len(lines) == data["timing"]["model_calls"]  # a line per model call: no silent stretch in dopri5
-    assert totals[0] < totals[-1] == fields and lines[-1].startswith(f"sweep: {fields}/{fields} (100%)")
+    assert totals[0] < totals[-1] == fields and lines[-1].startswith(
+        f"sweep (field evaluations): {fields}/{fields} (100%)"
+    )
     plan = next(ln for ln in result.output.splitlines() if ln.startswith("sweep plan:"))
     assert "4 fields x K = 2: 2 model calls" in plan and "measured on its first solve" in plan
     first = next(ln for ln in result.output.splitlines() if ln.startswith("dopri5 reference:"))
