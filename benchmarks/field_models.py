@@ -2,13 +2,17 @@
 against linear interpolation (figures printed, no asserts).
 
     python benchmarks/field_models.py speed [--models flow_mamba,flow_attention,unet] [--sizes 32,64]
-        [--batch 16] [--steps 5] [--threads 2] [--kw flow_mamba:d_model=48,n_layers=4]
+        [--batch 16] [--steps 5] [--threads 2] [--kw flow_mamba:d_model=48,n_layers=4] [--rounds 1]
+    python benchmarks/field_models.py speed --models flow_mamba@8f79402,flow_mamba --rounds 3   # old vs new
     python benchmarks/field_models.py train --model flow_mamba [--kw ...] [--seconds 240] [--steps N] [--size 32]
         [--frac 0.1] [--batch 16] [--lr 2e-3]
 
 speed: forward + backward + Adam step on random fields with 5-10% observed pixels (drawn per field); the
 median of ``--steps`` timed steps after two warm-up steps, as samples/s (and the best step's). The load
-average is printed beside: on a shared machine the figures are only comparable within one run.
+average is printed beside: on a shared machine the figures are only comparable within one run. A model named
+``NAME@REV`` is FieldFlow as it was at git revision REV (``ssmseg/models/field_flow.py`` read with ``git show``,
+run against today's other modules), so old and new run side by side in one process; ``--rounds`` repeats the
+whole list (interleaved) and the ratio of each model to the first is printed per size.
 
 train: flow matching (x_t = t x1 + (1 - t) x0, target x1 - x0, MSE on unobserved pixels) on fresh random
 sinusoid fields (sums of three plane waves of up to 3 cycles per side, unit variance) for ``--seconds``
@@ -21,10 +25,13 @@ approximates the posterior mean), the mean of 4 ten-step Euler samples, and line
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
 import os
 import statistics
+import subprocess
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -41,6 +48,24 @@ BUILD = {
 }
 
 
+def field_flow_at(rev: str) -> type:
+    """FieldFlow as defined at git revision ``rev`` of this repository."""
+    root = Path(__file__).resolve().parents[1]
+    src = subprocess.run(["git", "show", f"{rev}:ssmseg/models/field_flow.py"], cwd=root, capture_output=True,
+                         text=True, check=True).stdout  # fmt: skip
+    module = importlib.util.module_from_spec(importlib.util.spec_from_loader(f"field_flow_{rev}", loader=None))
+    exec(compile(src, f"field_flow.py@{rev}", "exec"), module.__dict__)
+    return module.FieldFlow
+
+
+def build(name: str, **kw) -> torch.nn.Module:
+    """A model of BUILD by name; ``flow_mamba@REV`` / ``flow_attention@REV``: FieldFlow at revision REV."""
+    if "@" in name:
+        base, rev = name.split("@", 1)
+        return field_flow_at(rev)(backbone=base.removeprefix("flow_"), **kw)
+    return BUILD[name](**kw)
+
+
 def parse_kw(text: str) -> dict[str, dict[str, object]]:
     """'flow_mamba:d_model=48,n_layers=4;unet:width=16' -> {model: {arg: value}}."""
     out: dict[str, dict[str, object]] = {}
@@ -49,6 +74,9 @@ def parse_kw(text: str) -> dict[str, dict[str, object]]:
         kw = out.setdefault(name, {})
         for item in filter(None, args.split(",")):
             key, _, value = item.partition("=")
+            if value in ("True", "False", "None"):
+                kw[key] = {"True": True, "False": False, "None": None}[value]
+                continue
             try:
                 kw[key] = int(value)
             except ValueError:
@@ -74,31 +102,46 @@ def fm_loss(model, x1: torch.Tensor, mask: torch.Tensor, gen: torch.Generator) -
     return err.sum() / (1 - mask).sum().clamp(min=1)
 
 
+def time_steps(model: torch.nn.Module, size: int, args: argparse.Namespace) -> list[float]:
+    """Seconds of each of ``args.steps`` forward + backward + Adam steps after two warm-up steps."""
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    gen = torch.Generator().manual_seed(0)
+    times = []
+    for step in range(args.steps + 2):
+        x1, mask = random_batch(args.batch, size, gen)
+        t0 = time.perf_counter()
+        opt.zero_grad()
+        fm_loss(model, x1, mask, gen).backward()
+        opt.step()
+        if step >= 2:
+            times.append(time.perf_counter() - t0)
+    return times
+
+
 def speed(args: argparse.Namespace) -> None:
     kws = parse_kw(args.kw)
+    names, sizes = args.models.split(","), [int(s) for s in args.sizes.split(",")]
     print(f"threads {torch.get_num_threads()}, batch {args.batch}, load average {os.getloadavg()[0]:.1f}")
-    print(f"{'model':16} {'params':>9} {'size':>5} {'s/step':>7} {'samples/s':>9} {'best':>9}  arguments")
-    for name in args.models.split(","):
+    print(f"{'model':24} {'params':>9} {'size':>5} {'s/step':>7} {'samples/s':>9} {'best':>9}  arguments")
+    models = {}
+    for name in names:
         torch.manual_seed(0)
-        model = BUILD[name](**kws.get(name, {}))
-        n_params = sum(p.numel() for p in model.parameters())
-        opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-        for size in (int(s) for s in args.sizes.split(",")):
-            gen = torch.Generator().manual_seed(0)
-            times = []
-            for step in range(args.steps + 2):
-                x1, mask = random_batch(args.batch, size, gen)
-                t0 = time.perf_counter()
-                opt.zero_grad()
-                fm_loss(model, x1, mask, gen).backward()
-                opt.step()
-                if step >= 2:
-                    times.append(time.perf_counter() - t0)
-            sec, best = statistics.median(times), min(times)
-            print(
-                f"{name:16} {n_params:9,d} {size:5d} {sec:7.3f} {args.batch / sec:9.1f} {args.batch / best:9.1f}"
-                f"  {kws.get(name, {})}"
-            )
+        models[name] = build(name, **kws.get(name.split("@")[0], {}))
+    rates: dict[tuple[str, int], list[float]] = {}
+    for r in range(args.rounds):
+        for name, model in models.items():
+            n_params = sum(p.numel() for p in model.parameters())
+            for size in sizes:
+                times = time_steps(model, size, args)
+                sec, best = statistics.median(times), min(times)
+                rates.setdefault((name, size), []).append(args.batch / sec)
+                print(f"{name:24} {n_params:9,d} {size:5d} {sec:7.3f} {args.batch / sec:9.1f} "
+                      f"{args.batch / best:9.1f}  {kws.get(name.split('@')[0], {})} (round {r + 1})")  # fmt: skip
+    if len(names) > 1:
+        print(f"ratio of samples/s to {names[0]} (median over {args.rounds} rounds; load {os.getloadavg()[0]:.1f}):")
+        for name in names[1:]:
+            ratios = [statistics.median(rates[name, s]) / statistics.median(rates[names[0], s]) for s in sizes]
+            print(f"  {name:24} " + "  ".join(f"{s}x{s}: {q:5.2f}x" for s, q in zip(sizes, ratios, strict=True)))
 
 
 def sinusoid_fields(n: int, size: int, gen: torch.Generator, waves: int = 3, max_cycles: float = 3.0) -> torch.Tensor:
@@ -136,7 +179,7 @@ def euler(model, x0, observed, mask, steps: int) -> torch.Tensor:
 def train(args: argparse.Namespace) -> None:
     kw = parse_kw(args.kw).get(args.model, {})
     torch.manual_seed(0)
-    model = BUILD[args.model](**kw)
+    model = build(args.model, **kw)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{args.model} {kw} params {n_params:,d}, load average {os.getloadavg()[0]:.1f}")
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
@@ -191,8 +234,9 @@ def main() -> None:
     s.add_argument("--batch", type=int, default=16)
     s.add_argument("--steps", type=int, default=5)
     s.add_argument("--kw", default="")
+    s.add_argument("--rounds", type=int, default=1, help="repeat the model list this many times, interleaved")
     t = sub.add_parser("train")
-    t.add_argument("--model", default="flow_mamba", choices=list(BUILD))
+    t.add_argument("--model", default="flow_mamba", help=f"one of {', '.join(BUILD)}, or flow_mamba@REV")
     t.add_argument("--kw", default="")
     t.add_argument("--seconds", type=float, default=240)
     t.add_argument(

@@ -295,14 +295,14 @@ class ModelConfig(Section):
     interp_widths: list[Annotated[float, Field(gt=0, le=16)]] = Field(
         [0.5, 1.0, 2.0],
         max_length=8,
-        description="field_unet: widths of the normalised convolutions of the observations given as input, in "
+        description="field_unet, field_flow: widths of the normalised convolutions of the observations given as input, in "
         "units of the field's mean observation spacing; the model predicts a correction to the middle one; empty: "
         "none (the correction is to the field's observed mean).",
     )
     bound_margin: float | None = Field(
         0.25,
         ge=0,
-        description="field_unet: outputs are bounded to each field's observed range widened by this share of its "
+        description="field_unet, field_flow: outputs are bounded to each field's observed range widened by this share of its "
         "span on each side; empty: unbounded.",
     )
 
@@ -476,6 +476,12 @@ class ReconstructionConfig(Section):
         le=1,
         description="Share of training fields drawn at t = 0 (pure noise), where the model's estimate is the "
         "one-step (posterior-mean) reconstruction; the others draw t uniformly in [0, 1).",
+    )
+    field_loss: Literal["mse", "log_mse"] = Field(
+        "mse",
+        description="How fields of a batch are pooled in the clean-estimate loss (field_unet, field_flow): mse, the "
+        "mean of each field's MSE in its own units (sparse fields, with the largest errors, dominate); log_mse, the "
+        "mean of log(MSE + 1e-4), i.e. mean PSNR, so a field observed at 20% weighs as much as one at 5%.",
     )
 
     @model_validator(mode="after")

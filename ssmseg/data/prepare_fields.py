@@ -44,11 +44,16 @@ def _units(sources: list[FieldSource], mode: str, block: int) -> list[tuple]:
 
 def _read_sources(cfg: Config) -> list[FieldSource]:
     fp = cfg.prep.fields
-    paths = sorted({p for pattern in cfg.prep.images for p in (glob.glob(pattern) or [pattern])})
-    missing = [p for p in paths if not Path(p).is_file()]
-    if missing:
-        raise InputError(f"no such file: {missing[0]}; check prep.images")
-    return read_field_sources(paths, fp.size, fp.mode, fp.key)
+    paths: set[str] = set()
+    for pattern in cfg.prep.images:
+        hits = [h for h in (glob.glob(pattern) if glob.has_magic(pattern) else [pattern]) if Path(h).is_file()]
+        if not hits:
+            where = "" if Path(pattern).is_absolute() else f" under the current folder {Path.cwd()}"
+            raise InputError(f"prep.images: '{pattern}' matches no file{where}; run prep from the folder the pattern "
+                             "is relative to, or set prep.images to where the files are, e.g. --set "
+                             f"'prep.images=[\"/path/to/{pattern}\"]'")  # fmt: skip
+        paths.update(hits)
+    return read_field_sources(sorted(paths), fp.size, fp.mode, fp.key)
 
 
 def prepare_fields(cfg: Config, out: Path, force: bool = False, synthetic: bool = False) -> PrepResult:

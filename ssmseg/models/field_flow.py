@@ -1,11 +1,22 @@
-"""FieldFlow: the point-set flow-matching model for sparse-field reconstruction.
+"""FieldFlow: the token flow-matching model for sparse-field reconstruction (Fourier features, Mamba tokens,
+cross-attention to the observations), on the same floor as FieldUNet.
 
     forward(x_t (B, C, H, W), t (B,), observed (B, C, H, W), mask (B, 1, H, W)) -> velocity (B, C, H, W)
+    forward(..., return_clean=True) -> the clean estimate x1_hat (B, C, H, W) the velocity is made from
 
-Every pixel is a query token at its coordinates (x, y) in [0, 1]^2 (pixel centres, so any H x W is the same
-unit square): learnable Fourier features of the position, the current value x_t, the observed value and mask
-there, and an MLP time embedding. Every observed pixel is also an observation token (position + value); the
-counts differ across a batch, so observation tokens are padded at the end and carried with a validity mask.
+The input stem is FieldUNet's (``field_inputs.stem_inputs``): per-field units from the observed pixels
+(location and scale), x_t, the observations and mask, normalised convolutions at ``interp_widths`` times the
+observation spacing with their certainties, and coordinates. The model predicts a correction to the middle
+interpolant (its output layer starts near zero, so an untrained model is that interpolant), bounded to the
+field's observed range widened by ``bound_margin`` times its span, and mapped back to data units; the velocity
+is ``(x1_hat - x_t) / (1 - t)``, so one Euler step from t = 0 is the posterior-mean estimate.
+
+Tokens. The stem is cut into ``patch`` x ``patch`` patches (zero-padded at the bottom and right: padding reads
+as unobserved), each a query token: a linear embedding of its pixels, learnable Fourier features of its centre
+(x, y in [0, 1]^2, pixel-centre units, so any H x W is the same unit square) and the time embedding. Every
+observed pixel is also an observation token (position + value in field units); the counts differ across a
+batch, so observation tokens are padded at the end and carried with a validity mask. (Per-pixel query tokens,
+``patch=1`` without the stem, were the first design: 16 x more tokens and 5-8 x slower to train on a CPU.)
 
 Both sequences are read along one order of the unit square (``hilbert`` by default; ``rows`` and ``random``
 for ablations: a scan over points in arbitrary order is a known trap). The observations pass through
@@ -16,8 +27,8 @@ a token mixer, and an MLP, each modulated by the time embedding (adaLN). The mix
 ``mamba`` (Mamba scans along the order; ``directions="interleave"`` alternates forward and reversed from one
 block to the next, ``"both"`` runs both in every block and sums them at twice the cost; dt comes from each
 token, never from the length) or ``attention`` (all-pairs self-attention), with everything else identical.
-The queries of a field are a fixed-length sequence (its pixels), so the cost is O(HW) per Mamba block and
-O(HW * n_observed) per cross-attention; only the attention backbone is O((HW)^2).
+The tokens go back to pixels by a linear map to ``refine`` channels per pixel (pixel shuffle), and one 3 x 3
+convolution over them and the stem gives the correction at full resolution.
 
 Padding never reaches real tokens: the forward scan is causal and padding sits at the end, the reversed scan
 reverses each field's real tokens only, attention masks padded keys, and padded tokens are zeroed after every
@@ -32,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ssmseg.models.field_inputs import clean_from_correction, stem_channels, stem_inputs, velocity_to
 from ssmseg.models.layers.embed import FourierFeatures, TimeEmbedding
 from ssmseg.ssm.mamba import Mamba
 from ssmseg.ssm.order import POINT_ORDERS, grid_coords, point_order
@@ -205,7 +217,11 @@ class QueryBlock(nn.Module):
 
 
 class FieldFlow(nn.Module):
-    """Velocity of a flow-matching path on a field, from its sparse observations (see the module docstring)."""
+    """Clean field (and the velocity towards it) from patch tokens that attend to observation tokens, in
+    per-field units (see the module docstring)."""
+
+    predicts_clean = True  # the task trains x1_hat (return_clean=True) rather than the velocity
+    per_field_units = True  # data in any affine units gives the same answer in those units
 
     def __init__(
         self,
@@ -223,6 +239,10 @@ class FieldFlow(nn.Module):
         dropout: float = 0.0,
         directions: str = "interleave",
         distance_bias: bool = True,
+        patch: int = 4,
+        interp_widths: tuple[float, ...] = (0.5, 1.0, 2.0),
+        bound_margin: float | None = 0.25,
+        refine: int = 16,
     ) -> None:
         super().__init__()
         if directions not in DIRECTIONS:
@@ -233,10 +253,12 @@ class FieldFlow(nn.Module):
             raise ValueError(f"unknown order '{order}'; valid orders: {', '.join(POINT_ORDERS)}")
         if d_model % n_heads:
             raise ValueError(f"d_model ({d_model}) must be a multiple of n_heads ({n_heads})")
-        self.in_channels, self.backbone, self.order = in_channels, backbone, order
+        self.in_channels, self.backbone, self.order, self.patch = in_channels, backbone, order, patch
+        self.interp_widths, self.bound_margin = tuple(interp_widths), bound_margin
+        n_in = stem_channels(in_channels, len(self.interp_widths))
+        self.embed = nn.Conv2d(n_in, d_model, patch, stride=patch)
         self.position = FourierFeatures(n_fourier, fourier_scale, d_model)
         self.time = TimeEmbedding(d_model)
-        self.query_in = nn.Linear(2 * in_channels + 1, d_model)  # x_t, observed value, mask
         self.obs_in = nn.Linear(in_channels, d_model)
         self.null = nn.Parameter(torch.zeros(1, 1, d_model))  # always-visible memory entry
         nn.init.normal_(self.null, std=0.02)
@@ -253,14 +275,15 @@ class FieldFlow(nn.Module):
         self.blocks = nn.ModuleList(
             QueryBlock(mixer(i), d_model, n_heads, dropout, distance_bias) for i in range(n_layers)
         )
-        self.head = nn.Sequential(nn.LayerNorm(d_model), nn.Linear(d_model, d_model), nn.GELU())
-        self.out = nn.Linear(d_model, in_channels)
-        nn.init.normal_(self.out.weight, std=1e-3)  # small initial velocities
+        self.head = nn.Sequential(nn.LayerNorm(d_model), nn.Linear(d_model, refine * patch * patch))
+        self.refine = nn.Conv2d(refine + n_in, refine, 3, padding=1)
+        self.out = nn.Conv2d(refine, in_channels, 1)
+        nn.init.normal_(self.out.weight, std=1e-3)  # starts at the interpolant
         nn.init.zeros_(self.out.bias)
         self._orders: dict[tuple[int, int, str], tuple[torch.Tensor, torch.Tensor]] = {}
 
     def grid_order(self, h: int, w: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """(perm (H*W,), coords in sequence order (H*W, 2)) for an H x W field; cached per size."""
+        """(perm (H*W,), coords in sequence order (H*W, 2)) for an H x W grid; cached per size."""
         key = (h, w, str(device))
         if key not in self._orders:
             coords = grid_coords(h, w)
@@ -269,37 +292,57 @@ class FieldFlow(nn.Module):
             self._orders[key] = (perm.to(device), coords[perm].to(device))
         return self._orders[key]
 
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor, observed: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x_t.shape
-        perm, coords = self.grid_order(h, w, x_t.device)
-        pos = self.position(coords)  # (L, d), shared by the batch
-
-        def seq(a: torch.Tensor) -> torch.Tensor:  # (B, k, H, W) -> (B, L, k) in scan order
-            return a.flatten(2).index_select(2, perm).transpose(1, 2)
-
-        m = seq((mask > 0.5).to(x_t.dtype))
-        obs = seq(observed) * m
-        temb = self.time(t)
-
-        # Observation tokens: the observed pixels in scan order, padded at the end to the batch's largest count.
-        counts = m[..., 0].sum(1).long()
+    def memory(self, z_obs: torch.Tensor, m: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Observation tokens of fields z_obs (B, C, H, W) (field units) observed where m (B, 1, H, W), encoded:
+        (tokens (B, 1 + M, d), valid (B, 1 + M), positions (B, 1 + M, 2), null (B, 1 + M)), the null entry first."""
+        b, _, h, w = z_obs.shape
+        perm, coords = self.grid_order(h, w, z_obs.device)
+        mask = m.flatten(2).index_select(2, perm)[:, 0]  # (B, HW) in scan order
+        values = z_obs.flatten(2).index_select(2, perm).transpose(1, 2)  # (B, HW, C)
+        counts = mask.sum(1).long()
         # Rounded up to a multiple of 32: a handful of distinct lengths, so oneDNN reuses its convolution
         # primitives (building one for every new length costs more than the whole observation encoder).
         n_max = min(max(1, -(-int(counts.max()) // OBS_BUCKET) * OBS_BUCKET), h * w)
-        idx = torch.argsort((m[..., 0] < 0.5).to(torch.uint8), dim=1, stable=True)[:, :n_max]
-        valid = torch.arange(n_max, device=x_t.device)[None] < counts[:, None]
-        o = (pos[idx] + self.obs_in(_gather(obs, idx))) * valid[..., None]
+        idx = torch.argsort((mask < 0.5).to(torch.uint8), dim=1, stable=True)[:, :n_max]
+        valid = torch.arange(n_max, device=z_obs.device)[None] < counts[:, None]
+        o = (self.position(coords)[idx] + self.obs_in(_gather(values, idx))) * valid[..., None]
         for block in self.obs_blocks:
             o = block(o, valid)
-        memory = (
+        return (
             torch.cat([self.null.expand(b, -1, -1), self.obs_norm(o)], dim=1),
             torch.cat([valid.new_ones(b, 1), valid], dim=1),
             torch.cat([coords.new_zeros(b, 1, 2), coords[idx]], dim=1),
             torch.cat([valid.new_ones(b, 1), valid.new_zeros(b, n_max)], dim=1),
         )
 
-        q = pos[None] + self.query_in(torch.cat([seq(x_t), obs, m], dim=-1)) + temb[:, None]
+    def forward(
+        self,
+        x_t: torch.Tensor,
+        t: torch.Tensor,
+        observed: torch.Tensor,
+        mask: torch.Tensor,
+        return_clean: bool = False,
+    ) -> torch.Tensor:
+        b, c, h, w = x_t.shape
+        x, base, loc, scale = stem_inputs(x_t, t, observed, mask, self.interp_widths)
+        p = self.patch
+        ph, pw = (-h) % p, (-w) % p
+        if ph or pw:  # zeros: padded pixels read as unobserved, with x_t = 0 and coordinates (0, 0)
+            x = F.pad(x, (0, pw, 0, ph))
+        gh, gw = (h + ph) // p, (w + pw) // p
+        m = (mask > 0.5).to(x_t.dtype)
+        memory = self.memory(x[:, 1 : 1 + c, :h, :w], m)
+        temb = self.time(t)
+
+        perm, centres = self.grid_order(gh, gw, x_t.device)
+        centres = centres * centres.new_tensor([gw * p / w, gh * p / h])  # patch centres in the field's units
+        tokens = self.embed(x).flatten(2).index_select(2, perm).transpose(1, 2)  # (B, L, d) in scan order
+        q = tokens + self.position(centres)[None] + temb[:, None]
         for block in self.blocks:
-            q = block(q, temb, coords, memory)
-        v = self.out(self.head(q)).transpose(1, 2)  # (B, C, L) in scan order
-        return torch.empty_like(v).index_copy_(2, perm, v).view(b, c, h, w)
+            q = block(q, temb, centres, memory)
+        y = self.head(q).transpose(1, 2)  # (B, refine p^2, L) in scan order
+        y = torch.empty_like(y).index_copy_(2, perm, y).view(b, -1, gh, gw)
+        y = F.gelu(self.refine(torch.cat([F.pixel_shuffle(y, p), x], dim=1)))
+        z = base + self.out(y)[..., :h, :w]
+        clean = clean_from_correction(z, observed, mask, loc, scale, self.bound_margin)
+        return clean if return_clean else velocity_to(clean, x_t, t)

@@ -82,3 +82,57 @@ def observed_bounds(z: Tensor, mask: Tensor, margin: float) -> tuple[Tensor, Ten
     lo = torch.where(none, torch.full_like(lo, -math.inf), lo - pad)
     hi = torch.where(none, torch.full_like(hi, math.inf), hi + pad)
     return lo, hi
+
+
+def stem_inputs(
+    x_t: Tensor, t: Tensor, observed: Tensor, mask: Tensor, widths: tuple[float, ...]
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """What a field model reads, per pixel, in per-field units: (inputs (B, (2 + W) C + 3 + W, H, W) with
+    W = len(widths), base (B, C, H, W), location, scale (B, C, 1, 1)).
+
+    inputs = [x_t, observed values, mask, normalised convolutions at ``widths``, their certainties, x, y];
+    x_t is mapped as ``(x_t - t loc) / (t scale + 1 - t)`` so the path's noise stays about unit size;
+    base = the middle normalised convolution (zeros without widths): what the model corrects."""
+    b, c, h, w = x_t.shape
+    m = (mask > 0.5).to(x_t.dtype)
+    loc, scale = field_frame(observed, m)
+    z_obs = (observed - loc) / scale * m
+    tb = t.to(x_t.dtype).reshape(-1, 1, 1, 1)
+    z_t = (x_t - tb * loc) / (tb * scale + (1 - tb))
+    parts = [z_t, z_obs, m]
+    base = torch.zeros_like(z_obs)
+    if widths:
+        nc, certainty = normalized_convolution(z_obs, m, widths)
+        mid = len(widths) // 2
+        base = nc[:, mid * c : (mid + 1) * c]
+        parts += [nc, certainty]
+    ys = (torch.arange(h, device=x_t.device, dtype=x_t.dtype) + 0.5) / h
+    xs = (torch.arange(w, device=x_t.device, dtype=x_t.dtype) + 0.5) / w
+    coords = torch.stack(torch.meshgrid(xs, ys, indexing="xy")).expand(b, -1, -1, -1)  # (B, 2, H, W): x, y
+    return torch.cat([*parts, coords], dim=1), base, loc, scale
+
+
+def stem_channels(in_channels: int, n_widths: int) -> int:
+    """Channels of ``stem_inputs``' first output."""
+    return (2 + n_widths) * in_channels + 3 + n_widths
+
+
+def clean_from_correction(
+    z: Tensor, observed: Tensor, mask: Tensor, loc: Tensor, scale: Tensor, margin: float | None
+) -> Tensor:
+    """z (B, C, H, W) in per-field units, clipped to the observed range +- ``margin`` times its span (None:
+    unbounded), mapped back to data units."""
+    if margin is not None:
+        m = (mask > 0.5).to(z.dtype)
+        lo, hi = observed_bounds((observed - loc) / scale, m, margin)
+        z = torch.maximum(torch.minimum(z, hi), lo)
+    return loc + scale * z
+
+
+MIN_REMAINING_TIME = 1e-3  # v = (x1_hat - x_t) / max(1 - t, this): finite at t = 1 (RK4's and dopri5's last stage)
+
+
+def velocity_to(clean: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
+    """The straight path's velocity from x_t at time t (B,) to the clean estimate: (clean - x_t) / (1 - t)."""
+    remaining = (1 - t.to(x_t.dtype)).clamp_min(MIN_REMAINING_TIME).reshape(-1, 1, 1, 1)
+    return (clean - x_t) / remaining

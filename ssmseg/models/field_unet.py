@@ -29,12 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssmseg.models.field_inputs import field_frame, normalized_convolution, observed_bounds
+from ssmseg.models.field_inputs import clean_from_correction, stem_channels, stem_inputs, velocity_to
 from ssmseg.models.layers.conv import context_block, norm
 from ssmseg.models.layers.embed import TimeEmbedding
-from ssmseg.ssm.order import grid_coords
-
-MIN_REMAINING_TIME = 1e-3  # v = (x1_hat - x_t) / max(1 - t, this): finite at t = 1 (RK4's and dopri5's last stage)
 
 
 class FiLMBlock(nn.Module):
@@ -84,7 +81,7 @@ class FieldUNet(nn.Module):
         n_interp = len(self.interp_widths)
         chans = [width * 2**i for i in range(depth + 1)]
         self.time = nn.Sequential(TimeEmbedding(time_dim), nn.SiLU())
-        self.stem = FiLMBlock((2 + n_interp) * in_channels + 3 + n_interp, chans[0], time_dim, dropout)
+        self.stem = FiLMBlock(stem_channels(in_channels, n_interp), chans[0], time_dim, dropout)
         self.down = nn.ModuleList(FiLMBlock(chans[i], chans[i + 1], time_dim, dropout) for i in range(depth))
         self.scan = nn.ModuleList(context_block(chans[i + 1], d_state, expand, d_conv, ss2d) for i in range(depth))
         self.up = nn.ModuleList(
@@ -96,21 +93,7 @@ class FieldUNet(nn.Module):
 
     def inputs(self, x_t: torch.Tensor, t: torch.Tensor, observed: torch.Tensor, mask: torch.Tensor):
         """(network input (B, 5C + 6 with three widths, H, W), base z (B, C, H, W), location, scale)."""
-        b, c, h, w = x_t.shape
-        m = (mask > 0.5).to(x_t.dtype)
-        loc, scale = field_frame(observed, m)
-        z_obs = (observed - loc) / scale * m
-        tb = t.to(x_t.dtype).reshape(-1, 1, 1, 1)
-        z_t = (x_t - tb * loc) / (tb * scale + (1 - tb))  # the path's noise stays about unit size
-        parts = [z_t, z_obs, m]
-        base = torch.zeros_like(z_obs)
-        if self.interp_widths:
-            nc, certainty = normalized_convolution(z_obs, m, self.interp_widths)
-            mid = len(self.interp_widths) // 2
-            base = nc[:, mid * c : (mid + 1) * c]
-            parts += [nc, certainty]
-        coords = grid_coords(h, w, x_t.device).to(x_t.dtype).T.reshape(1, 2, h, w).expand(b, -1, -1, -1)
-        return torch.cat([*parts, coords], dim=1), base, loc, scale
+        return stem_inputs(x_t, t, observed, mask, self.interp_widths)
 
     def forward(
         self,
@@ -136,12 +119,5 @@ class FieldUNet(nn.Module):
             y = F.interpolate(y, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             y = up(torch.cat([y, skip], dim=1), temb)
         z = base + self.head(y)[..., :h, :w]
-        if self.bound_margin is not None:
-            m = (mask > 0.5).to(x_t.dtype)
-            lo, hi = observed_bounds((observed - loc) / scale, m, self.bound_margin)
-            z = torch.maximum(torch.minimum(z, hi), lo)
-        clean = loc + scale * z
-        if return_clean:
-            return clean
-        remaining = (1 - t.to(x_t.dtype)).clamp_min(MIN_REMAINING_TIME).reshape(-1, 1, 1, 1)
-        return (clean - x_t) / remaining
+        clean = clean_from_correction(z, observed, mask, loc, scale, self.bound_margin)
+        return clean if return_clean else velocity_to(clean, x_t, t)

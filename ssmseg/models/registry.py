@@ -116,12 +116,16 @@ MODELS: dict[str, Entry] = {
             m.order,
             m.heads,
             m.dropout,
+            interp_widths=tuple(m.interp_widths),
+            bound_margin=m.bound_margin,
         ),
         {"width": 16, "depth": 2, "d_state": 4, "n_fourier": 16, "heads": 2},
-        "points: learnable Fourier features, Hilbert-ordered Mamba (or attention), cross-attention; flow matching",
+        "tokens: field_unet's stem (per-field units, normalised convolutions), 4 x 4 patch tokens with learnable "
+        "Fourier features, Hilbert-ordered Mamba (or attention), cross-attention to the observations; a bounded "
+        "correction; flow matching",
         task="reconstruction",
         classes=False,
-        uses=SSM | {"n_fourier", "fourier_scale", "backbone", "order", "heads"},
+        uses=SSM | {"n_fourier", "fourier_scale", "backbone", "order", "heads", "interp_widths", "bound_margin"},
     ),
     "field_unet": Entry(
         lambda m, c, k: FieldUNet(

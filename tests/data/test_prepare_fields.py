@@ -122,3 +122,24 @@ def test_tiles_touching_nodata_are_counted_and_an_all_nodata_raster_is_named(tmp
     with pytest.raises(InputError, match=r"nan\.tif.*nodata or NaN pixels"):
         prepare_fields(cfg(images=[str(tmp_path / "nan.tif")]), tmp_path / "ds3")
     assert not (tmp_path / "ds2").exists() and not (tmp_path / "ds3").exists()
+
+
+def test_fields_real_reads_its_images_from_the_folder_prep_runs_in(tmp_path, monkeypatch):
+    """The preset names its files relative to the Dubai download (tile_N/images/*.jpg): prep run there finds them;
+    run anywhere else it fails in one line that says what to set."""
+    from PIL import Image
+
+    dubai = tmp_path / "dubai"
+    rng = np.random.default_rng(0)
+    for tile in (1, 2, 5):
+        (dubai / f"tile_{tile}" / "images").mkdir(parents=True)
+        Image.fromarray(rng.integers(0, 255, (64, 96, 3), dtype=np.uint8)).save(
+            dubai / f"tile_{tile}" / "images" / "a.jpg"
+        )
+    preset = build_config("fields_real", overrides=["prep.split.mode=random"])
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputError, match=r"prep.images: 'tile_\[1-4\]/images/\*.jpg' matches no file under .*set prep"):
+        prepare_fields(preset, tmp_path / "out")
+    monkeypatch.chdir(dubai)
+    m = prepare_fields(preset, tmp_path / "out").manifest
+    assert m["count"] == 2 * 2 * 3 and m["channels"] == 1  # tiles 1 and 2 only, 32 x 32 grayscale

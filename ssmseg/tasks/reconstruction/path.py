@@ -106,11 +106,25 @@ def flow_matching_loss(
             "count": count.sum().detach()}  # fmt: skip
 
 
-def clean_loss(clean: Tensor, x1: Tensor, observed: Tensor, scale: Tensor, tv_weight: float = 0.0) -> Tensor:
-    """The loss of a clean estimate (B, C, H, W): ``masked_mse`` of (clean - x1) / scale on unobserved pixels,
-    scale (B, C, 1, 1) each field's own (from its observed values), so every field weighs alike whatever its
-    contrast; plus ``tv_weight`` times the estimate's mean total variation in the same units."""
-    loss = masked_mse(clean / scale, x1 / scale, observed)
+LOG_MSE_FLOOR = 1e-4  # log_mse: log(mse + this), per-field units (40 dB below the field's own spread)
+
+
+def clean_loss(
+    clean: Tensor, x1: Tensor, observed: Tensor, scale: Tensor, tv_weight: float = 0.0, pooling: str = "mse"
+) -> Tensor:
+    """The loss of a clean estimate (B, C, H, W): each field's MSE of (clean - x1) / scale on unobserved
+    pixels, scale (B, C, 1, 1) the field's own (from its observed values), so every field weighs alike whatever
+    its contrast; pooled over the batch as their mean (``pooling="mse"``) or the mean of log(MSE + 1e-4)
+    (``"log_mse"``: mean PSNR up to sign and constant, so dense fields with small errors are not drowned
+    by sparse ones); plus ``tv_weight`` times the estimate's mean total variation in the same units."""
+    sq, count = masked_sq_error(clean / scale, x1 / scale, observed)
+    per_field = sq / count.clamp_min(1)
+    if pooling == "log_mse":
+        loss = torch.log(per_field + LOG_MSE_FLOOR).mean()
+    elif pooling == "mse":
+        loss = per_field.mean()
+    else:
+        raise ValueError(f"unknown pooling '{pooling}'; valid: mse, log_mse")
     if tv_weight > 0:
         loss = loss + tv_weight * total_variation(clean / scale).mean()
     return loss

@@ -36,14 +36,17 @@ def predicts_clean(model: nn.Module) -> bool:
     return bool(getattr(getattr(model, "module", model), "predicts_clean", False))
 
 
-def field_loss(model: nn.Module, x0: Tensor, x1: Tensor, t: Tensor, observed: Tensor, tv_weight: float) -> Tensor:
+def field_loss(
+    model: nn.Module, x0: Tensor, x1: Tensor, t: Tensor, observed: Tensor, tv_weight: float, pooling: str = "mse"
+) -> Tensor:
     """The training loss at (x_t, t): the clean estimate's squared error in per-field units (location and scale
-    of the observed values) for models that predict it, else the flow-matching velocity loss."""
+    of the observed values; fields pooled by ``pooling``, see ``clean_loss``) for models that predict it, else
+    the flow-matching velocity loss."""
     mask = observed.to(x1.dtype)
     x_t = interpolate(x0, x1, t)
     if predicts_clean(model):
         clean = model(x_t, t, x1 * mask, mask, return_clean=True).float()
-        return clean_loss(clean, x1, observed, field_frame(x1 * mask, mask)[1], tv_weight)
+        return clean_loss(clean, x1, observed, field_frame(x1 * mask, mask)[1], tv_weight, pooling)
     v = model(x_t, t, x1 * mask, mask)
     return flow_matching_loss(v.float(), x0, x1, t, observed, tv_weight)["loss"]
 
@@ -84,7 +87,8 @@ class ReconstructionTask:
         share = self.cfg.reconstruction.t_zero
         if share > 0:  # some fields at t = 0: the one-step (posterior-mean) estimate gets its own training
             t = torch.where(torch.rand(b, generator=gen, device=gen.device).to(t.device) < share, 0.0, t)
-        return StepOut(field_loss(model, x0, x1, t, observed, self.cfg.loss.tv_weight), b)
+        rc = self.cfg.reconstruction
+        return StepOut(field_loss(model, x0, x1, t, observed, self.cfg.loss.tv_weight, rc.field_loss), b)
 
     def _sums(self, pred: Tensor, x1: Tensor, observed: Tensor, prefix: str) -> dict[str, Tensor]:
         sums = reconstruction_sums(denormalize(pred.float(), self.stats), denormalize(x1, self.stats), observed,
@@ -96,7 +100,7 @@ class ReconstructionTask:
         t = 0 and a short solve."""
         x1, x0, t, observed = batch["field"], batch["noise"], batch["t"], batch["observed"]
         mask = observed.to(x1.dtype)
-        loss = field_loss(model, x0, x1, t, observed, self.cfg.loss.tv_weight)
+        loss = field_loss(model, x0, x1, t, observed, self.cfg.loss.tv_weight, self.cfg.reconstruction.field_loss)
         zero = torch.zeros_like(t)
         one_step = finish(x0 + model(x0, zero, x1 * mask, mask).float(), x1, observed)
         rc = self.cfg.reconstruction
