@@ -295,15 +295,15 @@ class ModelConfig(Section):
     interp_widths: list[Annotated[float, Field(gt=0, le=16)]] = Field(
         [0.5, 1.0, 2.0],
         max_length=8,
-        description="field_unet, field_flow: widths of the normalised convolutions of the observations given as input, in "
-        "units of the field's mean observation spacing; the model predicts a correction to the middle one; empty: "
-        "none (the correction is to the field's observed mean).",
+        description="field_unet, field_flow: widths of the normalised convolutions of the observations given as "
+        "input, in units of the field's mean observation spacing; the model predicts a correction to the middle one; "
+        "empty: none (the correction is to the field's observed mean).",
     )
     bound_margin: float | None = Field(
         0.25,
         ge=0,
-        description="field_unet, field_flow: outputs are bounded to each field's observed range widened by this share of its "
-        "span on each side; empty: unbounded.",
+        description="field_unet, field_flow: outputs are bounded to each field's observed range widened by this "
+        "share of its span on each side; empty: unbounded.",
     )
 
 
