@@ -331,7 +331,7 @@ class FieldFlow(nn.Module):
             x = F.pad(x, (0, pw, 0, ph))
         gh, gw = (h + ph) // p, (w + pw) // p
         m = (mask > 0.5).to(x_t.dtype)
-        memory = self.memory(x[:, 1 : 1 + c, :h, :w], m)
+        memory = self.memory(x[:, c : 2 * c, :h, :w], m)  # the observed values in field units
         temb = self.time(t)
 
         perm, centres = self.grid_order(gh, gw, x_t.device)

@@ -255,3 +255,19 @@ def test_distance_bias_is_a_gaussian_kernel_of_learned_width():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out_bf16 = attn(torch.randn(1, 7, d), mem, valid, q_pos, mem_pos, null)
     torch.testing.assert_close(out_bf16.float(), out, atol=2e-2, rtol=2e-2)
+
+
+def test_observation_tokens_read_the_observations_of_every_channel_and_not_the_state():
+    """The memory is built from the observed values (field units) only: x_t never reaches it, every channel does."""
+    model = tiny_flow(in_channels=2).eval()
+    seen = []
+    model.obs_in.register_forward_hook(lambda mod, args, out: seen.append(args[0]))
+    x_t, t, observed, mask = inputs(1, 2, 12, 12, frac=0.3)
+    with torch.no_grad():
+        model(x_t, t, observed, mask)
+        model(x_t + 3.0, t, observed, mask)
+        moved = observed.clone()
+        moved[:, 1] = observed[:, 1] * -2.0 * mask[:, 0]
+        model(x_t, t, moved, mask)
+    torch.testing.assert_close(seen[0], seen[1])
+    assert not torch.allclose(seen[0][..., 1], seen[2][..., 1]) and torch.allclose(seen[0][..., 0], seen[2][..., 0])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -108,3 +110,24 @@ def test_euler_on_the_conditional_velocity_lands_on_x1(steps):
     x0, x1 = fields()
     x = solve(lambda x, t: (x1 - x) / (1 - t)[:, None, None, None], x0, "euler", steps)
     assert torch.allclose(x, x1, atol=1e-5)
+
+
+def test_clean_loss_pools_fields_by_mean_mse_or_mean_log_mse():
+    """Two fields with errors 0.1 and 0.01 (per-field units): mse weighs the sparse field's error 10x; log_mse is
+    the mean of the logs, so halving either field's error lowers it by the same amount."""
+    from ssmseg.tasks.reconstruction.path import LOG_MSE_FLOOR, clean_loss
+
+    x1 = torch.zeros(2, 1, 4, 4)
+    observed = torch.zeros(2, 1, 4, 4, dtype=torch.bool)
+    clean = torch.stack([torch.full((1, 4, 4), 0.1**0.5), torch.full((1, 4, 4), 0.01**0.5)])
+    scale = torch.ones(2, 1, 1, 1)
+    assert float(clean_loss(clean, x1, observed, scale)) == pytest.approx(0.055)
+    log = float(clean_loss(clean, x1, observed, scale, pooling="log_mse"))
+    assert log == pytest.approx((math.log(0.1 + LOG_MSE_FLOOR) + math.log(0.01 + LOG_MSE_FLOOR)) / 2, rel=1e-5)
+    halved = [clean.clone(), clean.clone()]
+    halved[0][0] *= 0.5**0.5
+    halved[1][1] *= 0.5**0.5
+    drops = [log - float(clean_loss(h, x1, observed, scale, pooling="log_mse")) for h in halved]
+    assert drops[0] == pytest.approx(drops[1], rel=0.02)
+    with pytest.raises(ValueError, match="valid: mse, log_mse"):
+        clean_loss(clean, x1, observed, scale, pooling="sum")
