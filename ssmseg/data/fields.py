@@ -103,15 +103,18 @@ def read_stack(path: str | Path, key: str | None = None) -> np.ndarray:
     return array.astype(np.float32)
 
 
-def read_image(path: str | Path, mode: FieldMode = "bands", key: str | None = None) -> np.ndarray:
+def read_image(
+    path: str | Path, mode: FieldMode = "bands", key: str | None = None, band_axis: int | None = None
+) -> np.ndarray:
     """An image or raster (GeoTIFF/TIFF/JPEG/PNG/.mat/.npy image, via ``open_source``) as float32
     (N, C, H, W): one single-channel field per band (``mode="bands"``), one field with the bands as
     channels (``mode="channels"``), or one grayscale field (``mode="gray"``: the luminance
     0.299 R + 0.587 G + 0.114 B of the first three bands; a single-band image is kept as it is). Pixels
-    equal to the file's nodata value become NaN (in gray mode, where any of the three bands is nodata)."""
+    equal to the file's nodata value become NaN (in gray mode, where any of the three bands is nodata).
+    ``band_axis``: a cube's band axis when its shape does not tell (a .mat cube of 83 x 86 x 204: 2)."""
     if mode not in ("bands", "channels", "gray"):
         raise ConfigError(f"field mode must be 'bands', 'channels' or 'gray'; got '{mode}'")
-    with open_source(path, key=key) as src:
+    with open_source(path, key=key, band_axis=band_axis) as src:
         info = src.info
         image = src.read(0, 0, info.height, info.width).astype(np.float32)
     if info.nodata is not None:
@@ -144,6 +147,7 @@ def read_field_sources(
     mode: FieldMode = "bands",
     key: str | None = None,
     skip_nodata: bool = True,
+    band_axis: int | None = None,
 ) -> list[FieldSource]:
     """The fields of each file, in the order of ``paths`` (the rules of ``read_fields``), each with its tiles'
     positions and how many tiles were dropped for nodata. A file left with no field, or holding NaN that no rule
@@ -158,7 +162,7 @@ def read_field_sources(
     for path in paths:
         path = Path(path)
         stack = path.suffix.lower() in STACK_SUFFIXES
-        array = read_stack(path, key) if stack else read_image(path, mode, key)
+        array = read_stack(path, key) if stack else read_image(path, mode, key, band_axis)
         where: list[tuple[int, int]] = []
         dropped = tiles = 0
         if size is not None:

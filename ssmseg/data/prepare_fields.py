@@ -53,7 +53,7 @@ def _read_sources(cfg: Config) -> list[FieldSource]:
                              "is relative to, or set prep.images to where the files are, e.g. --set "
                              f"'prep.images=[\"/path/to/{pattern}\"]'")  # fmt: skip
         paths.update(hits)
-    return read_field_sources(sorted(paths), fp.size, fp.mode, fp.key)
+    return read_field_sources(sorted(paths), fp.size, fp.mode, fp.key, band_axis=cfg.prep.band_axis)
 
 
 def prepare_fields(cfg: Config, out: Path, force: bool = False, synthetic: bool = False) -> PrepResult:

@@ -143,3 +143,23 @@ def test_fields_real_reads_its_images_from_the_folder_prep_runs_in(tmp_path, mon
     monkeypatch.chdir(dubai)
     m = prepare_fields(preset, tmp_path / "out").manifest
     assert m["count"] == 2 * 2 * 3 and m["channels"] == 1  # tiles 1 and 2 only, 32 x 32 grayscale
+
+
+def test_fields_from_the_bands_of_a_mat_cube_whose_band_axis_is_set(tmp_path):
+    """A (rows, cols, bands) .mat cube whose shape does not tell its band axis: prep.band_axis says it."""
+    from scipy.io import savemat
+
+    cube = np.random.default_rng(0).normal(size=(16, 17, 5)).astype(np.float32)
+    savemat(tmp_path / "cube.mat", {"cube": cube})
+    bands = {
+        "images": [str(tmp_path / "cube.mat")],
+        "fields": {"size": 8, "mode": "bands"},
+        "split": {"mode": "random"},
+    }
+    with pytest.raises(InputError, match="band_axis"):
+        prepare_fields(cfg(**bands), tmp_path / "no")
+    r = prepare_fields(cfg(**bands, band_axis=2), tmp_path / "ds")
+    assert r.manifest["count"] == 5 * 2 * 2  # one field per band and 8 x 8 tile
+    fields = np.load(tmp_path / "ds" / "fields.npy")
+    np.testing.assert_allclose(sorted(fields[:, 0, 0, 0]), sorted(cube[0, 0, :].tolist() + cube[0, 8, :].tolist()
+                               + cube[8, 0, :].tolist() + cube[8, 8, :].tolist()), rtol=1e-6)  # fmt: skip
