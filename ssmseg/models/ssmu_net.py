@@ -78,9 +78,20 @@ class SSMUNet(nn.Module):
         """Whether the spatial path is off now (during the linear phase, in training and evaluation alike)."""
         return self.spectral is not None and int(self.seen) < int(self.linear_until)
 
+    def embed_sinc(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, bands, H, W) -> (B, width, H, W): ``embed(cat([sinc(x), x]))`` without building the concatenation:
+        the sinc bank's signed means are linear in the bands, so their block of the 1x1 embedding folds into the
+        raw bands' block, and only the RMS maps are convolved apart (same weights, same result)."""
+        conv, fp = self.embed[0], self.sinc.out_channels // 2
+        mean, rms_maps = self.sinc.parts(x)  # (F*P, bands), (B, F*P, H, W)
+        w = conv.weight.flatten(1)  # (width, 2 F*P + bands): [means | rms | bands], the order of the concatenation
+        y = F.conv2d(x, (w[:, 2 * fp :] + w[:, :fp] @ mean)[:, :, None, None], conv.bias)
+        y = y + F.conv2d(rms_maps, w[:, fp : 2 * fp, None, None])
+        return self.embed[2](self.embed[1](y))
+
     def spatial_logits(self, x: torch.Tensor) -> torch.Tensor:
         """(B, bands, H, W) -> (B, classes, H, W): the UNet path (sinc bank, embedding, SS2D stages)."""
-        y = self.embed(torch.cat([self.sinc(x), x], dim=1) if self.sinc is not None else x)
+        y = self.embed(x) if self.sinc is None else self.embed_sinc(x)
         skips = [self.enc[0](y)]
         for stage in self.enc[1:]:
             skips.append(stage(F.max_pool2d(skips[-1], 2, ceil_mode=True)))

@@ -87,11 +87,21 @@ class SS2D(nn.Module):
         perm, _ = self._perms(h, w, x.device)
         return x.flatten(2).index_select(-1, perm).view(batch, di, len(self.orders), h * w).transpose(1, 2)
 
+    def _reorder(self, p: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        """(batch, K, c, H*W) maps in row-major order -> (batch, K, c, H*W) with map k read in order k."""
+        batch, K, c, L = p.shape
+        if set(self.orders) <= _FAST:
+            maps = zip(self.orders, p.unbind(1), strict=True)
+            return torch.stack([_FAST_SCAN[name](m.view(batch, c, h, w)) for name, m in maps], dim=1)
+        perm, _ = self._perms(h, w, p.device)
+        index = perm.view(1, K, 1, L)
+        return p.gather(3, index.expand(batch, K, c, L))
+
     def _cross_merge(self, y: torch.Tensor, h: int, w: int) -> torch.Tensor:
         """(batch, K, di, H*W) -> (batch, di, H, W): each sequence put back in place, the K views summed."""
         batch, K, di, L = y.shape
-        if set(self.orders) <= _FAST:
-            return sum(_FAST_MERGE[name](y[:, k], h, w) for k, name in enumerate(self.orders))
+        if set(self.orders) <= _FAST:  # unbind, not y[:, k]: its backward is one stack, not K zero-filled copies
+            return sum(_FAST_MERGE[name](yk, h, w) for yk, name in zip(y.unbind(1), self.orders, strict=True))
         _, inv = self._perms(h, w, y.device)
         y = y.transpose(1, 2).reshape(batch, di, K * L).index_select(-1, inv)
         return y.view(batch, di, K, L).sum(2).view(batch, di, h, w)
@@ -103,9 +113,12 @@ class SS2D(nn.Module):
         xi, z = xz.chunk(2, dim=-1)
         xi = F.silu(self.conv2d(xi.permute(0, 3, 1, 2).contiguous()))  # (batch, di, H, W)
         xs = self._cross_scan(xi)  # (batch, K, di, L)
-        x_dbl = torch.einsum("bkdl,kcd->bkcl", xs, self.x_proj_weight)
+        # The projections are linear per position: apply them to the map once, then reorder their few
+        # channels (dt_rank + 2 d_state per order) rather than the di channels of every order.
+        weight = self.x_proj_weight.reshape(K * self.x_proj_weight.shape[1], di)
+        x_dbl = self._reorder(torch.matmul(weight, xi.view(batch, di, L)).view(batch, K, -1, L), h, w)
         dts, Bs, Cs = x_dbl.split([self.dt_rank, self.d_state, self.d_state], dim=2)
-        dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_projs_weight)
+        dts = torch.matmul(self.dt_projs_weight, dts)  # (K, di, r) @ (batch, K, r, L) -> (batch, K, di, L)
         y = selective_scan(
             xs.reshape(batch, K * di, L), dts.reshape(batch, K * di, L), -torch.exp(self.A_logs.float()),
             Bs.contiguous(), Cs.contiguous(), self.Ds.float(), delta_bias=self.dt_projs_bias.reshape(-1).float(),

@@ -134,3 +134,32 @@ def test_sinc_rms_sampled_at_a_few_bands_per_position():
     rows = torch.tensor([[0, 4, 9], [10, 14, 19]])
     expected = filtered[:, :, rows].square().mean(3).add(1e-6).sqrt().reshape(2, 6, 3, 4)
     torch.testing.assert_close(b[:, 6:], expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("bands", [7, 40])  # 40: the RMS sampled at a few bands; 7: at every band
+def test_ssmu_net_folded_embedding_equals_the_concatenation(bands):
+    """SSMU-Net folds the sinc bank's signed means into the embedding's weights on the raw bands and computes
+    the RMS with its own backward: the same values and gradients as embed(cat([sinc(x), x]))."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(name="ssmu_net"), bands, 3, tiny=True)
+    x = torch.randn(2, bands, 6, 5, requires_grad=True)
+    target = torch.randn(2, model.embed[0].out_channels, 6, 5)
+    got = model.embed_sinc(x)
+    want = model.embed(torch.cat([model.sinc(x), x], dim=1))
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    params = [x, *model.sinc.parameters(), *model.embed.parameters()]
+    g_got = torch.autograd.grad((got * target).sum(), params)
+    g_want = torch.autograd.grad((want * target).sum(), params)
+    for a, b in zip(g_got, g_want, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_sinc_rms_backward_is_the_derivative():
+    from ssmseg.models.layers.sinc import rms
+
+    f = torch.randn(2, 3, 2, 4, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(rms, (f,))
+    plain = f.detach().square().mean(2).add(1e-6).sqrt()
+    torch.testing.assert_close(rms(f), plain)  # the custom function (training)
+    with torch.no_grad():
+        torch.testing.assert_close(rms(f), plain)  # the plain path (inference, export)

@@ -92,3 +92,56 @@ def test_gather_path_equals_the_flip_transpose_path_in_values(h, w, monkeypatch)
     monkeypatch.setattr(ss2d, "_FAST", set())
     torch.testing.assert_close(block._cross_scan(x), fast_scan, rtol=0, atol=0)
     torch.testing.assert_close(block._cross_merge(y, h, w), fast_merge, rtol=1e-6, atol=1e-6)
+
+
+def _reference_forward(block: SS2D, x: torch.Tensor) -> torch.Tensor:
+    """SS2D as first written: every order's copy of the map projected apart (the plain twin of the forward)."""
+    import torch.nn.functional as F
+
+    from ssmseg.ssm.scan import selective_scan
+
+    batch, _, h, w = x.shape
+    K, L, di = len(block.orders), h * w, block.d_inner
+    xi, z = block.in_proj(x.permute(0, 2, 3, 1)).chunk(2, dim=-1)
+    xi = F.silu(block.conv2d(xi.permute(0, 3, 1, 2).contiguous()))
+    xs = block._cross_scan(xi)
+    x_dbl = torch.einsum("bkdl,kcd->bkcl", xs, block.x_proj_weight)
+    dts, Bs, Cs = x_dbl.split([block.dt_rank, block.d_state, block.d_state], dim=2)
+    dts = torch.einsum("bkrl,kdr->bkdl", dts, block.dt_projs_weight)
+    y = selective_scan(
+        xs.reshape(batch, K * di, L), dts.reshape(batch, K * di, L), -torch.exp(block.A_logs.float()),
+        Bs.contiguous(), Cs.contiguous(), block.Ds.float(), delta_bias=block.dt_projs_bias.reshape(-1).float(),
+        delta_softplus=True, backend="reference",
+    )  # fmt: skip
+    y = block._cross_merge(y.view(batch, K, di, L), h, w).permute(0, 2, 3, 1)
+    return block.out_proj(block.out_norm(y) * F.silu(z)).permute(0, 3, 1, 2)
+
+
+@pytest.mark.parametrize("orders", [None, ("rows", "zorder", "cols_reversed")])
+@pytest.mark.parametrize(("h", "w"), [(4, 6), (5, 5)])
+def test_forward_equals_the_plain_twin_in_values_and_gradients(orders, h, w):
+    """The forward projects the map once and reorders the projections; the plain twin projects every order's
+    copy of the map: the same model (values and gradients of every parameter and of the input)."""
+    torch.manual_seed(0)
+    block = SS2D(8, d_state=4, backend="reference", **({} if orders is None else {"orders": orders}))
+    x = torch.randn(2, 8, h, w, requires_grad=True)
+    target = torch.randn(2, 8, h, w)
+    got, want = block(x), _reference_forward(block, x)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    params = [x, *block.parameters()]
+    g_got = torch.autograd.grad((got * target).sum(), params)
+    g_want = torch.autograd.grad((want * target).sum(), params)
+    for name, a, b in zip(["x", *dict(block.named_parameters())], g_got, g_want, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_parameter_names_are_those_of_saved_checkpoints():
+    """Checkpoints written before the faster forward load unchanged: same names and shapes."""
+    block = SS2D(8, d_state=4)
+    shapes = {k: tuple(v.shape) for k, v in block.state_dict().items()}
+    assert shapes == {
+        "in_proj.weight": (32, 8), "conv2d.weight": (16, 1, 3, 3), "conv2d.bias": (16,),
+        "x_proj_weight": (4, 9, 16), "dt_projs_weight": (4, 16, 1), "dt_projs_bias": (4, 16),
+        "A_logs": (64, 4), "Ds": (64,), "out_norm.weight": (16,), "out_norm.bias": (16,),
+        "out_proj.weight": (8, 16),
+    }  # fmt: skip

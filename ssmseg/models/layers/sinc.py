@@ -88,20 +88,48 @@ class SincBandFilters(nn.Module):
             rows.append(torch.linspace(lo, hi - 1, self.samples).round().long())
         return torch.stack(rows)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, bands, H, W) -> the signed means as a matrix on the bands, (n_filters * positions, bands) (they
+        are linear in the spectrum), and the RMS maps, (B, n_filters * positions, H, W). A caller that applies
+        a linear map next (SSMU-Net's embedding) folds the matrix into its own weights: no means tensor."""
         b, c, h, w = x.shape
         c = int(c)  # a constant when traced for export: the band count is fixed, so are the kernels' shapes
         n_f = self.low.shape[0]
         bank = self.band_matrix(c).to(x.dtype)  # (F, C, C)
         pool = self.pool_matrix(c, x.device).to(x.dtype)  # (P, C)
-        mean = F.conv2d(x, (pool @ bank).reshape(n_f * self.positions, c, 1, 1))  # pooling is linear: fold it in
+        mean = (pool @ bank).reshape(n_f * self.positions, c)  # pooling is linear: fold it in
         rows = self.sample_rows(c)
         if rows is not None:  # the filtered spectrum at a few bands per position: a cost that does not grow with C
             sub = bank[:, rows.reshape(-1).to(x.device)]  # (F, P * samples, C)
             filtered = F.conv2d(x, sub.reshape(-1, c, 1, 1)).reshape(b, n_f * self.positions, self.samples, h, w)
-            rms = filtered.square().mean(2).add(1e-6).sqrt()
-            return torch.cat([mean, rms], dim=1)
+            return mean, rms(filtered)
         filtered = F.conv2d(x, bank.reshape(n_f * c, c, 1, 1)).reshape(b, n_f, c, h * w)
         energy = torch.einsum("pc,bfcl->bfpl", pool, filtered.square())
-        rms = energy.add(1e-6).sqrt().reshape(b, n_f * self.positions, h, w)
-        return torch.cat([mean, rms], dim=1)
+        return mean, energy.add(1e-6).sqrt().reshape(b, n_f * self.positions, h, w)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean, rms_maps = self.parts(x)
+        return torch.cat([F.conv2d(x, mean[:, :, None, None]), rms_maps], dim=1)
+
+
+class _RootMeanSquare(torch.autograd.Function):
+    """sqrt(mean(f^2, dim 2) + 1e-6) of (B, G, S, H, W) with a backward in one pass over f (autograd's chain of
+    square, mean, add and sqrt writes three f-sized tensors)."""
+
+    @staticmethod
+    def forward(ctx, f: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        r = f.square().mean(2).add_(1e-6).sqrt_()
+        ctx.save_for_backward(f, r)
+        return r
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        f, r = ctx.saved_tensors
+        return f * (grad / (r * f.shape[2])).unsqueeze(2)
+
+
+def rms(f: torch.Tensor) -> torch.Tensor:
+    """(B, G, S, H, W) -> (B, G, H, W): sqrt(mean over S of f^2 + 1e-6)."""
+    if torch.is_grad_enabled() and f.requires_grad and not torch.jit.is_tracing():
+        return _RootMeanSquare.apply(f)
+    return f.square().mean(2).add(1e-6).sqrt()
