@@ -50,3 +50,16 @@ def test_the_task_starts_the_head_at_the_training_pixels_regression(synthetic_da
     np.testing.assert_allclose(model.spectral.bias.detach().numpy(), bias, rtol=1e-4, atol=1e-4)
     assert model.spectral.weight.requires_grad == train_head and model.gate.requires_grad
     assert int(model.linear_until) == 2 * task.samples_per_epoch() > 0
+
+
+def test_training_pixels_count_each_pixel_once(synthetic_dataset):
+    """Pixels of overlapping training patches count once (in the patch that owns them), as in the baseline."""
+    from ssmseg.data.datasets import PatchDataset
+    from ssmseg.tasks.segmentation.spectral_init import training_pixels
+
+    ds = PatchDataset(synthetic_dataset, "train")
+    for i in ds.indices:  # as if each window overlapped the next by half: it owns its top-left quarter
+        ds.manifest["patches"][i]["own"] = [8, 8]
+    owned = sum(int((ds.labels(i)[:8, :8] != ds.ignore_index).sum()) for i in range(len(ds)))
+    _, y = training_pixels(ds, max_pixels=10**9)
+    assert len(y) == owned

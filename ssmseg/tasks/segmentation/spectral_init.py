@@ -15,19 +15,23 @@ import torch
 from torch import nn
 
 from ssmseg.data.datasets import PatchDataset
+from ssmseg.tasks.segmentation.inference import owned_mask
 
 MAX_PIXELS = 50_000  # labelled training pixels drawn for the fit
 
 
 def training_pixels(ds: PatchDataset, max_pixels: int = MAX_PIXELS, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(N, bands) normalised spectra and (N,) labels of labelled training pixels, at most ``max_pixels``
-    drawn at random (patches read in a seeded order until enough are found)."""
+    drawn at random (patches read in a seeded order until enough are found). Each pixel counts once, in the
+    patch that owns it, as ``ssmseg baseline`` fits its logistic regression: overlapping patches would
+    otherwise weight the pixels near patch centres twice."""
     rng = np.random.default_rng(seed)
+    patches = ds.manifest["patches"]
     xs, ys, total = [], [], 0
     for i in rng.permutation(len(ds)):
         item = ds[int(i)]
         image, mask = item["image"].numpy(), item["mask"].numpy()
-        keep = mask != ds.ignore_index
+        keep = (mask != ds.ignore_index) & owned_mask(patches[ds.indices[int(i)]], mask.shape)
         xs.append(image[:, keep].T)
         ys.append(mask[keep])
         total += int(keep.sum())
