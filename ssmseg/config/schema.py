@@ -54,6 +54,14 @@ class DataConfig(Section):
         description="Cap on validation patches (fields): one fixed subset, drawn once with seed 0 and used every "
         "epoch, bounds the cost of validation; empty: all.",
     )
+    balance: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Segmentation: class-balanced patch sampling. 0: each epoch is a permutation of the training "
+        "patches; 1: each draw picks a class uniformly, then a patch in proportion to its pixels of that class "
+        "(rare classes seen as often as common ones; with replacement); between: a mixture of the two.",
+    )
 
 
 class SplitConfig(Section):

@@ -120,7 +120,14 @@ def validation_subset(cfg: Config, val_ds: Dataset) -> Dataset:
 
 def loaders(cfg: Config, task: Task, rt: Runtime) -> tuple[DataLoader, DataLoader]:
     train_ds, val_ds = task.train_set, validation_subset(cfg, task.val_set)
-    sampler = EpochSampler(len(train_ds), cfg.runtime.seed, rt.rank, rt.world_size, True, cfg.data.max_patches)
+    weights = None
+    if cfg.data.balance > 0:
+        if not hasattr(task, "sample_weights"):
+            raise ConfigError(
+                f"data.balance applies to segmentation; the {task.name} task samples uniformly: set it to 0"
+            )
+        weights = task.sample_weights(cfg.data.balance)
+    sampler = EpochSampler(len(train_ds), cfg.runtime.seed, rt.rank, rt.world_size, True, cfg.data.max_patches, weights)
     val_sampler = EpochSampler(len(val_ds), 0, rt.rank, rt.world_size, shuffle=False)
     kw = {
         "batch_size": cfg.data.batch_size,

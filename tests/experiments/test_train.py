@@ -205,3 +205,23 @@ def test_max_val_patches_is_one_fixed_subset(synthetic_dataset, tmp_path):
         seen += np.bincount(m[m != task.ignore_index], minlength=len(seen))[: len(seen)]
     assert info["class_counts_val_scored"] == seen.tolist() != info["class_counts_val"]
     assert "class_counts_val_scored" not in task.run_info(None)
+
+
+def test_data_balance_draws_patches_of_rare_classes_more_often(synthetic_dataset, tmp_path):
+    from ssmseg.engine.runtime import Runtime
+    from ssmseg.experiments.train import loaders
+    from ssmseg.tasks import build_task
+
+    rt = Runtime(device=torch.device("cpu"))
+    uniform = tiny(synthetic_dataset, tmp_path, "u", data={"max_patches": None})
+    balanced = tiny(synthetic_dataset, tmp_path, "b", data={"max_patches": None, "balance": 1.0})
+    task = build_task(uniform, synthetic_dataset)
+    order = list(loaders(uniform, task, rt)[0].sampler)
+    assert sorted(order) == list(range(len(task.train_set)))  # balance 0: a permutation, as before
+    drawn = list(loaders(balanced, task, rt)[0].sampler)
+    assert len(drawn) == len(order) and drawn == list(loaders(balanced, task, rt)[0].sampler)
+    counts = np.array([np.bincount(task.train_set.labels(i).ravel(), minlength=256)[: task.num_classes]
+                       for i in range(len(task.train_set))])  # fmt: skip
+    rare = int(np.argmin(counts.sum(0)))
+    share = lambda items: counts[items, rare].sum() / counts[items].sum()  # noqa: E731
+    assert share(drawn) > 1.5 * share(order)  # the rarest class's share of the pixels seen rises

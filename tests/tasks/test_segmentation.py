@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from ssmseg.config.schema import AugmentConfig, LossConfig
-from ssmseg.data.sampling import EpochSampler
+from ssmseg.data.sampling import EpochSampler, balanced_weights
 from ssmseg.tasks.segmentation.augment import augment
 from ssmseg.tasks.segmentation.losses import build_loss, class_weights_from_counts, dice_loss
 from ssmseg.tasks.segmentation.metrics import confusion, metrics_from_confusion
@@ -71,6 +72,32 @@ def test_ranks_together_draw_the_single_process_batches():
     s = EpochSampler(10, seed=3)
     s.set_epoch(1)
     assert list(s) != list(EpochSampler(10, seed=3))
+
+
+def test_class_balanced_weights_make_each_class_equally_likely():
+    # 4 patches, 3 classes: class 2 lives only in patch 3 (few pixels); patch 2 holds no labelled pixel.
+    counts = np.array([[100, 0, 0], [60, 40, 0], [0, 0, 0], [90, 0, 10]])
+    w = balanced_weights(counts, 1.0)
+    # a class drawn uniformly (1/3 each), then a patch by its share of that class's pixels (by hand)
+    assert np.allclose(w, [(100 / 250) / 3, (60 / 250 + 1) / 3, 0, (90 / 250 + 1) / 3])
+    assert w.sum() == pytest.approx(1.0)
+    assert (w * counts[:, 2]).sum() > (0.25 * counts[:, 2]).sum()  # more rare-class pixels per draw than uniform
+    assert np.allclose(balanced_weights(counts, 0.0), 0.25)
+    half = balanced_weights(counts, 0.5)
+    assert np.allclose(half, 0.5 * 0.25 + 0.5 * w)
+
+
+def test_weighted_sampler_draws_by_weight_reproducibly():
+    w = [0.0, 0.0, 1.0, 3.0]
+    draws = list(EpochSampler(4, seed=1, weights=w))
+    assert len(draws) == 4 and set(draws) <= {2, 3} and draws == list(EpochSampler(4, seed=1, weights=w))
+    many = EpochSampler(4000, seed=0, weights=[1.0] * 3000 + [3.0] * 1000)
+    share = np.mean(np.array(list(many)) >= 3000)
+    assert 0.45 < share < 0.55  # 3000 of 6000 weight units
+    capped = EpochSampler(4000, seed=0, weights=[1.0] * 4000, max_items=10)
+    assert len(list(capped)) == 10
+    with pytest.raises(ValueError, match="weights"):
+        EpochSampler(3, seed=0, weights=[0.0, 0.0, 0.0])
 
 
 def test_scale_jitter_keeps_the_mask_on_the_image():

@@ -6,11 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from ssmseg.config import Config
 from ssmseg.data.datasets import PatchDataset
+from ssmseg.data.sampling import balanced_weights
 from ssmseg.engine.task import StepOut
 from ssmseg.errors import ConfigError, InputError
 from ssmseg.models import build_model
@@ -76,6 +78,15 @@ class SegmentationTask:
         )
         world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
         return -(-n // world)
+
+    def sample_weights(self, balance: float) -> list[float]:
+        """Per training patch, its weight in class-balanced sampling (``data.balance``; ``balanced_weights``)."""
+        n, ignore = self.num_classes, self.ignore_index
+        counts = np.zeros((len(self.train_set), n), np.int64)
+        for i in range(len(self.train_set)):
+            lab = self.train_set.labels(i)
+            counts[i] = np.bincount(lab[lab != ignore], minlength=n)[:n]
+        return balanced_weights(counts, balance).tolist()
 
     def _step(self, model: nn.Module, x: Tensor, y: Tensor) -> StepOut:
         logits = model(x)
