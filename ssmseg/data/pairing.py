@@ -24,6 +24,16 @@ class Pair:
     mask: Path
 
 
+def no_match(pattern: str, what: str) -> InputError:
+    """The error for a ``prep.<what>`` pattern matching nothing: a relative one names the folder it was tried in
+    (presets name their data relative to the dataset's own folder)."""
+    where = "" if Path(pattern).is_absolute() else f" under the current folder {Path.cwd()}"
+    return InputError(
+        f"prep.{what}: '{pattern}' matches no file{where}; run prep from the folder the pattern is relative to, "
+        f"or set prep.{what} to where the files are, e.g. --set 'prep.{what}=[\"/path/to/{pattern}\"]'"
+    )
+
+
 def expand(patterns: list[str], what: str) -> list[Path]:
     """Files matching each pattern (a plain path must exist); sorted, without duplicates."""
     found: dict[str, Path] = {}
@@ -31,7 +41,7 @@ def expand(patterns: list[str], what: str) -> list[Path]:
         hits = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
         hits = [h for h in hits if Path(h).is_file()]
         if not hits:
-            raise InputError(f"prep.{what}: '{pattern}' matches no file; check the path or pattern")
+            raise no_match(pattern, what)
         for h in hits:
             found.setdefault(str(Path(h).resolve()), Path(h))
     return list(found.values())

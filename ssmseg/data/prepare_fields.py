@@ -23,6 +23,7 @@ from ssmseg.config.schema import Config
 from ssmseg.data import manifest as mf
 from ssmseg.data.fields import FieldSource, field_stats, read_field_sources, sinusoid_fields
 from ssmseg.data.io import sha256_file
+from ssmseg.data.pairing import no_match
 from ssmseg.data.prepare import PrepResult
 from ssmseg.errors import ConfigError, InputError
 
@@ -48,10 +49,7 @@ def _read_sources(cfg: Config) -> list[FieldSource]:
     for pattern in cfg.prep.images:
         hits = [h for h in (glob.glob(pattern) if glob.has_magic(pattern) else [pattern]) if Path(h).is_file()]
         if not hits:
-            where = "" if Path(pattern).is_absolute() else f" under the current folder {Path.cwd()}"
-            raise InputError(f"prep.images: '{pattern}' matches no file{where}; run prep from the folder the pattern "
-                             "is relative to, or set prep.images to where the files are, e.g. --set "
-                             f"'prep.images=[\"/path/to/{pattern}\"]'")  # fmt: skip
+            raise no_match(pattern, "images")
         paths.update(hits)
     return read_field_sources(sorted(paths), fp.size, fp.mode, fp.key, band_axis=cfg.prep.band_axis)
 

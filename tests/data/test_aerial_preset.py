@@ -1,4 +1,4 @@
-"""The aerial preset on the shared Dubai tiles (skipped when absent): 54 image/mask pairs from the project root,
+"""The aerial preset on the shared Dubai tiles (skipped when absent): 54 image/mask pairs from the Dubai folder,
 tiles 5-6 (and only they) as the held-out test scenes, and its palette the masks' (not classes.json's)."""
 
 from __future__ import annotations
@@ -13,10 +13,8 @@ from tests.data.test_shared_data import DUBAI_PALETTE
 
 def test_aerial_preset_pairs_the_dubai_tiles_and_holds_out_tiles_5_and_6(shared_data, tmp_path, monkeypatch):
     cfg = build_config(preset="aerial")
-    assert all(p.startswith("../shared/data/aerial/dubai/") for p in [*cfg.prep.images, *cfg.prep.masks])
-    (tmp_path / "shared").symlink_to(shared_data.parent)  # the preset names the data from the project root
-    (tmp_path / "project").mkdir()
-    monkeypatch.chdir(tmp_path / "project")
+    assert all(p.startswith("tile_") for p in [*cfg.prep.images, *cfg.prep.masks, *cfg.prep.split.test])
+    monkeypatch.chdir(shared_data / "aerial" / "dubai")  # the preset names the tiles from the Dubai folder
     pairs = find_pairs(cfg.prep)
     assert len(pairs) == 54
     assert all(p.image.parent.parent == p.mask.parent.parent and p.image.stem == p.mask.stem for p in pairs)
