@@ -380,7 +380,14 @@ class TrainConfig(Section):
         None, description="Whether the monitored metric should go up or down; empty: the task's own."
     )
     patience: int | None = Field(None, ge=1, description="Early-stopping patience in epochs; empty: off.")
-    min_delta: float = Field(0.0, ge=0, description="Smallest change that counts as an improvement.")
+    min_delta: float = Field(
+        0.0,
+        ge=0,
+        description="Smallest change of the monitored metric that counts as an improvement, for best.pt (the "
+        "epoch cv and eval use) and for early stopping: a later epoch replaces the best one only if it beats it by "
+        "more than this, so selection keeps the earlier (simpler) model unless a later one is better by more than "
+        "validation noise. 0: any improvement. history.json records it.",
+    )
     save_interval: int = Field(1, ge=1, description="Write latest.pt every this many epochs.")
     time_limit: float | None = Field(
         None,

@@ -170,8 +170,8 @@ def run_epoch(st: FitState, loader, cfg: Config, rt: Runtime, epoch: int, train:
 
 def _header(st: FitState, cfg: Config, stop_reason: str) -> dict[str, Any]:
     return {"format_version": HISTORY_FORMAT, "task": st.task.name, "monitor": cfg.train.monitor,
-            "mode": cfg.train.mode, "metric_names": list(st.task.metric_names), "best": st.best,
-            "stop_reason": stop_reason, "schedule": st.schedule.record(), "run": st.info}  # fmt: skip
+            "mode": cfg.train.mode, "min_delta": cfg.train.min_delta, "metric_names": list(st.task.metric_names),
+            "best": st.best, "stop_reason": stop_reason, "schedule": st.schedule.record(), "run": st.info}  # fmt: skip
 
 
 def _slowest(seconds: float, rt: Runtime) -> float:

@@ -21,12 +21,12 @@ from ssmseg.errors import ConfigError
 from ssmseg.experiments.cv import run_cv, summarise
 
 
-def cfg_for(dataset, out, name="cv"):
+def cfg_for(dataset, out, name="cv", **train):
     return build_config(
         explicit={
             "data": {"dataset": str(dataset), "crop_size": 16, "batch_size": 4, "max_patches": 8},
             "model": {"name": "unet", "width": 4, "depth": 1},
-            "train": {"epochs": 2},
+            "train": {"epochs": 2, **train},
             "cv": {"folds": 2},
             "runtime": {"out_dir": str(out), "name": name, "device": "cpu"},
         }
@@ -102,6 +102,17 @@ def test_summary_reports_heldout_scores_per_class_and_what_selected(cv_run, synt
     stamp = (root / "fold_0" / "history.json").stat().st_mtime_ns
     run_cv(cfg_for(synthetic_dataset, root.parent))
     assert (root / "fold_0" / "history.json").stat().st_mtime_ns == stamp  # completed folds are skipped
+
+
+def test_the_fold_epoch_follows_the_min_delta_rule(synthetic_dataset, tmp_path):
+    summary = run_cv(
+        cfg_for(synthetic_dataset, tmp_path, "margin", epochs=3, monitor="val/loss", mode="min", min_delta=1e3)
+    )
+    for row in summary["folds"]:
+        history = json.loads((tmp_path / "margin" / f"fold_{row['fold']}" / "history.json").read_text())
+        losses = [r["val/loss"] for r in history["epochs"]]
+        assert min(losses[1:]) < losses[0], "the test needs a later epoch that is better"
+        assert row["best_epoch"] == 1 and history["min_delta"] == 1e3
 
 
 def test_more_folds_than_prepared_is_an_error(synthetic_dataset, tmp_path):

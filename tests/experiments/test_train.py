@@ -96,6 +96,19 @@ def test_early_stopping_records_the_reason(synthetic_dataset, tmp_path):
     assert json.loads((result.run_dir / "history.json").read_text())["stop_reason"].startswith("early stop")
 
 
+def test_a_later_epoch_replaces_the_best_only_by_more_than_min_delta(synthetic_dataset, tmp_path):
+    margin = 1e3  # larger than any change of the val loss: epoch 1 must stay best.pt
+    cfg = tiny(synthetic_dataset, tmp_path, "margin", train={"monitor": "val/loss", "mode": "min", "min_delta": margin})
+    result = train(cfg)
+    losses = [r["val/loss"] for r in result.history]
+    assert len(losses) == 4 and min(losses[1:]) < losses[0], "the test needs a later epoch that is better"
+    assert result.best["epoch"] == 1
+    assert ckpt.load(result.run_dir / "checkpoints" / "best.pt")["epoch"] == 0
+    assert json.loads((result.run_dir / "history.json").read_text())["min_delta"] == margin
+    assert loop._improved(0.80, 0.79, "max", 0.005) and not loop._improved(0.794, 0.79, "max", 0.005)
+    assert loop._improved(0.70, 0.71, "min", 0.005) and not loop._improved(0.706, 0.71, "min", 0.005)
+
+
 def test_divergence_guard_stops_and_keeps_the_last_good_checkpoint(synthetic_dataset, tmp_path, monkeypatch):
     real = seg_task.build_loss
     calls = {"n": 0}
