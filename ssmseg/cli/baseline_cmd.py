@@ -28,10 +28,10 @@ def baseline_cmd(
     seed: SeedOpt = None,
 ) -> None:
     """Classical per-pixel baselines (baseline.*): the floor a network must beat, on eval's test pixels."""
-    from ssmseg.tasks.segmentation.baseline import run_baseline
+    from ssmseg.tasks import task_life
 
     cfg = resolve_config(config, preset, set_, seed=seed)
-    result = run_baseline(cfg, dataset, fold, out)
+    result = task_life(cfg.task.name).baseline(cfg, dataset, fold, out)
     for note in result.warnings:
         typer.echo(f"warning: {note}", err=True)
     r = result.results

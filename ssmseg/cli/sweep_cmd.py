@@ -37,12 +37,12 @@ def sweep_cmd(
 ) -> None:
     """PSNR/SSIM/RMSE, calibration, spectra, NFE and solver error for each solver x step count (sweep.*), with
     classical baselines on the same fields and pixels: sweep.csv, sweep.json, figures, conclusions."""
-    from ssmseg.experiments.sweep import FULL_GRID, load_run, sweep_steps
+    from ssmseg.experiments.sweep import load_run, step_sweep, sweep_steps
 
     _, state = load_run(run)  # a missing checkpoint or a segmentation run is reported before anything else
     base = ("checkpoint config", {k: v for k, v in state["config"].items() if k not in ("runtime", "sweep")})
     grid = [f"sweep.{k}=[{','.join(map(str, v))}]" if isinstance(v, list) else f"sweep.{k}={v}"
-            for k, v in FULL_GRID.items()] if full else []  # fmt: skip
+            for k, v in step_sweep(state, run).full_grid.items()] if full else []  # fmt: skip
     overrides = [*grid, *(set_ or []), *([f"sweep.samples={samples}"] if samples is not None else [])]
     cfg = resolve_config(config, preset, overrides, device=device, base=base)
     result = sweep_steps(cfg, run, fields, out)

@@ -13,7 +13,10 @@
   the task has none, and cv reports validation metrics and says so);
 - ``check_baselines``/``baselines``: the classical floor on exactly the pixels and classes the model is scored on;
 - ``input_warnings``: what an evaluation of these inputs should warn about (scenes the run trained on);
-- ``export_model``: the module an export traces, or a one-line error when the task cannot be exported.
+- ``export_model``: the module an export traces, or a one-line error when the task cannot be exported;
+- ``baseline``: ``ssmseg baseline``'s classical methods fitted and scored on a prepared dataset, in a new folder;
+- ``step_sweep``: what ``ssmseg sweep-steps`` solves for a run (``StepSweep``), or a usage error when the task
+  has no ODE sampler to sweep.
 
 Experiments orchestrate (run, cv and eval folders, resume, output safety) and never ask which task it is;
 nothing outside ``tasks/`` does (``tests/test_layers.py``).
@@ -28,10 +31,24 @@ import torch
 from torch import nn
 
 from ssmseg.config import Config
-from ssmseg.tasks.results import EvalResult
+from ssmseg.tasks.results import BaselineResult, EvalResult, SweepResult
 
 if TYPE_CHECKING:
     from ssmseg.data.prepare import PrepResult
+
+
+class PreparedSweep(Protocol):
+    def run(self, checkpoint: Path, run_dir: Path, tmp: Path) -> SweepResult:
+        """Solve, score and conclude; write the sweep's files into the staging folder ``tmp``."""
+        ...
+
+
+class StepSweep(Protocol):
+    full_grid: dict[str, Any]  # the ``sweep.*`` settings of ``sweep-steps --full``
+
+    def prepare(self, cfg: Config, state: dict[str, Any], fields: Path | None, device: torch.device) -> PreparedSweep:
+        """The model and test fields, checked before any output folder exists; prints the plan."""
+        ...
 
 
 class TaskLife(Protocol):
@@ -71,3 +88,7 @@ class TaskLife(Protocol):
     def input_warnings(self, state: dict[str, Any], inputs: list[Path]) -> list[str]: ...
 
     def export_model(self, state: dict[str, Any], source: Path) -> nn.Module: ...
+
+    def baseline(self, cfg: Config, dataset: Path, fold: int | None, out: Path | None) -> BaselineResult: ...
+
+    def step_sweep(self, run: Path) -> StepSweep: ...

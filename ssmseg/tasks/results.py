@@ -1,4 +1,5 @@
-"""What a task's evaluation returns to ``ssmseg eval``."""
+"""What a task returns to the commands: its evaluation (``ssmseg eval``), its baselines (``ssmseg baseline``)
+and its step sweep (``ssmseg sweep-steps``)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,23 @@ class EvalResult:
     metrics: dict[str, Any] | None
     outputs: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class BaselineResult:
+    out: Path
+    results: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SweepResult:
+    out: Path
+    rows: list[dict[str, Any]]
+    baselines: list[dict[str, Any]]
+    conclusions: list[str]
+    protocol: dict[str, Any]
+    timing: dict[str, Any]
 
 
 class PartialResult(Exception):

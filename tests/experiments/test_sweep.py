@@ -20,10 +20,16 @@ from ssmseg.config import build_config, dump_config
 from ssmseg.data.fields import FieldStats, observed_masks
 from ssmseg.data.prepare_fields import prepare_fields
 from ssmseg.engine import checkpoint as ckpt
+from ssmseg.errors import UsageError
 from ssmseg.experiments import sweep as sw
 from ssmseg.models import registry
+from ssmseg.tasks.reconstruction import sweep as rsw
+from ssmseg.tasks.reconstruction import sweep_grid
 from ssmseg.tasks.reconstruction.metrics import psnr, sample_statistics
 from ssmseg.tasks.reconstruction.sampling import sample_noise
+from ssmseg.tasks.reconstruction.sweep_conclusions import conclude, expected_coverage
+from ssmseg.tasks.reconstruction.sweep_fields import load_fields
+from ssmseg.tasks.reconstruction.sweep_plan import FULL_GRID, plan_line, planned_calls, reference_tolerance
 
 MU, SIGMA = 5.0, 2.0
 SIZE = 16
@@ -128,7 +134,7 @@ def test_numbers_match_theory_for_an_exact_velocity(run, dataset):
     assert ref["psnr_mean"] - ref["psnr_sample"] == pytest.approx(10 * math.log10(2 / (1 + 1 / k)), abs=0.5)
     assert ref["rmse_sample"] == pytest.approx(SIGMA * math.sqrt(2), rel=0.1)
     assert ref["spread"] == pytest.approx(SIGMA, rel=0.15)
-    assert ref["coverage90"] == pytest.approx(sw.expected_coverage(k), abs=0.06)
+    assert ref["coverage90"] == pytest.approx(expected_coverage(k), abs=0.06)
     assert float(sample_statistics(exact, truth, obs)["coverage"].mean()) == pytest.approx(ref["coverage90"], abs=0.01)
     # the mean baseline predicts about MU: its error is about SIGMA
     mean_base = next(b for b in result.baselines if b["name"] == "mean")
@@ -168,7 +174,7 @@ def test_a_failure_leaves_nothing_behind(run, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("planted")
 
-    monkeypatch.setattr(sw, "run_baselines", boom)
+    monkeypatch.setattr(rsw, "run_baselines", boom)
     with pytest.raises(RuntimeError, match="planted"):
         sw.sweep_steps(sweep_config(steps=[1], solvers=["euler"], samples=1), run)
     assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.yaml"]
@@ -200,7 +206,7 @@ def test_conclusions_follow_the_numbers():
     rows = [r("euler", 1, 1, 30.0, 30.0, 0.5), r("euler", 8, 8, 27.5, 29.6, 0.05), r("euler", 16, 16, 27.2, 29.5, 0.2),
             r("euler", 64, 64, 27.0, 29.5, 0.01), r("rk4", 1, 4, 26.0, 28.0, 0.2), r("rk4", 8, 32, 27.0, 29.5, 0.001),
             r("dopri5", None, 80, 27.0, 29.5, 0.0)]  # fmt: skip
-    lines = sw.conclude(rows, [{"name": "gp", "psnr": 28.0}], 8)
+    lines = conclude(rows, [{"name": "gp", "psnr": 28.0}], 8)
     text = "\n".join(lines)
     assert lines[0].startswith("best setting: euler, 1 step (1 NFE), PSNR 30.00 dB")
     assert "euler: more steps hurt: one sample 30.00 -> 27.00 dB (-3.00)" in text  # the mean of 8 fell 0.5 too
@@ -216,22 +222,22 @@ def test_conclusions_follow_the_numbers():
     assert "below every baseline" not in text and "-" not in text.split("best baseline")[1]  # no mixed signs
     # one sample and the mean of K disagree: both are said
     mixed = [r("euler", 1, 1, 28.0, 28.0, 0.5), r("euler", 8, 8, 27.0, 28.7, 0.05)]
-    assert "euler: more steps hurt one sample but helped the mean of 4" in "\n".join(sw.conclude(mixed, [], 4))
-    under = sw.conclude(mixed, [{"name": "mean", "psnr": 29.0}, {"name": "gp", "psnr": 31.0}], 4)
+    assert "euler: more steps hurt one sample but helped the mean of 4" in "\n".join(conclude(mixed, [], 4))
+    under = conclude(mixed, [{"name": "mean", "psnr": 29.0}, {"name": "gp", "psnr": 31.0}], 4)
     assert any("below every baseline, mean included (29.00 dB)" in line for line in under), under
-    between = sw.conclude(mixed, [{"name": "mean", "psnr": 28.5}, {"name": "gp", "psnr": 31.0}], 4)
+    between = conclude(mixed, [{"name": "mean", "psnr": 28.5}, {"name": "gp", "psnr": 31.0}], 4)
     assert not any("below every" in line for line in between)
     assert "too narrow" not in text  # 0.70 is about what K = 8 exact samples give
     assert "peaks" not in text
     rows[1]["psnr_sample"] = 30.5  # above both ends by more than 0.1 dB
-    assert "one-sample PSNR peaks at 8 steps (30.50 dB)" in "\n".join(sw.conclude(rows, [], 8))
+    assert "one-sample PSNR peaks at 8 steps (30.50 dB)" in "\n".join(conclude(rows, [], 8))
     rows[-1]["coverage90"] = 0.4
-    assert "too narrow" in "\n".join(sw.conclude(rows, [], 8))
+    assert "too narrow" in "\n".join(conclude(rows, [], 8))
 
 
 def test_expected_coverage_of_exact_samples():
-    assert sw.expected_coverage(8) == pytest.approx(0.72, abs=0.02)
-    assert sw.expected_coverage(2) < sw.expected_coverage(8) < sw.expected_coverage(64) < 0.9
+    assert expected_coverage(8) == pytest.approx(0.72, abs=0.02)
+    assert expected_coverage(2) < expected_coverage(8) < expected_coverage(64) < 0.9
 
 
 # ---------------------------------------------------------------------------------------------- bad input
@@ -288,12 +294,12 @@ def test_cli_prints_table_and_conclusions(run):
 
 def test_the_default_grid_is_small_and_its_plan_is_printed_first(run):
     cfg = build_config(explicit={"task": {"name": "reconstruction"}})
-    small = sw.planned_calls(cfg, cfg.sweep.max_fields)
-    full = build_config(explicit={"task": {"name": "reconstruction"}, "sweep": sw.FULL_GRID})
-    assert small <= 1000 < 100 * small <= sw.planned_calls(full, full.sweep.max_fields)
-    assert "--full" in sw.plan_line(cfg, 16) and "hours" in sw.plan_line(full, 100)
-    assert sw.reference_tolerance(cfg.sweep) == (1e-3, 1e-3)  # fixed steps only: a cheap reference is enough
-    assert sw.reference_tolerance(full.sweep) == (full.sweep.atol, full.sweep.rtol)  # dopri5's row is the reference
+    small = planned_calls(cfg, cfg.sweep.max_fields)
+    full = build_config(explicit={"task": {"name": "reconstruction"}, "sweep": FULL_GRID})
+    assert small <= 1000 < 100 * small <= planned_calls(full, full.sweep.max_fields)
+    assert "--full" in plan_line(cfg, 16) and "hours" in plan_line(full, 100)
+    assert reference_tolerance(cfg.sweep) == (1e-3, 1e-3)  # fixed steps only: a cheap reference is enough
+    assert reference_tolerance(full.sweep) == (full.sweep.atol, full.sweep.rtol)  # dopri5's row is the reference
     result = invoke("sweep-steps", run, "--samples", "1", "--set", "sweep.baselines=[mean]", "--set",
                     "sweep.max_fields=2")  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -312,7 +318,7 @@ def test_the_reference_solve_shows_progress_and_its_measured_cost(run, monkeypat
     pace measured so far (not a fixed guess), the plan is completed after its first solve, and the bar ends at
     exactly the fields the model evaluated."""
     monkeypatch.setenv("SSMSEG_PROGRESS_EVERY", "0")  # a plain line on every model call
-    monkeypatch.setattr(sw, "DOPRI5_NFE_GUESS", 3)  # far below what dopri5 takes: the total must grow
+    monkeypatch.setattr(sweep_grid, "DOPRI5_NFE_GUESS", 3)  # far below what dopri5 takes: the total must grow
     result = invoke("sweep-steps", run, "--samples", "2", "--set", "sweep.baselines=[mean]", "--set",
                     "sweep.max_fields=4", "--set", "sweep.steps=[1]", "--set", "sweep.solvers=[euler]", "--set",
                     "sweep.reference_atol=1e-5", "--set", "sweep.reference_rtol=1e-5")  # fmt: skip
@@ -378,12 +384,12 @@ def test_fields_in_other_units_are_refused_unless_the_model_works_in_per_field_u
     other = prepare_fields(build_config(explicit={"task": {"name": "reconstruction"},
                                                   "prep": {"images": [str(raw)]}}), tmp_path / "raw").out  # fmt: skip
     cfg = sweep_config(solvers=["euler"], steps=[1], samples=1, baselines=["mean"], max_fields=2)
-    with pytest.raises(sw.UsageError, match="not in the model's units"):
+    with pytest.raises(UsageError, match="not in the model's units"):
         sw.sweep_steps(cfg, run, other)
     assert "not in the model's units" in invoke("sweep-steps", run, "--fields", other).output
     state = ckpt.load(run / "checkpoints" / "best.pt")
     stats = FieldStats.from_dict(state["stats"])
-    fields = sw.load_fields(cfg, state, other, stats, invariant=True)  # a per-field model takes them
+    fields = load_fields(cfg, state, other, stats, invariant=True)  # a per-field model takes them
     assert fields.data_range == pytest.approx(float(np.ptp(np.load(raw)[:24])), rel=0.5)  # their own range
     assert fields.data_range > 1000 * stats.data_range / 2
 

@@ -14,8 +14,9 @@ from ssmseg.data.builtin import prepare_sinusoids
 from ssmseg.data.prepare import PrepResult
 from ssmseg.data.prepare_fields import prepare_fields
 from ssmseg.errors import ConfigError, InputError, UsageError
+from ssmseg.tasks.life import StepSweep
 from ssmseg.tasks.reconstruction.task import ReconstructionTask
-from ssmseg.tasks.results import EvalResult
+from ssmseg.tasks.results import BaselineResult, EvalResult
 
 TASK_CLASS = ReconstructionTask
 NO_BASELINES = (
@@ -92,12 +93,16 @@ class ReconstructionLife:
             "solve in Python, which an export does not hold; export a segmentation run"
         )
 
+    def baseline(self, cfg: Config, dataset: Path, fold: int | None, out: Path | None) -> BaselineResult:
+        raise UsageError(
+            "ssmseg baseline fits per-pixel classifiers on a segmentation dataset; the reconstruction task's "
+            "classical baselines (interpolants, GP) are scored by ssmseg sweep-steps (sweep.baselines)"
+        )
+
+    def step_sweep(self, run: Path) -> StepSweep:
+        from ssmseg.tasks.reconstruction.sweep import FieldSweep
+
+        return FieldSweep()
+
 
 LIFE = ReconstructionLife()
-
-
-def require_sweepable(state: dict[str, Any], run: Path) -> None:
-    """sweep-steps needs a reconstruction run: a run of another task is a usage error (exit 2)."""
-    task = state.get("task") or "segmentation"
-    if task != ReconstructionTask.name:
-        raise UsageError(f"'{run}' is a {task} run; sweep-steps needs a reconstruction run (task.name: reconstruction)")

@@ -22,7 +22,6 @@ import csv
 import json
 import time
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,18 +37,12 @@ from ssmseg.config import Config
 from ssmseg.engine.runtime import explicit_threads
 from ssmseg.errors import ConfigError, InputError
 from ssmseg.progress import info, progress_bar
+from ssmseg.tasks.results import BaselineResult
 from ssmseg.tasks.segmentation.inference import owned_mask
 from ssmseg.tasks.segmentation.metrics import boundary_band, metrics_from_confusion
 
 PREDICT_CHUNK = 200_000  # test pixels predicted at a time: memory stays bounded for any test split
 FOREST_STEP = 4  # trees fitted between two progress updates (a multiple of 2 cores)
-
-
-@dataclass
-class BaselineResult:
-    out: Path
-    results: dict[str, Any]
-    warnings: list[str] = field(default_factory=list)
 
 
 class _Constant:

@@ -11,8 +11,9 @@ from torch import nn
 from ssmseg.config import Config
 from ssmseg.data.builtin import prepare_synthetic
 from ssmseg.data.prepare import PrepResult, prepare
-from ssmseg.errors import ConfigError
-from ssmseg.tasks.results import EvalResult
+from ssmseg.errors import ConfigError, UsageError
+from ssmseg.tasks.life import StepSweep
+from ssmseg.tasks.results import BaselineResult, EvalResult
 from ssmseg.tasks.segmentation import checks
 from ssmseg.tasks.segmentation.task import SegmentationTask
 
@@ -81,6 +82,15 @@ class SegmentationLife:
         from ssmseg.tasks.segmentation.evaluate import load_model
 
         return load_model(state, torch.device("cpu"))
+
+    def baseline(self, cfg: Config, dataset: Path, fold: int | None, out: Path | None) -> BaselineResult:
+        from ssmseg.tasks.segmentation.baseline import run_baseline
+
+        return run_baseline(cfg, dataset, fold, out)
+
+    def step_sweep(self, run: Path) -> StepSweep:
+        raise UsageError(f"'{run}' is a segmentation run; sweep-steps needs a reconstruction run "
+                         "(task.name: reconstruction)")  # fmt: skip
 
 
 LIFE = SegmentationLife()

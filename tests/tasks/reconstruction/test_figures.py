@@ -24,8 +24,8 @@ def test_labels_keep_their_order_and_a_gap(values):
 def test_examples_panel_shows_the_best_setting(tmp_path):
     import torch
 
-    from ssmseg.experiments.sweep import Setting
     from ssmseg.tasks.reconstruction.figures import examples_panel
+    from ssmseg.tasks.reconstruction.sweep_plan import Setting
 
     steps = [1, 2, 4, 8, 16, 32, 64]
     settings = {Setting("euler", s): {"sample": torch.rand(2, 1, 8, 8), "mean": torch.rand(2, 1, 8, 8),

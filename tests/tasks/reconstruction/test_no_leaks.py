@@ -15,9 +15,10 @@ from ssmseg.config import build_config, dump_config
 from ssmseg.data.builtin import prepare_sinusoids
 from ssmseg.data.fields import observed_masks, sinusoid_fields
 from ssmseg.data.manifest import load
-from ssmseg.experiments import sweep as sw
 from ssmseg.tasks.reconstruction import baselines, evaluate
+from ssmseg.tasks.reconstruction import sweep_grid as sw
 from ssmseg.tasks.reconstruction.baselines import BASELINES, predict
+from ssmseg.tasks.reconstruction.sweep_fields import SweepFields
 
 
 @pytest.mark.parametrize("name", BASELINES)
@@ -33,7 +34,7 @@ def test_a_baseline_never_reads_the_unobserved_truth(name):
 def test_sweep_baselines_see_only_the_fields_observed_pixels(monkeypatch):
     truth = torch.from_numpy(sinusoid_fields(3, 16, max_cycles=2.0, seed=5)).float()  # (3, 1, 16, 16)
     observed = torch.from_numpy(observed_masks(3, 16, 16, 0.2, seed=4))[:, None]
-    fields = sw.SweepFields(truth, truth, observed, torch.arange(3), None, 3, 0.2)
+    fields = SweepFields(truth, truth, observed, torch.arange(3), None, 3, 0.2)
     cfg = build_config(explicit={"sweep": {"baselines": ["mean", "linear", "gp"], "examples": 1}})
     honest, _ = sw.run_baselines(cfg, fields, 2.0)
     seen = []
