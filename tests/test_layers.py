@@ -1,6 +1,7 @@
 """The layering rules of docs/DESIGN: nothing outside ``ssmseg/tasks/`` asks which task it is (the model
 registry may name its entries' tasks in at most 3 lines), ``tasks/`` imports nothing from ``experiments/``,
-the report reads files only, and no module but ``outputs.py`` removes folders."""
+the report reads files only, no module but ``outputs.py`` removes folders, ``experiments/`` and ``cli/`` reach a
+task through the registry only, and no module is over 600 lines."""
 
 from __future__ import annotations
 
@@ -147,3 +148,54 @@ def test_only_outputs_removes_folders():
             if name == "rmtree":
                 bad.append(f"{path.relative_to(REPO)}:{node.lineno}")
     assert not bad, f"rmtree outside ssmseg/outputs.py (every command that writes goes through it): {bad}"
+
+
+SHARED_TASK_MODULES = ("ssmseg.tasks", "ssmseg.tasks.life", "ssmseg.tasks.results")  # the registry and its contracts
+
+
+def _task_modules_imported(path: Path) -> list[str]:
+    """The ``ssmseg.tasks.<name>...`` modules a file imports beyond the registry and its contracts (also
+    ``from ssmseg.tasks import segmentation``)."""
+    bad = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+            if node.module == "ssmseg.tasks":
+                names += [f"ssmseg.tasks.{a.name}" for a in node.names if a.name in TASK_NAMES]
+        else:
+            continue
+        bad += [n for n in names if n.startswith("ssmseg.tasks.") and n not in SHARED_TASK_MODULES]
+    return bad
+
+
+def test_commands_reach_a_task_through_the_registry_only():
+    """``experiments/`` and ``cli/`` ask a task through ``tasks.task_life``/``life_of`` (``TaskLife``), never by
+    importing its package: a new task then needs no change there."""
+    bad = [f"{p.relative_to(REPO)}: {m}" for under in ("experiments", "cli") for p in _modules(PACKAGE / under)
+           for m in _task_modules_imported(p)]  # fmt: skip
+    assert not bad, f"a command imports a task's own modules; go through ssmseg.tasks.task_life: {bad}"
+
+
+def test_the_import_scan_finds_a_task_module(tmp_path):
+    name = TASK_NAMES[0]
+    planted = {
+        f"from ssmseg.tasks.{name}.baseline import run_baseline\n": 1,
+        f"import ssmseg.tasks.{name}.evaluate\n": 1,
+        f"from ssmseg.tasks import {name}\n": 1,
+        "from ssmseg.tasks import task_life\nfrom ssmseg.tasks.life import TaskLife\n": 0,
+    }
+    for i, (source, count) in enumerate(planted.items()):
+        path = tmp_path / f"m{i}.py"
+        path.write_text(source, encoding="utf-8")
+        assert len(_task_modules_imported(path)) == count, source
+
+
+MAX_LINES = 600
+
+
+def test_no_module_is_over_600_lines():
+    sizes = {f"{p.relative_to(REPO)}": len(p.read_text(encoding="utf-8").splitlines()) for p in _modules()}
+    long = {name: n for name, n in sizes.items() if n > MAX_LINES}
+    assert not long, f"modules over {MAX_LINES} lines (split them by concern): {long}"

@@ -77,7 +77,7 @@ def run_cv(cfg: Config, folds: int | None = None, force: bool = False) -> dict[s
             continue
         outputs.remove_own(fold_dir, "run")  # an unfinished fold (or --force) starts over; only what train wrote
         try:
-            with progress.scope(f"fold {fold + 1}/{k}"):
+            with progress.scope(f"fold_{fold} ({fold + 1}/{k})"):  # named as its folder and the final table
                 result = train(cfg, fold=fold, run_dir=fold_dir)
             row = fold_row(cfg, result, dataset, fold, life)
             if cfg.cv.baselines:  # same training part, same held-out pixels, scored as the model

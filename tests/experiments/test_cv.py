@@ -55,7 +55,12 @@ def cv_run(synthetic_dataset, tmp_path_factory):
 
 def test_epoch_lines_name_their_fold(cv_run):
     lines = [line for line in cv_run[0]["printed"].splitlines() if "epoch " in line and "val/" in line]
-    assert [line.split(": epoch")[0] for line in lines] == ["fold 1/2", "fold 1/2", "fold 2/2", "fold 2/2"]
+    assert [line.split(": epoch")[0] for line in lines] == [
+        "fold_0 (1/2)",
+        "fold_0 (1/2)",
+        "fold_1 (2/2)",
+        "fold_1 (2/2)",
+    ]
 
 
 def test_the_reported_fold_never_trains_or_selects(cv_run, synthetic_dataset):
