@@ -220,6 +220,8 @@ ROWS = [
     ("sweep-steps-segmentation-run", ["sweep-steps", "{run}"], 2, "sweep-steps needs a reconstruction run"),
     ("baseline-fields-dataset", ["baseline", "{fields}", "--out", "{new}"], 1,
      "is a field (reconstruction) dataset; this needs a segmentation dataset"),
+    ("baseline-reconstruction-task", ["baseline", "{fields}", "--set", "task.name=reconstruction", "--out", "{new}"],
+     2, "baselines (interpolants, GP) are scored by ssmseg sweep-steps"),
     ("cv-baselines-reconstruction", ["cv", "--set", "task.name=reconstruction", "--set", "data.dataset={fields}",
                                      "--set", "model.name=field_unet", "--set", "cv.baselines=true", "--folds", "2",
                                      "--out", "{new}"], 2, "cv.baselines: the reconstruction task's classical"),
