@@ -373,6 +373,8 @@ def test_tiny_train_then_sweep(tmp_path):
         ("euler", 1, 1), ("euler", 2, 2), ("heun", 1, 2), ("heun", 2, 4)
     ]  # fmt: skip
     assert data["protocol"]["fields"] == 4 and data["protocol"]["samples"] == 2 and data["protocol"]["own_dataset"]
+    best = json.loads((run / "history.json").read_text())["best"]["epoch"]
+    assert data["protocol"]["epoch"] == best == 1  # the epoch of the checkpoint swept, numbered as history.json
     assert all(math.isfinite(r["psnr_sample"]) and 0 <= r["coverage90"] <= 1 for r in data["rows"])
     assert {"examples.png", "psnr_vs_nfe.png", "sweep.csv"} <= {p.name for p in (run / "sweep").iterdir()}
 
