@@ -66,26 +66,35 @@ def fold_rows(cv_dir: Path) -> list[dict]:
     for fold in summary["folds"]:
         epochs = json.loads((cv_dir / f"fold_{fold['fold']}" / "history.json").read_text())["epochs"]
         methods = fold.get("baselines", {}).get("methods", {})
-        rows.append({
-            "fold": fold["fold"], "best_epoch": fold["best_epoch"],
-            "train_s": sum(e["seconds"] + e.get("val_seconds", 0.0) for e in epochs),
-            "samples_s": sum(e["samples_per_s"] for e in epochs) / len(epochs),
-            "peak_mb": max(e.get("peak_memory_mb", 0.0) for e in epochs),
-            "oa": fold["heldout/oa"], "miou": fold["heldout/miou"], "per_class": fold["per_class_iou"],
-            "baselines": {m: (v["oa"], v["miou"]) for m, v in methods.items()},
-        })  # fmt: skip
+        rows.append(
+            {
+                "fold": fold["fold"],
+                "best_epoch": fold["best_epoch"],
+                "train_s": sum(e["seconds"] + e.get("val_seconds", 0.0) for e in epochs),
+                "samples_s": sum(e["samples_per_s"] for e in epochs) / len(epochs),
+                "peak_mb": max(e.get("peak_memory_mb", 0.0) for e in epochs),
+                "oa": fold["heldout/oa"],
+                "miou": fold["heldout/miou"],
+                "per_class": fold["per_class_iou"],
+                "baselines": {m: (v["oa"], v["miou"]) for m, v in methods.items()},
+            }
+        )
     return rows
 
 
 def show(dataset: str, model: str, rows: list[dict], wall: float, peak: float) -> None:
     print(f"\n{dataset} / {model}: cv wall {wall:.0f} s (prep excluded), peak RSS {peak:.0f} MB")
-    print(f"{'fold':>4} {'epoch':>5} {'train s':>8} {'samp/s':>7} {'OA':>6} {'mIoU':>6} {'logit':>6} {'forest':>6} "
-          f"{'gap':>7}")  # fmt: skip
+    print(
+        f"{'fold':>4} {'epoch':>5} {'train s':>8} {'samp/s':>7} {'OA':>6} {'mIoU':>6} {'logit':>6} {'forest':>6} "
+        f"{'gap':>7}"
+    )
     for r in rows:
         logit = r["baselines"].get("logistic", (float("nan"),) * 2)[1]
         forest = r["baselines"].get("random_forest", (float("nan"),) * 2)[1]
-        print(f"{r['fold']:>4} {r['best_epoch']:>5} {r['train_s']:8.1f} {r['samples_s']:7.1f} {r['oa']:6.3f} "
-              f"{r['miou']:6.3f} {logit:6.3f} {forest:6.3f} {r['miou'] - logit:+7.3f}")  # fmt: skip
+        print(
+            f"{r['fold']:>4} {r['best_epoch']:>5} {r['train_s']:8.1f} {r['samples_s']:7.1f} {r['oa']:6.3f} "
+            f"{r['miou']:6.3f} {logit:6.3f} {forest:6.3f} {r['miou'] - logit:+7.3f}"
+        )
     classes = rows[0]["per_class"]
     mean_iou = {c: sum((r["per_class"][c] or 0.0) for r in rows) / len(rows) for c in classes}
     print("  per-class IoU (mean over folds): " + ", ".join(f"{c} {v:.3f}" for c, v in mean_iou.items()))
@@ -104,15 +113,26 @@ def hyperspectral(args: argparse.Namespace, work: Path) -> dict[str, list[dict]]
         return {}
     dataset = work / "salinas_a"
     ssmseg(["prep", "--preset", "salinas_a", "--out", str(dataset)], source, args.threads)
-    common = ["--folds", "3", "--set", f"data.dataset={dataset}", "--set", f"runtime.out_dir={work / 'runs'}",
-              "--set", f"runtime.threads={args.threads}", "--set", "cv.baselines=true"]  # fmt: skip
+    common = [
+        "--folds",
+        "3",
+        "--set",
+        f"data.dataset={dataset}",
+        "--set",
+        f"runtime.out_dir={work / 'runs'}",
+        "--set",
+        f"runtime.threads={args.threads}",
+        "--set",
+        "cv.baselines=true",
+    ]
     if args.quick:
         common += ["--set", "train.epochs=30"]
     results = {}
     for model, extra in (("ssmu_net", []), ("unet", UNET_RESET)):
         sets = [a for kv in extra for a in ("--set", kv)]
-        wall, peak = ssmseg(["cv", "--preset", "hyperspectral", *common, *sets, "--set", f"runtime.name={model}"],
-                            ROOT, args.threads)  # fmt: skip
+        wall, peak = ssmseg(
+            ["cv", "--preset", "hyperspectral", *common, *sets, "--set", f"runtime.name={model}"], ROOT, args.threads
+        )
         rows = fold_rows(work / "runs" / model)
         show("Salinas-A (3-fold block cv)", model, rows, wall, peak)
         results[model] = rows
@@ -129,26 +149,51 @@ def aerial(args: argparse.Namespace, work: Path) -> dict[str, dict]:
         print(f"\naerial: skipped, no Dubai tiles at {source}")
         return {}
     dataset = work / "dubai"
-    tiles = [f"prep.images=['{source}/tile_*/images/*.jpg']", f"prep.masks=['{source}/tile_*/masks/*.png']",
-             f"prep.split.test=['{source}/tile_[5-6]/images/*.jpg']"]  # fmt: skip
-    wall, _ = ssmseg(["prep", "--preset", "aerial", "--out", str(dataset), *(a for t in tiles for a in ("--set", t))],
-                     ROOT, args.threads)  # fmt: skip
+    tiles = [
+        f"prep.images=['{source}/tile_*/images/*.jpg']",
+        f"prep.masks=['{source}/tile_*/masks/*.png']",
+        f"prep.split.test=['{source}/tile_[5-6]/images/*.jpg']",
+    ]
+    wall, _ = ssmseg(
+        ["prep", "--preset", "aerial", "--out", str(dataset), *(a for t in tiles for a in ("--set", t))],
+        ROOT,
+        args.threads,
+    )
     print(f"\naerial: Dubai tiles 1-4 train/val, 5-6 held out (prep {wall:.0f} s)")
-    common = ["--set", f"data.dataset={dataset}", "--set", f"runtime.out_dir={work / 'runs'}",
-              "--set", f"runtime.threads={args.threads}"]  # fmt: skip
+    common = [
+        "--set",
+        f"data.dataset={dataset}",
+        "--set",
+        f"runtime.out_dir={work / 'runs'}",
+        "--set",
+        f"runtime.threads={args.threads}",
+    ]
     if args.quick:
         common += ["--set", "train.time_limit=3"]
     results, baselines = {}, None
     for model in ("unet", "cmt_unet"):
         run = work / "runs" / f"aerial_{model}"
         load0 = Path("/proc/loadavg").read_text().split()[0]
-        wall, peak = ssmseg(["train", "--preset", "aerial", *common, "--set", f"model.name={model}",
-                             "--set", f"runtime.name=aerial_{model}"], ROOT, args.threads)  # fmt: skip
+        wall, peak = ssmseg(
+            [
+                "train",
+                "--preset",
+                "aerial",
+                *common,
+                "--set",
+                f"model.name={model}",
+                "--set",
+                f"runtime.name=aerial_{model}",
+            ],
+            ROOT,
+            args.threads,
+        )
         load1 = Path("/proc/loadavg").read_text().split()[0]
         out = work / "eval" / model
         fit = [] if baselines else ["--set", "eval.baselines=true"]  # fitted once: the same pixels for both models
-        ewall, _ = ssmseg(["eval", str(run), "--out", str(out), *fit, "--set", f"runtime.threads={args.threads}"],
-                          ROOT, args.threads)  # fmt: skip
+        ewall, _ = ssmseg(
+            ["eval", str(run), "--out", str(out), *fit, "--set", f"runtime.threads={args.threads}"], ROOT, args.threads
+        )
         results[model] = show_aerial(model, run, out, wall, peak, ewall, f"{load0} -> {load1}", baselines)
         baselines = baselines or results[model]["baselines"]
     return results
@@ -164,10 +209,12 @@ def show_aerial(
     train_s = sum(e["seconds"] + e.get("val_seconds", 0.0) for e in epochs)
     methods = m.get("baselines", {}).get("methods") or fitted or {}
     best = (history.get("best") or {}).get("epoch")
-    print(f"\naerial / {model}: training {train_s / 60:.1f} min ({len(epochs)} epochs, best {best}, "
-          f"{history.get('stop_reason')}), command wall {wall:.0f} s, load {load}, peak RSS {peak:.0f} MB, "
-          f"{sum(e['samples_per_s'] for e in epochs) / len(epochs):.1f} samples/s; eval "
-          f"{eval_wall:.0f} s")  # fmt: skip
+    print(
+        f"\naerial / {model}: training {train_s / 60:.1f} min ({len(epochs)} epochs, best {best}, "
+        f"{history.get('stop_reason')}), command wall {wall:.0f} s, load {load}, peak RSS {peak:.0f} MB, "
+        f"{sum(e['samples_per_s'] for e in epochs) / len(epochs):.1f} samples/s; eval "
+        f"{eval_wall:.0f} s"
+    )
     rows = [(model, m["oa"], m["miou"]), *((k, v["oa"], v["miou"]) for k, v in methods.items())]
     pixels = sum(map(sum, m["confusion_matrix"]))
     print(f"  {'method':<14} {'OA':>6} {'mIoU':>6}   (tiles 5-6, {pixels} labelled pixels, each once)")

@@ -51,8 +51,9 @@ BUILD = {
 def field_flow_at(rev: str) -> type:
     """FieldFlow as defined at git revision ``rev`` of this repository."""
     root = Path(__file__).resolve().parents[1]
-    src = subprocess.run(["git", "show", f"{rev}:ssmseg/models/field_flow.py"], cwd=root, capture_output=True,
-                         text=True, check=True).stdout  # fmt: skip
+    src = subprocess.run(
+        ["git", "show", f"{rev}:ssmseg/models/field_flow.py"], cwd=root, capture_output=True, text=True, check=True
+    ).stdout
     module = importlib.util.module_from_spec(importlib.util.spec_from_loader(f"field_flow_{rev}", loader=None))
     exec(compile(src, f"field_flow.py@{rev}", "exec"), module.__dict__)
     return module.FieldFlow
@@ -135,8 +136,10 @@ def speed(args: argparse.Namespace) -> None:
                 times = time_steps(model, size, args)
                 sec, best = statistics.median(times), min(times)
                 rates.setdefault((name, size), []).append(args.batch / sec)
-                print(f"{name:24} {n_params:9,d} {size:5d} {sec:7.3f} {args.batch / sec:9.1f} "
-                      f"{args.batch / best:9.1f}  {kws.get(name.split('@')[0], {})} (round {r + 1})")  # fmt: skip
+                print(
+                    f"{name:24} {n_params:9,d} {size:5d} {sec:7.3f} {args.batch / sec:9.1f} "
+                    f"{args.batch / best:9.1f}  {kws.get(name.split('@')[0], {})} (round {r + 1})"
+                )
     if len(names) > 1:
         print(f"ratio of samples/s to {names[0]} (median over {args.rounds} rounds; load {os.getloadavg()[0]:.1f}):")
         for name in names[1:]:
@@ -218,9 +221,13 @@ def train(args: argparse.Namespace) -> None:
     one = solve(1)
     samples = torch.stack([solve(10) for _ in range(4)])
     lin = linear_interpolation(x1, mask)
-    for name, pred in [("one-step Euler", one), ("mean of 4 ten-step samples", samples.mean(0)),
-                       ("one ten-step sample", samples[0]), ("linear interpolation", lin),
-                       ("zero (field mean)", torch.zeros_like(x1))]:  # fmt: skip
+    for name, pred in [
+        ("one-step Euler", one),
+        ("mean of 4 ten-step samples", samples.mean(0)),
+        ("one ten-step sample", samples[0]),
+        ("linear interpolation", lin),
+        ("zero (field mean)", torch.zeros_like(x1)),
+    ]:
         m = mse(pred)
         print(f"  {name:28} MSE {m:.4f}  PSNR {10 * math.log10(4 / m):6.2f} dB (peak-to-peak 2 sigma)")
 

@@ -33,12 +33,23 @@ def make_checkpoint(folder: Path, bands: int) -> Path:
         return path
     cfg = build_config(preset="fast")
     model = build_model(cfg.model, bands, 5)
-    ckpt.save({"config": yaml.safe_load(dump_config(cfg)), "model": model.state_dict(), "in_channels": bands,
-               "num_classes": 5, "classes": [f"c{i}" for i in range(5)], "ignore_index": 255,
-               "palette": ["#1F77B4", "#FF7F0E", "#2CA02C", "#D62728", "#9467BD"],
-               "labels": {"kind": "index", "values": {str(i): i for i in range(5)}, "ignored": []},
-               "normalization": {"offset": [1000.0] * bands, "scale": [500.0] * bands, "method": "zscore"},
-               "dataset": "", "fold": None, "nodata": None}, path)  # fmt: skip
+    ckpt.save(
+        {
+            "config": yaml.safe_load(dump_config(cfg)),
+            "model": model.state_dict(),
+            "in_channels": bands,
+            "num_classes": 5,
+            "classes": [f"c{i}" for i in range(5)],
+            "ignore_index": 255,
+            "palette": ["#1F77B4", "#FF7F0E", "#2CA02C", "#D62728", "#9467BD"],
+            "labels": {"kind": "index", "values": {str(i): i for i in range(5)}, "ignored": []},
+            "normalization": {"offset": [1000.0] * bands, "scale": [500.0] * bands, "method": "zscore"},
+            "dataset": "",
+            "fold": None,
+            "nodata": None,
+        },
+        path,
+    )
     return path
 
 
@@ -50,9 +61,18 @@ def make_scene(folder: Path, size: int, bands: int) -> Path:
     path = folder / f"scene{size}.tif"
     if path.is_file():
         return path
-    profile = {"driver": "GTiff", "height": size, "width": size, "count": bands, "dtype": "uint16", "tiled": True,
-               "blockxsize": 512, "blockysize": 512, "crs": "EPSG:32633",
-               "transform": from_origin(500000, 4500000, 10, 10)}  # fmt: skip
+    profile = {
+        "driver": "GTiff",
+        "height": size,
+        "width": size,
+        "count": bands,
+        "dtype": "uint16",
+        "tiled": True,
+        "blockxsize": 512,
+        "blockysize": 512,
+        "crs": "EPSG:32633",
+        "transform": from_origin(500000, 4500000, 10, 10),
+    }
     rng = np.random.default_rng(0)
     with rasterio.open(path, "w", **profile) as dst:
         for r in range(0, size, 1024):
@@ -89,8 +109,10 @@ def main() -> None:
     print(f"{'size':>6} {'megapixels':>10} {'seconds':>8} {'MP/s':>6} {'peak RSS MB':>12}")
     for size in (int(s) for s in args.sizes.split(",")):
         scene = make_scene(args.workdir, size, args.bands)
-        code = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); import benchmarks.infer as b; "
-                f"b.child({str(checkpoint)!r}, {str(scene)!r}, {str(args.workdir / f'out{size}')!r})")  # fmt: skip
+        code = (
+            f"import sys; sys.path.insert(0, {str(ROOT)!r}); import benchmarks.infer as b; "
+            f"b.child({str(checkpoint)!r}, {str(scene)!r}, {str(args.workdir / f'out{size}')!r})"
+        )
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
         if proc.returncode:
             print(proc.stderr[-2000:])

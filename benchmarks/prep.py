@@ -29,8 +29,16 @@ def write_scene(folder: Path, size: int, bands: int) -> tuple[Path, Path]:
         return image, mask
     image.parent.mkdir(parents=True, exist_ok=True)
     mask.parent.mkdir(parents=True, exist_ok=True)
-    profile = {"driver": "GTiff", "height": size, "width": size, "crs": "EPSG:32633", "tiled": True,
-               "blockxsize": 512, "blockysize": 512, "transform": from_origin(500000, 4500000, 10, 10)}  # fmt: skip
+    profile = {
+        "driver": "GTiff",
+        "height": size,
+        "width": size,
+        "crs": "EPSG:32633",
+        "tiled": True,
+        "blockxsize": 512,
+        "blockysize": 512,
+        "transform": from_origin(500000, 4500000, 10, 10),
+    }
     rng = np.random.default_rng(0)
     with (
         rasterio.open(image, "w", count=bands, dtype="uint16", **profile) as img,
@@ -50,8 +58,12 @@ def child(image: str, mask: str, out: str, crop: int) -> None:
     from ssmseg.config import build_config
     from ssmseg.data.prepare import prepare
 
-    cfg = build_config(explicit={"data": {"crop_size": crop}, "prep": {
-        "images": [image], "masks": [mask], "classes": ["a", "b", "c", "d"]}})  # fmt: skip
+    cfg = build_config(
+        explicit={
+            "data": {"crop_size": crop},
+            "prep": {"images": [image], "masks": [mask], "classes": ["a", "b", "c", "d"]},
+        }
+    )
     start = time.perf_counter()
     result = prepare(cfg, Path(out), force=True)
     seconds = time.perf_counter() - start
@@ -99,8 +111,10 @@ def main() -> None:
         seconds, peak, patches = proc.stdout.split()
         mb = size * size * args.bands * 2 / 1e6
         speed = read_speed(out)
-        print(f"{size:>7} {mb:10.0f} {patches:>8} {float(seconds):8.1f} {mb / float(seconds):7.1f} "
-              f"{int(peak) / 1e6:12.0f} {speed:15.0f}")  # fmt: skip
+        print(
+            f"{size:>7} {mb:10.0f} {patches:>8} {float(seconds):8.1f} {mb / float(seconds):7.1f} "
+            f"{int(peak) / 1e6:12.0f} {speed:15.0f}"
+        )
 
 
 if __name__ == "__main__":

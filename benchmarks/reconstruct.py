@@ -37,17 +37,27 @@ from ssmseg.tasks.reconstruction import baselines as bl
 from ssmseg.tasks.reconstruction.metrics import psnr
 from ssmseg.tasks.reconstruction.sampling import draw_samples, load_field_model, sample_noise
 
-SPEED = {"field_unet": {"width": 16, "depth": 2, "d_state": 8},
-         "field_unet (scan-free)": {"width": 16, "depth": 2, "ss2d": False},
-         "field_flow": {"width": 32, "depth": 2, "d_state": 8, "n_fourier": 32, "heads": 2},
-         "field_flow (attention)": {"width": 32, "depth": 2, "d_state": 8, "n_fourier": 32, "heads": 2,
-                                    "backbone": "attention"}}  # fmt: skip
+SPEED = {
+    "field_unet": {"width": 16, "depth": 2, "d_state": 8},
+    "field_unet (scan-free)": {"width": 16, "depth": 2, "ss2d": False},
+    "field_flow": {"width": 32, "depth": 2, "d_state": 8, "n_fourier": 32, "heads": 2},
+    "field_flow (attention)": {
+        "width": 32,
+        "depth": 2,
+        "d_state": 8,
+        "n_fourier": 32,
+        "heads": 2,
+        "backbone": "attention",
+    },
+}
 
 
 def speed(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
-    print(f"training samples/s (forward + backward + AdamW, batch {args.batch}, {args.threads} threads, "
-          f"load {os.getloadavg()[0]:.1f})")  # fmt: skip
+    print(
+        f"training samples/s (forward + backward + AdamW, batch {args.batch}, {args.threads} threads, "
+        f"load {os.getloadavg()[0]:.1f})"
+    )
     for label, kw in SPEED.items():
         name = label.split()[0]
         model = build_model(ModelConfig(name=name, **kw), 1, 0)
@@ -118,10 +128,12 @@ def quality(args: argparse.Namespace) -> None:
     epochs = history["epochs"]
     seconds = sum(e.get("seconds", 0.0) + e.get("val_seconds", 0.0) for e in epochs)
     rate = np.median([e["samples_per_s"] for e in epochs if e.get("samples_per_s")] or [float("nan")])
-    print(f"run {run}: {state['config']['model']['name']}, {len(epochs)} epochs in {seconds / 60:.1f} min "
-          f"({rate:.0f} training samples/s); fields: {len(fields)} of {folder} ({args.part}); PSNR MAX "
-          f"{own.data_range:g} (the dataset's training range); {solver} {steps} steps, K = {args.samples}; "
-          f"load {os.getloadavg()[0]:.1f}")  # fmt: skip
+    print(
+        f"run {run}: {state['config']['model']['name']}, {len(epochs)} epochs in {seconds / 60:.1f} min "
+        f"({rate:.0f} training samples/s); fields: {len(fields)} of {folder} ({args.part}); PSNR MAX "
+        f"{own.data_range:g} (the dataset's training range); {solver} {steps} steps, K = {args.samples}; "
+        f"load {os.getloadavg()[0]:.1f}"
+    )
     names = ["mean", "linear", "cubic", "rbf", "gp"]
     head = f"{'observed':>8s} {'1 sample':>9s} {'mean K':>8s} " + " ".join(f"{n:>7s}" for n in names)
     print(head + f" {'gap to best':>12s}")
@@ -150,8 +162,10 @@ def quality(args: argparse.Namespace) -> None:
             base[best], fields, masks, own.data_range
         )  # paired per field: its standard error says how far the gap can be trusted
         row = f"{frac:8.0%} {one:9.2f} {mean_k:8.2f} " + " ".join(f"{scores[k]:7.2f}" for k in names)
-        print(row + f" {mean_k - scores[best]:+7.2f} +- {diff.std(ddof=1) / np.sqrt(len(diff)):.2f} ({best}; "
-              f"1 sample {one - scores[best]:+.2f})")  # fmt: skip
+        print(
+            row + f" {mean_k - scores[best]:+7.2f} +- {diff.std(ddof=1) / np.sqrt(len(diff)):.2f} ({best}; "
+            f"1 sample {one - scores[best]:+.2f})"
+        )
 
 
 def main() -> None:

@@ -123,8 +123,10 @@ def main() -> None:
         y = torch.empty_like(x)
         floor = median_seconds(lambda x=x, y=y: torch.exp(x, out=y), args.repeats)
         del x, y
-        print(f"\n{name} (batch {b}, channels {d}, state {n}, length {L}); exp floor {floor * 1e3:.1f} ms; "
-              f"inputs+outputs+grads {io_bytes / 2**20:.0f} MiB")  # fmt: skip
+        print(
+            f"\n{name} (batch {b}, channels {d}, state {n}, length {L}); exp floor {floor * 1e3:.1f} ms; "
+            f"inputs+outputs+grads {io_bytes / 2**20:.0f} MiB"
+        )
         print(f"{'backend':<10} {'fwd ms':>9} {'x floor':>8} {'fwd+bwd ms':>11} {'peak MiB':>9} {'x io':>6}")
         candidates = {"cpu": ours("cpu"), "torch": ours("torch"), "mambapy": mambapy_scan()}
         if args.reference_max_length >= L:
@@ -152,8 +154,10 @@ def main() -> None:
                 print(f"{label:<10} failed: {type(exc).__name__}: {str(exc)[:80]}")
                 continue
             results[label] = fb_s
-            print(f"{label:<10} {f_s * 1e3:9.1f} {f_s / floor:8.2f} {fb_s * 1e3:11.1f} "
-                  f"{peak / 2**20:9.0f} {peak / io_bytes:6.2f}")  # fmt: skip
+            print(
+                f"{label:<10} {f_s * 1e3:9.1f} {f_s / floor:8.2f} {fb_s * 1e3:11.1f} "
+                f"{peak / 2**20:9.0f} {peak / io_bytes:6.2f}"
+            )
         for base in ("mambapy", "reference"):
             for label in ("cpu", "torch"):
                 if base in results and label in results:

@@ -45,8 +45,10 @@ def train_run(args: argparse.Namespace, out: Path) -> Path:
         what = f"stand-in (no preset '{args.preset}' shipped yet): {STAND_IN['model']}"
     start = time.perf_counter()
     result = train(cfg)
-    print(f"trained {what}, {args.epochs} epoch(s): {time.perf_counter() - start:.1f} s, best val/psnr "
-          f"{result.best['value']:.2f} dB")  # fmt: skip
+    print(
+        f"trained {what}, {args.epochs} epoch(s): {time.perf_counter() - start:.1f} s, best val/psnr "
+        f"{result.best['value']:.2f} dB"
+    )
     return result.run_dir
 
 
@@ -73,18 +75,27 @@ def main() -> None:
         if value is not None:
             items = [s for s in value.split(",") if s]
             sweep[key] = [int(s) for s in items] if key == "steps" else items
-    cfg = build_config(explicit={"task": {"name": "reconstruction"}, "sweep": sweep,
-                                 "runtime": {"device": "cpu", "threads": args.threads}})  # fmt: skip
+    cfg = build_config(
+        explicit={
+            "task": {"name": "reconstruction"},
+            "sweep": sweep,
+            "runtime": {"device": "cpu", "threads": args.threads},
+        }
+    )
     start = time.perf_counter()
     result = sweep_steps(cfg, run, out=out / "sweep")
     wall = time.perf_counter() - start
     t, proto = result.timing, result.protocol
     model = t["reference_seconds"] + t["solve_seconds"]
     base = sum(b["seconds"] for b in result.baselines)
-    print(f"\nsweep of {proto['model']} on {proto['fields']} fields {proto['field_size']}, K = {proto['samples']}, "
-          f"{len(result.rows)} settings: {wall:.1f} s wall (load average after: {os.getloadavg()[0]:.2f})")  # fmt: skip
-    print(f"  model calls  {model:8.1f} s  {model / wall:5.1%}  ({t['model_calls']} calls of up to {args.batch} "
-          f"fields, {1000 * model / max(t['model_calls'], 1):.1f} ms each)")  # fmt: skip
+    print(
+        f"\nsweep of {proto['model']} on {proto['fields']} fields {proto['field_size']}, K = {proto['samples']}, "
+        f"{len(result.rows)} settings: {wall:.1f} s wall (load average after: {os.getloadavg()[0]:.2f})"
+    )
+    print(
+        f"  model calls  {model:8.1f} s  {model / wall:5.1%}  ({t['model_calls']} calls of up to {args.batch} "
+        f"fields, {1000 * model / max(t['model_calls'], 1):.1f} ms each)"
+    )
     print(f"    reference  {t['reference_seconds']:8.1f} s         (dopri5, {t['reference_nfe']:.1f} NFE per solve)")
     for solver in dict.fromkeys(r["solver"] for r in result.rows):
         mine = [r for r in result.rows if r["solver"] == solver]

@@ -162,8 +162,10 @@ def interleave(args: argparse.Namespace) -> None:
     if args.against:
         with torch.no_grad():  # the spatial path (at the start the gate hides it from the logits)
             a, b = (m.eval().spatial_logits(x) for m in (models["ssmu_net"], models[f"ssmu_net at {args.against}"]))
-        print(f"ssmu_net now vs at {args.against}: largest difference of the spatial logits {(a - b).abs().max():.2e} "
-              f"(of values up to {b.abs().max():.2f}; eval mode)")  # fmt: skip
+        print(
+            f"ssmu_net now vs at {args.against}: largest difference of the spatial logits {(a - b).abs().max():.2e} "
+            f"(of values up to {b.abs().max():.2f}; eval mode)"
+        )
     opts = {k: torch.optim.AdamW(m.train().parameters(), 1e-3) for k, m in models.items()}
     times: dict[str, list[float]] = {k: [] for k in models}
 
@@ -186,8 +188,10 @@ def interleave(args: argparse.Namespace) -> None:
     median = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
     unet = median[f"unet (width {width})"]
     for name, m in models.items():
-        print(f"{name:<28} {count_parameters(m):>10,} params {args.batch / median[name]:7.2f} samples/s "
-              f"(median step {median[name]:.3f} s)  {unet / median[name]:.2f}x the unet")  # fmt: skip
+        print(
+            f"{name:<28} {count_parameters(m):>10,} params {args.batch / median[name]:7.2f} samples/s "
+            f"(median step {median[name]:.3f} s)  {unet / median[name]:.2f}x the unet"
+        )
     print(f"load average before {load[0]:.2f} {load[1]:.2f}, after {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}")
 
 
@@ -236,8 +240,12 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             env = {**os.environ, "PYTHONPATH": str(ROOT)}
             start = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "ssmseg", "train", "--preset", "fast", "--out", tmp], check=True,
-                           capture_output=True, env=env)  # fmt: skip
+            subprocess.run(
+                [sys.executable, "-m", "ssmseg", "train", "--preset", "fast", "--out", tmp],
+                check=True,
+                capture_output=True,
+                env=env,
+            )
             print(f"ssmseg train --preset fast: {time.perf_counter() - start:.1f} s wall (dataset already prepared)")
 
 

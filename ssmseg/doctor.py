@@ -35,6 +35,11 @@ def collect() -> list[tuple[str, str]]:
         rows.append(("rasterio / GDAL", f"not importable ({exc})"))
     budget = usable_cpus()
     free, busy = free_of_load(budget.threads)
-    rows.append(("cpu threads", f"runtime.threads auto chooses {free} now ({budget.why}"
-                 + (f"; {busy})" if busy else "; the machine is not busy)")))  # fmt: skip
+    rows.append(
+        (
+            "cpu threads",
+            f"runtime.threads auto chooses {free} now ({budget.why}"
+            + (f"; {busy})" if busy else "; the machine is not busy)"),
+        )
+    )
     return rows

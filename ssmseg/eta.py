@@ -42,9 +42,14 @@ class PlainProgress:
     seconds (the first line after ``every`` seconds: a short stage prints nothing)."""
 
     def __init__(
-        self, label: str, total: int | None, every: float | None = None, clock: Callable[[], float] = time.monotonic,
-        out: TextIO | None = None, enabled: bool = True,
-    ) -> None:  # fmt: skip
+        self,
+        label: str,
+        total: int | None,
+        every: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        out: TextIO | None = None,
+        enabled: bool = True,
+    ) -> None:
         self.label, self.total, self.clock, self.enabled = label, total, clock, enabled
         self.every = interval() if every is None else every
         self.out = out

@@ -63,9 +63,17 @@ def test_documented_command_parses_and_its_settings_validate(doc, line):
     check_line(doc, line)
 
 
-@pytest.mark.parametrize("line", ["ssmseg trian --preset fast", "ssmseg train --presett fast",
-                                  "ssmseg train --preset fsat", "ssmseg eval runs/r --samples many",
-                                  "ssmseg train --set optim.lrr=1", "ssmseg config shwo"])  # fmt: skip
+@pytest.mark.parametrize(
+    "line",
+    [
+        "ssmseg trian --preset fast",
+        "ssmseg train --presett fast",
+        "ssmseg train --preset fsat",
+        "ssmseg eval runs/r --samples many",
+        "ssmseg train --set optim.lrr=1",
+        "ssmseg config shwo",
+    ],
+)
 def test_a_wrong_command_line_fails_the_check(line):
     with pytest.raises(Exception):  # noqa: B017 - Click's usage errors, an assertion or a ConfigError
         check_line("a doc", line)

@@ -21,8 +21,16 @@ def _inputs(device, dtype=torch.float32, b=2, d=16, n=8, L=300):
     B, C = torch.randn(b, 1, n, L, generator=g), torch.randn(b, 1, n, L, generator=g)
     D, z, bias = torch.randn(d, generator=g), torch.randn(b, d, L, generator=g), torch.randn(d, generator=g) * 0.1
     move = lambda t, dt=dtype: t.to(device=device, dtype=dt)  # noqa: E731
-    return move(u), move(delta), move(A, torch.float32), move(B), move(C), move(D, torch.float32), move(z), move(
-        bias, torch.float32)  # fmt: skip
+    return (
+        move(u),
+        move(delta),
+        move(A, torch.float32),
+        move(B),
+        move(C),
+        move(D, torch.float32),
+        move(z),
+        move(bias, torch.float32),
+    )
 
 
 def test_mamba_ssm_cuda_scan_matches_ours():
@@ -31,8 +39,15 @@ def test_mamba_ssm_cuda_scan_matches_ours():
     kw = {"D": D, "z": z, "delta_bias": bias, "delta_softplus": True}
     theirs = selective_scan(u, delta, A, B, C, backend="cuda", **kw)
     ours = selective_scan(u, delta, A, B, C, backend="torch", **kw)
-    reference = selective_scan(u.cpu(), delta.cpu(), A.cpu(), B.cpu(), C.cpu(), backend="reference",
-                               **{k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in kw.items()})  # fmt: skip
+    reference = selective_scan(
+        u.cpu(),
+        delta.cpu(),
+        A.cpu(),
+        B.cpu(),
+        C.cpu(),
+        backend="reference",
+        **{k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in kw.items()},
+    )
     torch.testing.assert_close(theirs, ours, rtol=1e-3, atol=1e-3)
     torch.testing.assert_close(ours.cpu(), reference, rtol=1e-4, atol=1e-4)
 
@@ -53,11 +68,15 @@ def test_cuda_training_in_mixed_precision_learns_and_loads_on_the_cpu(synthetic_
     from ssmseg.experiments.train import train
     from ssmseg.models import build_model
 
-    cfg = build_config(explicit={
-        "data": {"dataset": str(synthetic_dataset), "crop_size": 16, "batch_size": 8, "max_patches": 32},
-        "model": {"name": "ssmu_net", "width": 8, "depth": 2, "d_state": 4, "n_filters": 4},
-        "train": {"epochs": 3}, "optim": {"lr": 0.005},
-        "runtime": {"device": "cuda", "precision": "auto", "out_dir": str(tmp_path), "name": "gpu"}})  # fmt: skip
+    cfg = build_config(
+        explicit={
+            "data": {"dataset": str(synthetic_dataset), "crop_size": 16, "batch_size": 8, "max_patches": 32},
+            "model": {"name": "ssmu_net", "width": 8, "depth": 2, "d_state": 4, "n_filters": 4},
+            "train": {"epochs": 3},
+            "optim": {"lr": 0.005},
+            "runtime": {"device": "cuda", "precision": "auto", "out_dir": str(tmp_path), "name": "gpu"},
+        }
+    )
     result = train(cfg)
     losses = [r["train/loss"] for r in result.history]
     assert all(math.isfinite(v) for v in losses) and losses[-1] < losses[0]

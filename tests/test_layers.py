@@ -126,15 +126,23 @@ def _imports(path: Path) -> set[str]:
 
 
 def test_tasks_import_nothing_from_experiments():
-    bad = [f"{p.relative_to(REPO)}: {m}" for p in _modules(PACKAGE / "tasks") for m in sorted(_imports(p))
-           if m == "ssmseg.experiments" or m.startswith("ssmseg.experiments.")]  # fmt: skip
+    bad = [
+        f"{p.relative_to(REPO)}: {m}"
+        for p in _modules(PACKAGE / "tasks")
+        for m in sorted(_imports(p))
+        if m == "ssmseg.experiments" or m.startswith("ssmseg.experiments.")
+    ]
     assert not bad, f"tasks/ imports experiments/ (a lower layer calling a higher one): {bad}"
 
 
 def test_the_report_reads_files_only():
     higher = ("ssmseg.experiments", "ssmseg.engine", "ssmseg.tasks", "torch")
-    bad = [f"{p.relative_to(REPO)}: {m}" for p in _modules(PACKAGE / "report") for m in sorted(_imports(p))
-           if any(m == h or m.startswith(h + ".") for h in higher)]  # fmt: skip
+    bad = [
+        f"{p.relative_to(REPO)}: {m}"
+        for p in _modules(PACKAGE / "report")
+        for m in sorted(_imports(p))
+        if any(m == h or m.startswith(h + ".") for h in higher)
+    ]
     assert not bad, f"report/ imports code beyond files: {bad}"
 
 
@@ -173,8 +181,12 @@ def _task_modules_imported(path: Path) -> list[str]:
 def test_commands_reach_a_task_through_the_registry_only():
     """``experiments/`` and ``cli/`` ask a task through ``tasks.task_life``/``life_of`` (``TaskLife``), never by
     importing its package: a new task then needs no change there."""
-    bad = [f"{p.relative_to(REPO)}: {m}" for under in ("experiments", "cli") for p in _modules(PACKAGE / under)
-           for m in _task_modules_imported(p)]  # fmt: skip
+    bad = [
+        f"{p.relative_to(REPO)}: {m}"
+        for under in ("experiments", "cli")
+        for p in _modules(PACKAGE / under)
+        for m in _task_modules_imported(p)
+    ]
     assert not bad, f"a command imports a task's own modules; go through ssmseg.tasks.task_life: {bad}"
 
 

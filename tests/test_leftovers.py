@@ -18,15 +18,23 @@ from tests.conftest import REPO
 def _killed(code: str, cwd: Path) -> None:
     """Run ``code`` in a real process that SIGKILLs itself when it is done (nothing of ours runs after it)."""
     kill = "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"
-    proc = subprocess.run([sys.executable, "-c", f"{code}\n{kill}"], cwd=cwd, env={**os.environ,
-                          "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", f"{code}\n{kill}"],
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
 
 
 def test_staging_left_by_a_killed_process_is_removed_by_the_next(tmp_path):
     dest = tmp_path / "ds"
-    _killed(f"from ssmseg import outputs; t = outputs.staging({str(dest)!r}); (t / 'big.npy').write_bytes(b'x' * 1000)",
-            tmp_path)  # fmt: skip
+    _killed(
+        f"from ssmseg import outputs; t = outputs.staging({str(dest)!r}); (t / 'big.npy').write_bytes(b'x' * 1000)",
+        tmp_path,
+    )
     left = list(tmp_path.glob(".ds.partial-*"))
     assert len(left) == 1 and (left[0] / "big.npy").is_file()
     mine = outputs.staging(dest)

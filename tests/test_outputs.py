@@ -112,8 +112,10 @@ def test_paths_below_a_file_and_unwritable_places_are_one_line(tmp_path):
 
 def test_io_error_names_the_path_and_the_fix():
     ro = outputs.io_error(OSError(errno.EROFS, "Read-only file system", "/mnt/ro/out"))
-    assert str(ro) == "cannot write '/mnt/ro/out': it is on a read-only file system; choose a folder you can write " \
-                      "to, or fix its permissions"  # fmt: skip
+    assert (
+        str(ro) == "cannot write '/mnt/ro/out': it is on a read-only file system; choose a folder you can write "
+        "to, or fix its permissions"
+    )
     full = outputs.io_error(OSError(errno.ENOSPC, "No space left on device", "/data/x"))
     assert "no space is left" in str(full) and "free some space" in str(full)
     assert "I/O error" in str(outputs.io_error(OSError("boom")))

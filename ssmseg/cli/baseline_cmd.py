@@ -46,6 +46,8 @@ def baseline_cmd(
         table.add_row(name, *(f"{m[k]:.4f}" for k in ("oa", "miou", "mean_f1", "kappa")), f"{m['seconds']:.1f}")
     Console().print(table)
     own = r["scored_majority"]
-    typer.echo(f"majority predicts the training split's most frequent class; the {r['scored_on']}'s own majority "
-               f"({own['class']}) has OA {own['oa']:.4f}, the real floor of OA")  # fmt: skip
+    typer.echo(
+        f"majority predicts the training split's most frequent class; the {r['scored_on']}'s own majority "
+        f"({own['class']}) has OA {own['oa']:.4f}, the real floor of OA"
+    )
     typer.echo(f"wrote {result.out}")

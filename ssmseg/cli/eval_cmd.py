@@ -57,11 +57,15 @@ def eval_cmd(
         Console().print(table)
         chance = m["chance"]
         major, drawn, own = chance["majority_class"], chance["class_prior_draw"], chance.get("scored_majority")
-        typer.echo(f"chance on the same pixels: the training split's majority class ({major['class']}) OA "
-                   f"{major['oa']:.4f} mIoU {major['miou']:.4f}; prior draw mIoU {drawn['miou']:.4f}")  # fmt: skip
+        typer.echo(
+            f"chance on the same pixels: the training split's majority class ({major['class']}) OA "
+            f"{major['oa']:.4f} mIoU {major['miou']:.4f}; prior draw mIoU {drawn['miou']:.4f}"
+        )
         if own:
-            typer.echo(f"the evaluated pixels' own majority class ({own['class']}) has OA {own['oa']:.4f}: the real "
-                       "floor of OA")  # fmt: skip
+            typer.echo(
+                f"the evaluated pixels' own majority class ({own['class']}) has OA {own['oa']:.4f}: the real "
+                "floor of OA"
+            )
         for name, b in (m.get("baselines") or {}).get("methods", {}).items():
             typer.echo(f"baseline {name} on the same pixels and classes: OA {b['oa']:.4f} mIoU {b['miou']:.4f}")
     typer.echo(f"wrote {result.out}")
@@ -69,12 +73,21 @@ def eval_cmd(
 
 def _reconstruction_table(m: dict) -> None:
     p = m["protocol"]
-    table = Table(title=f"test fields: {p['solver']} {p['steps']} steps ({p['nfe_per_sample']} NFE), K={p['samples']}; "
-                  "PSNR/SSIM/RMSE on unobserved pixels")  # fmt: skip
+    table = Table(
+        title=f"test fields: {p['solver']} {p['steps']} steps ({p['nfe_per_sample']} NFE), K={p['samples']}; "
+        "PSNR/SSIM/RMSE on unobserved pixels"
+    )
     for col in ("observed", "fields", "PSNR 1", f"PSNR mean {p['samples']}", "SSIM 1", "RMSE 1", "coverage 90%"):
         table.add_column(col, justify="right")
     for r in m["per_fraction"]:
         cov = f"{r['coverage90']:.3f}" if "coverage90" in r else "-"
-        table.add_row(f"{r['fraction']:.0%}", str(r["fields"]), f"{r['psnr_sample']:.2f}", f"{r['psnr_mean']:.2f}",
-                      f"{r['ssim_sample']:.4f}", f"{r['rmse_sample']:.4g}", cov)  # fmt: skip
+        table.add_row(
+            f"{r['fraction']:.0%}",
+            str(r["fields"]),
+            f"{r['psnr_sample']:.2f}",
+            f"{r['psnr_mean']:.2f}",
+            f"{r['ssim_sample']:.4f}",
+            f"{r['rmse_sample']:.4g}",
+            cov,
+        )
     Console().print(table)

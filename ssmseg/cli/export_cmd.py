@@ -25,12 +25,19 @@ def export_cmd(
     check, exported = result.meta["exported"]["check"], result.meta["exported"]
     size = exported["input"]["size"]
     sizes = ", ".join(f"{h}x{w}" for h, w in check["sizes"])
-    typer.echo(f"checked against PyTorch at {sizes}: max |difference| {check['max_abs_diff']:.2e} "
-               f"(largest logit {check['max_abs_logit']:.3g}; tolerance {check['tolerance']:g} relative), "
-               f"argmax agreement {check['argmax_agreement']:.4%}")  # fmt: skip
+    typer.echo(
+        f"checked against PyTorch at {sizes}: max |difference| {check['max_abs_diff']:.2e} "
+        f"(largest logit {check['max_abs_logit']:.3g}; tolerance {check['tolerance']:g} relative), "
+        f"argmax agreement {check['argmax_agreement']:.4%}"
+    )
     if size != "any":
-        typer.echo(f"warning: this model's graph does not generalise over the image size "
-                   f"({check.get('any_size_failed')}); exported for {size[0]}x{size[1]} inputs", err=True)  # fmt: skip
-    typer.echo(f"input 'image' (N, {result.meta['in_channels']}, H, W) float32, normalised per band as in the "
-               f"metadata ('ssmseg' key); output 'logits' (N, {result.meta['num_classes']}, H, W)")  # fmt: skip
+        typer.echo(
+            f"warning: this model's graph does not generalise over the image size "
+            f"({check.get('any_size_failed')}); exported for {size[0]}x{size[1]} inputs",
+            err=True,
+        )
+    typer.echo(
+        f"input 'image' (N, {result.meta['in_channels']}, H, W) float32, normalised per band as in the "
+        f"metadata ('ssmseg' key); output 'logits' (N, {result.meta['num_classes']}, H, W)"
+    )
     typer.echo(f"wrote {result.file}")

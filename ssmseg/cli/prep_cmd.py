@@ -41,8 +41,10 @@ def prep(
 
     if check is not None:
         if not check.exists():
-            raise UsageError(f"--check '{check}' does not exist; give a prepared dataset folder, a config file, or "
-                             "(with --preset or --config) the folder the dataset was downloaded into")  # fmt: skip
+            raise UsageError(
+                f"--check '{check}' does not exist; give a prepared dataset folder, a config file, or "
+                "(with --preset or --config) the folder the dataset was downloaded into"
+            )
         if (preset or config) and is_download(check):  # a download laid out as the dataset ships
             report = check_sources(rooted(resolve_config(config, preset, set_), check))
         else:
@@ -75,8 +77,10 @@ def prep(
         return
     if holds(result.manifest) == "fields":
         m = result.manifest
-        typer.echo(f"{m['count']} fields of {m['channels']}x{m['size'][0]}x{m['size'][1]}: "
-                   + ", ".join(f"{k} {v}" for k, v in m["counts"].items()))  # fmt: skip
+        typer.echo(
+            f"{m['count']} fields of {m['channels']}x{m['size'][0]}x{m['size'][1]}: "
+            + ", ".join(f"{k} {v}" for k, v in m["counts"].items())
+        )
     else:
         _summary(result.manifest)
     typer.echo(f"wrote {result.out}")

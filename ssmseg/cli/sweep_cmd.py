@@ -41,23 +41,42 @@ def sweep_cmd(
 
     _, state = load_run(run)  # a missing checkpoint or a segmentation run is reported before anything else
     base = ("checkpoint config", {k: v for k, v in state["config"].items() if k not in ("runtime", "sweep")})
-    grid = [f"sweep.{k}=[{','.join(map(str, v))}]" if isinstance(v, list) else f"sweep.{k}={v}"
-            for k, v in step_sweep(state, run).full_grid.items()] if full else []  # fmt: skip
+    grid = (
+        [
+            f"sweep.{k}=[{','.join(map(str, v))}]" if isinstance(v, list) else f"sweep.{k}={v}"
+            for k, v in step_sweep(state, run).full_grid.items()
+        ]
+        if full
+        else []
+    )
     overrides = [*grid, *(set_ or []), *([f"sweep.samples={samples}"] if samples is not None else [])]
     cfg = resolve_config(config, preset, overrides, device=device, base=base)
     result = sweep_steps(cfg, run, fields, out)
     k = cfg.sweep.samples
-    table = Table(title=f"{result.protocol['fields']} test fields, K = {k}: PSNR (dB) and SSIM on unobserved pixels, "
-                  "of one sample (1) and of the mean (K)", box=box.SIMPLE_HEAD)  # fmt: skip
+    table = Table(
+        title=f"{result.protocol['fields']} test fields, K = {k}: PSNR (dB) and SSIM on unobserved pixels, "
+        "of one sample (1) and of the mean (K)",
+        box=box.SIMPLE_HEAD,
+    )
     for col in ("solver", "steps", "NFE", "sec", "PSNR 1", f"PSNR {k}", f"SSIM {k}", "cov90", "spread", "solver err"):
         table.add_column(col, justify="right", no_wrap=True)
     for r in result.rows:
-        table.add_row(r["solver"], "-" if r["steps"] is None else str(r["steps"]), str(r["nfe"]), _f(r["seconds"], 1),
-                      _f(r["psnr_sample"]), _f(r["psnr_mean"]), _f(r["ssim_mean"], 3), _f(r["coverage90"], 3),
-                      _f(r["spread"], 3), f"{r['solver_error']:.1e}")  # fmt: skip
+        table.add_row(
+            r["solver"],
+            "-" if r["steps"] is None else str(r["steps"]),
+            str(r["nfe"]),
+            _f(r["seconds"], 1),
+            _f(r["psnr_sample"]),
+            _f(r["psnr_mean"]),
+            _f(r["ssim_mean"], 3),
+            _f(r["coverage90"], 3),
+            _f(r["spread"], 3),
+            f"{r['solver_error']:.1e}",
+        )
     for b in result.baselines:
-        table.add_row(f"[dim]{b['name']}[/dim]", "", "", _f(b["seconds"], 1), _f(b["psnr"]), "", _f(b["ssim"], 3),
-                      "", "", "")  # fmt: skip
+        table.add_row(
+            f"[dim]{b['name']}[/dim]", "", "", _f(b["seconds"], 1), _f(b["psnr"]), "", _f(b["ssim"], 3), "", "", ""
+        )
     console = Console()
     (console if console.is_terminal else Console(width=120)).print(table)  # logs: no truncated columns
     for line in result.conclusions:

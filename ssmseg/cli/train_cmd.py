@@ -41,8 +41,10 @@ def train_cmd(
     base = None
     if resume is not None:  # start from what ran; options given now are the change
         if init is not None:
-            raise UsageError("--init starts a new run from another run's weights and --resume continues a run (which "
-                             "keeps its own finetune.init); give one of them")  # fmt: skip
+            raise UsageError(
+                "--init starts a new run from another run's weights and --resume continues a run (which "
+                "keeps its own finetune.init); give one of them"
+            )
         base = (f"run config '{resume / 'config.yaml'}'", run_config(resume))
     explicit = {"finetune": {"init": str(init.resolve())}} if init is not None else None
     cfg = resolve_config(config, preset, set_, out=out, device=device, seed=seed, base=base, explicit=explicit)

@@ -186,8 +186,10 @@ def _fit_preset_to_model(layers: list[Layer], index: int) -> None:
 
     one = len(drop) == 1
     it = "it" if one else "them"
-    info(f"note: {name} sets {shown} for {section.get('name')}; {chosen} does not use {it} or cannot take {it}, "
-         f"so {'it is' if one else 'they are'} left at the default")  # fmt: skip
+    info(
+        f"note: {name} sets {shown} for {section.get('name')}; {chosen} does not use {it} or cannot take {it}, "
+        f"so {'it is' if one else 'they are'} left at the default"
+    )
 
 
 def _migrate(saved: Mapping[str, Any]) -> dict[str, Any]:

@@ -86,9 +86,13 @@ class Config(BaseModel):
                 f"prep.split.ratios: {list(self.prep.split.ratios)} sum to {sum(self.prep.split.ratios):g}; "
                 "make train, val and test shares sum to 1"
             )
-        empty = [name for name, share, needed in zip(("train", "val", "test"), self.prep.split.ratios,
-                                                     (True, True, not self.prep.split.test), strict=True)
-                 if needed and share <= 0]  # fmt: skip
+        empty = [
+            name
+            for name, share, needed in zip(
+                ("train", "val", "test"), self.prep.split.ratios, (True, True, not self.prep.split.test), strict=True
+            )
+            if needed and share <= 0
+        ]
         if empty:
             problems.append(
                 f"prep.split.ratios: {list(self.prep.split.ratios)} leaves the {' and '.join(empty)} "
@@ -98,14 +102,20 @@ class Config(BaseModel):
         if self.prep.overlap >= 1:
             whole = float(self.prep.overlap).is_integer()
             px = f"prep.overlap_px: {self.prep.overlap:g}" if whole else "prep.overlap_px"
-            problems.append(f"prep.overlap: {self.prep.overlap:g} is not a fraction of the crop in [0, 1); give a "
-                            f"fraction (0.25: a quarter of the crop), or pixels with {px}")  # fmt: skip
+            problems.append(
+                f"prep.overlap: {self.prep.overlap:g} is not a fraction of the crop in [0, 1); give a "
+                f"fraction (0.25: a quarter of the crop), or pixels with {px}"
+            )
         elif self.prep.overlap_px is not None and self.prep.overlap > 0:
-            problems.append(f"prep.overlap_px: {self.prep.overlap_px} and prep.overlap: {self.prep.overlap:g} are "
-                            "both set; keep one (set prep.overlap: 0 to give pixels)")  # fmt: skip
+            problems.append(
+                f"prep.overlap_px: {self.prep.overlap_px} and prep.overlap: {self.prep.overlap:g} are "
+                "both set; keep one (set prep.overlap: 0 to give pixels)"
+            )
         if self.prep.overlap_px is not None and self.prep.overlap_px >= self.data.crop_size:
-            problems.append(f"prep.overlap_px: {self.prep.overlap_px} px must be smaller than data.crop_size "
-                            f"({self.data.crop_size})")  # fmt: skip
+            problems.append(
+                f"prep.overlap_px: {self.prep.overlap_px} px must be smaller than data.crop_size "
+                f"({self.data.crop_size})"
+            )
         if self.finetune.freeze and self.finetune.init is None:
             problems.append(
                 f"finetune.freeze: {self.finetune.freeze} would keep random weights fixed; give the trained run to "

@@ -17,8 +17,10 @@ from ssmseg.paths import cache_root
 
 
 def _cache_error(detail: str) -> InputError:
-    return InputError(f"cannot write the built-in dataset to the cache folder '{cache_root()}' ({detail}); point "
-                      "SSMSEG_CACHE_DIR at a folder you can write to")  # fmt: skip
+    return InputError(
+        f"cannot write the built-in dataset to the cache folder '{cache_root()}' ({detail}); point "
+        "SSMSEG_CACHE_DIR at a folder you can write to"
+    )
 
 
 def synthetic_config(cfg: Config, kind: str) -> Config:
@@ -64,7 +66,9 @@ def resolve_dataset(cfg: Config, builtin: Callable[[Config], Path]) -> Path:
     if cfg.data.dataset is not None:
         return Path(cfg.data.dataset)
     if cfg.prep.images or cfg.prep.masks:  # they would be silently replaced by the synthetic data
-        raise ConfigError("prep.images/prep.masks are set but data.dataset is empty, so the built-in synthetic data "
-                          "would be used instead; prepare them first (ssmseg prep --out DIR) and pass "
-                          "--set data.dataset=DIR")  # fmt: skip
+        raise ConfigError(
+            "prep.images/prep.masks are set but data.dataset is empty, so the built-in synthetic data "
+            "would be used instead; prepare them first (ssmseg prep --out DIR) and pass "
+            "--set data.dataset=DIR"
+        )
     return builtin(cfg)

@@ -43,8 +43,9 @@ def select_items(items: list[dict[str, Any]], part: str, fold: int | None) -> tu
         return [i for i, p in enumerate(items) if p["fold"] == fold], f"fold_{fold}"
     if part == "test":
         return [i for i, p in enumerate(items) if p["split"] == "test"], f"fold_{fold}"
-    return [i for i, p in enumerate(items) if p["split"] == part and p["fold"] >= 0 and p["fold"] != fold], \
-        f"fold_{fold}"  # fmt: skip
+    return [
+        i for i, p in enumerate(items) if p["split"] == part and p["fold"] >= 0 and p["fold"] != fold
+    ], f"fold_{fold}"
 
 
 def heldout_buffer(manifest: dict[str, Any], indices: list[int], fold: int) -> dict[int, list[tuple[int, ...]]]:
@@ -79,8 +80,12 @@ def describe_part(part: str, fold: int | None) -> str:
     """What a part holds, in words (for messages, history and cv summaries)."""
     if fold is None:
         return f"the {part} split"
-    return {"train": f"train split outside fold {fold}", "val": f"val split outside fold {fold}",
-            "heldout": f"fold {fold} itself", "test": "the test split"}[part]  # fmt: skip
+    return {
+        "train": f"train split outside fold {fold}",
+        "val": f"val split outside fold {fold}",
+        "heldout": f"fold {fold} itself",
+        "test": "the test split",
+    }[part]
 
 
 class PatchDataset(Dataset):
@@ -90,15 +95,19 @@ class PatchDataset(Dataset):
         self.folder = Path(folder)
         self.manifest = mf.load(self.folder)
         if mf.holds(self.manifest) != "patches":
-            raise InputError(f"'{self.folder}' is a field (reconstruction) dataset; this needs a segmentation "
-                             "dataset of image patches and masks: make one with `ssmseg prep --config SCENES.yaml` "
-                             "(or `--synthetic hyperspectral|rgb`)")  # fmt: skip
+            raise InputError(
+                f"'{self.folder}' is a field (reconstruction) dataset; this needs a segmentation "
+                "dataset of image patches and masks: make one with `ssmseg prep --config SCENES.yaml` "
+                "(or `--synthetic hyperspectral|rgb`)"
+            )
         self.part, self.fold = split, fold
         self.indices, self.stats_key = select(self.manifest, split, fold)
         if not self.indices:
             where = "" if fold is None else f" for cv fold {fold} ({describe_part(split, fold)})"
-            raise InputError(f"'{self.folder}' has no {split} patches{where}; prepare it with other split ratios "
-                             "(prep.split.ratios), smaller prep.split.block_size or fewer folds")  # fmt: skip
+            raise InputError(
+                f"'{self.folder}' has no {split} patches{where}; prepare it with other split ratios "
+                "(prep.split.ratios), smaller prep.split.block_size or fewer folds"
+            )
         self.ignored = heldout_buffer(self.manifest, self.indices, fold) if split == "heldout" else {}
         stats = self.manifest["stats"][self.stats_key]
         if not stats.get("pixels"):

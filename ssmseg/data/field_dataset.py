@@ -29,9 +29,11 @@ def select_fields(manifest: dict[str, Any], part: str, fold: int | None) -> tupl
 def load_field_manifest(folder: Path) -> dict[str, Any]:
     manifest = mf.load(folder)
     if mf.holds(manifest) != "fields":
-        raise InputError(f"'{folder}' is a segmentation dataset; this needs a field (reconstruction) dataset: make "
-                         "one with `ssmseg prep --synthetic sinusoids`, or `ssmseg prep --set "
-                         "task.name=reconstruction --set 'prep.images=[...]'` on field files")  # fmt: skip
+        raise InputError(
+            f"'{folder}' is a segmentation dataset; this needs a field (reconstruction) dataset: make "
+            "one with `ssmseg prep --synthetic sinusoids`, or `ssmseg prep --set "
+            "task.name=reconstruction --set 'prep.images=[...]'` on field files"
+        )
     return manifest
 
 
@@ -53,8 +55,10 @@ class FieldDataset(Dataset):
         self.indices, key = select_fields(self.manifest, part, fold)
         if not self.indices:
             where = "" if fold is None else f" for cv fold {fold} ({describe_part(part, fold)})"
-            raise InputError(f"'{self.folder}' has no {part} fields{where}; prepare it with other split ratios "
-                             "(prep.split.ratios), more fields or fewer folds")  # fmt: skip
+            raise InputError(
+                f"'{self.folder}' has no {part} fields{where}; prepare it with other split ratios "
+                "(prep.split.ratios), more fields or fewer folds"
+            )
         self.stats_key = stats_key or key
         self.stats = FieldStats.from_dict(self.manifest["stats"][self.stats_key])
         self.fraction, self.seed = fraction, seed

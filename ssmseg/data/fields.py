@@ -39,8 +39,10 @@ def sinusoid_fields(
     fields are the same whatever ``n`` is.
     """
     if n < 0 or size < 2 or channels < 1 or n_terms < 1:
-        raise ConfigError(f"sinusoid_fields needs n >= 0, size >= 2, channels >= 1, n_terms >= 1; got "
-                          f"n={n}, size={size}, channels={channels}, n_terms={n_terms}")  # fmt: skip
+        raise ConfigError(
+            f"sinusoid_fields needs n >= 0, size >= 2, channels >= 1, n_terms >= 1; got "
+            f"n={n}, size={size}, channels={channels}, n_terms={n_terms}"
+        )
     if not 0.5 <= max_cycles <= size / 2:
         raise ConfigError(f"max_cycles must lie in [0.5, size/2 = {size / 2}] (Nyquist); got {max_cycles}")
     coords = np.arange(size) / size
@@ -123,8 +125,10 @@ def read_image(
         if image.shape[0] == 1:
             return image[None]
         if image.shape[0] < 3:
-            raise InputError(f"'{path}' has {image.shape[0]} bands; gray fields need one band or R, G, B first; "
-                             "use prep.fields.mode bands")  # fmt: skip
+            raise InputError(
+                f"'{path}' has {image.shape[0]} bands; gray fields need one band or R, G, B first; "
+                "use prep.fields.mode bands"
+            )
         image = np.tensordot(np.asarray(LUMA, np.float32), image[:3], axes=1)[None].astype(np.float32)
     return image[:, None] if mode == "bands" else image[None]
 
@@ -167,8 +171,10 @@ def read_field_sources(
         dropped = tiles = 0
         if size is not None:
             if array.shape[2] < size or array.shape[3] < size:
-                raise InputError(f"'{path}' has {array.shape[2]}x{array.shape[3]} fields, smaller than the "
-                                 f"{size}x{size} tiles asked for; use a smaller size or drop the file")  # fmt: skip
+                raise InputError(
+                    f"'{path}' has {array.shape[2]}x{array.shape[3]} fields, smaller than the "
+                    f"{size}x{size} tiles asked for; use a smaller size or drop the file"
+                )
             rows, cols = array.shape[2] // size, array.shape[3] // size
             where = [(r * size, c * size) for _ in range(len(array)) for r in range(rows) for c in range(cols)]
             array = _tiles(array, size)
@@ -178,20 +184,26 @@ def read_field_sources(
                 dropped = int((~keep).sum())
                 array, where = array[keep], [w for w, k in zip(where, keep, strict=True) if k]
                 if not len(array):
-                    raise InputError(f"'{path}': all {tiles} tiles of {size}x{size} touch nodata or NaN pixels, so it "
-                                     "gives no field; check the file's nodata value, or use a smaller tile size "
-                                     "(prep.fields.size) or drop the file")  # fmt: skip
+                    raise InputError(
+                        f"'{path}': all {tiles} tiles of {size}x{size} touch nodata or NaN pixels, so it "
+                        "gives no field; check the file's nodata value, or use a smaller tile size "
+                        "(prep.fields.size) or drop the file"
+                    )
         if not stack and size is None and np.isnan(array).any():
-            raise InputError(f"'{path}' holds nodata or NaN pixels ({int(np.isnan(array).sum())} values); set a "
-                             "tile size (prep.fields.size) to cut it into tiles (tiles touching nodata are left "
-                             "out) or fill them first")  # fmt: skip
+            raise InputError(
+                f"'{path}' holds nodata or NaN pixels ({int(np.isnan(array).sum())} values); set a "
+                "tile size (prep.fields.size) to cut it into tiles (tiles touching nodata are left "
+                "out) or fill them first"
+            )
         check_finite(array, f"'{path}'")
         out.append(FieldSource(str(path), array, where, dropped, tiles))
     shapes = {s.fields.shape[1:] for s in out}
     if len(shapes) > 1:
         listing = "; ".join(f"{s.path}: {'x'.join(map(str, s.fields.shape[1:]))} (CxHxW)" for s in out[:4])
-        raise InputError(f"fields of different shapes in one set ({listing}); give a tile size (prep.fields.size) "
-                         "to cut them all into equal tiles, or use files of one size and band count")  # fmt: skip
+        raise InputError(
+            f"fields of different shapes in one set ({listing}); give a tile size (prep.fields.size) "
+            "to cut them all into equal tiles, or use files of one size and band count"
+        )
     return out
 
 
@@ -222,8 +234,10 @@ def check_finite(fields: np.ndarray, where: str = "fields") -> None:
     bad = ~np.isfinite(fields).all(axis=tuple(range(1, fields.ndim)))
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
-        raise InputError(f"field {first} of {where} holds NaN or infinite values ({int(bad.sum())} such fields); "
-                         "fill or drop them before use")  # fmt: skip
+        raise InputError(
+            f"field {first} of {where} holds NaN or infinite values ({int(bad.sum())} such fields); "
+            "fill or drop them before use"
+        )
 
 
 def scale_to_unit(fields: np.ndarray, drop_constant: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -235,8 +249,10 @@ def scale_to_unit(fields: np.ndarray, drop_constant: bool = False) -> tuple[np.n
     constant = span.reshape(-1) == 0
     if constant.any() and not drop_constant:
         first = int(np.flatnonzero(constant)[0])
-        raise InputError(f"field {first} is constant ({int(constant.sum())} constant fields) and cannot be scaled "
-                         "to [0, 1]; drop them (drop_constant=True) or use larger tiles")  # fmt: skip
+        raise InputError(
+            f"field {first} is constant ({int(constant.sum())} constant fields) and cannot be scaled "
+            "to [0, 1]; drop them (drop_constant=True) or use larger tiles"
+        )
     keep = np.flatnonzero(~constant)
     scaled = (fields[keep] - lo[keep]) / span[keep]
     return scaled.astype(np.float32), keep
@@ -249,8 +265,9 @@ def scale_to_unit(fields: np.ndarray, drop_constant: bool = False) -> tuple[np.n
 def _fraction_range(fraction: float | tuple[float, float]) -> tuple[float, float]:
     lo, hi = (fraction, fraction) if isinstance(fraction, (int, float)) else tuple(fraction)
     if not (0 < lo <= hi < 1):
-        raise ConfigError(f"observed fraction must lie in (0, 1) (a number or a (low, high) range with low <= "
-                          f"high); got {fraction}")  # fmt: skip
+        raise ConfigError(
+            f"observed fraction must lie in (0, 1) (a number or a (low, high) range with low <= high); got {fraction}"
+        )
     return float(lo), float(hi)
 
 
@@ -331,8 +348,10 @@ def field_stats(train_fields: np.ndarray) -> FieldStats:
     x = train_fields.astype(np.float64)
     std = x.std(axis=(0, 2, 3))
     if (std == 0).any():
-        raise InputError(f"training fields are constant in channel(s) {np.flatnonzero(std == 0).tolist()}; "
-                         "they cannot be normalised: check the data")  # fmt: skip
+        raise InputError(
+            f"training fields are constant in channel(s) {np.flatnonzero(std == 0).tolist()}; "
+            "they cannot be normalised: check the data"
+        )
     return FieldStats(
         tuple(x.min(axis=(0, 2, 3)).tolist()),
         tuple(x.max(axis=(0, 2, 3)).tolist()),

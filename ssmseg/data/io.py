@@ -147,8 +147,9 @@ class ArgmaxSource(Source):
 
     def __init__(self, src: Source) -> None:
         if src.info.bands > 255:
-            raise InputError(f"'{src.info.path}' holds {src.info.bands} class maps; prep.labels_from: argmax "
-                             "takes at most 255")  # fmt: skip
+            raise InputError(
+                f"'{src.info.path}' holds {src.info.bands} class maps; prep.labels_from: argmax takes at most 255"
+            )
         self.src, self.lossy = src, src.lossy
         self.info = SourceInfo(**{**src.info.to_dict(), "bands": 1, "dtype": "uint8"})
 
@@ -187,8 +188,10 @@ def unflatten(array: np.ndarray, path: Path, size: tuple[int, int], order: str) 
     if array.shape[0] == rows * cols and array.shape[1] != rows * cols:
         array = array.T
     if array.shape[1] != rows * cols:
-        raise InputError(f"'{path}' holds a {array.shape[0]}x{array.shape[1]} array, not {rows}x{cols} = "
-                         f"{rows * cols} pixels per band; check prep.rows_key/cols_key")  # fmt: skip
+        raise InputError(
+            f"'{path}' holds a {array.shape[0]}x{array.shape[1]} array, not {rows}x{cols} = "
+            f"{rows * cols} pixels per band; check prep.rows_key/cols_key"
+        )
     if order == "column":
         return np.swapaxes(array.reshape(array.shape[0], cols, rows), 1, 2)
     return array.reshape(array.shape[0], rows, cols)
@@ -289,9 +292,14 @@ def _load_mat(path: Path, key: str | None, flat: Flat | None = None, spatial: tu
 
 
 def _as_scene(
-    array: np.ndarray, path: Path, band_axis: int | None, spatial: tuple[int, int] | None, flat: Flat | None,
-    size: tuple[int, int] | None = None, maps: bool = False,
-) -> np.ndarray:  # fmt: skip
+    array: np.ndarray,
+    path: Path,
+    band_axis: int | None,
+    spatial: tuple[int, int] | None,
+    flat: Flat | None,
+    size: tuple[int, int] | None = None,
+    maps: bool = False,
+) -> np.ndarray:
     """A 2-D image, a 3-D cube or a flattened (bands, pixels) cube as (bands, H, W). ``maps``: a 2-D array
     is per-class maps, so it must be flattened (its size comes from the file or ``spatial``)."""
     if array.ndim == 2:
@@ -299,8 +307,10 @@ def _as_scene(
         if size is not None and size[0] * size[1] in array.shape:
             return unflatten(array, path, size, (flat or Flat()).order)
         if maps:
-            raise NeedsSceneSize(f"'{path}' holds a {array.shape[0]}x{array.shape[1]} array, not per-class maps of "
-                                 "a known scene size; give rows/columns (prep.rows_key/cols_key)")  # fmt: skip
+            raise NeedsSceneSize(
+                f"'{path}' holds a {array.shape[0]}x{array.shape[1]} array, not per-class maps of "
+                "a known scene size; give rows/columns (prep.rows_key/cols_key)"
+            )
     try:
         return band_first(array, path, band_axis, spatial)
     except InputError as exc:

@@ -29,8 +29,18 @@ def _pack(rgb: np.ndarray) -> np.ndarray:
 
 def default_palette(n: int) -> list[tuple[int, int, int]]:
     """Distinct colours for index masks (used by panels and the GeoTIFF colour table)."""
-    base = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
-            (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]  # fmt: skip
+    base = [
+        (31, 119, 180),
+        (255, 127, 14),
+        (44, 160, 44),
+        (214, 39, 40),
+        (148, 103, 189),
+        (140, 86, 75),
+        (227, 119, 194),
+        (127, 127, 127),
+        (188, 189, 34),
+        (23, 190, 207),
+    ]
     return [
         base[i % len(base)] if i < len(base) else tuple((37 * i + k * 91) % 256 for k in range(3)) for i in range(n)
     ]

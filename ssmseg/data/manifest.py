@@ -85,8 +85,10 @@ def load(folder: Path) -> dict[str, Any]:
         if not missing:
             damaged = damaged_arrays(folder, whole) if whole is not None else []
             if damaged:
-                raise InputError(f"dataset folder '{folder}' is damaged: {', '.join(damaged)}; prepare it again "
-                                 "(ssmseg prep --force with the same --out)")  # fmt: skip
+                raise InputError(
+                    f"dataset folder '{folder}' is damaged: {', '.join(damaged)}; prepare it again "
+                    "(ssmseg prep --force with the same --out)"
+                )
         raise InputError(
             f"dataset folder '{folder}' is incomplete (missing {', '.join(missing) or 'a readable manifest'}); "
             "run `ssmseg prep` again"

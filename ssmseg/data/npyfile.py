@@ -21,8 +21,11 @@ class NpyWriter:
         self.dtype = np.dtype(dtype)
         self.path = Path(path)
         self.f = open(self.path, "wb")  # noqa: SIM115 - closed in close()
-        header = {"descr": npy_format.dtype_to_descr(self.dtype), "fortran_order": False,
-                  "shape": (count, *patch_shape)}  # fmt: skip
+        header = {
+            "descr": npy_format.dtype_to_descr(self.dtype),
+            "fortran_order": False,
+            "shape": (count, *patch_shape),
+        }
         npy_format.write_array_header_1_0(self.f, header)
         self.offset = self.f.tell()
         self.patch_bytes = int(np.prod(patch_shape)) * self.dtype.itemsize

@@ -119,8 +119,14 @@ def _prepare(cfg: Config, out: Path, force: bool, stack: contextlib.ExitStack) -
     if existing is not None and existing.get("input_hash") == digest:
         return PrepResult(out, True, existing)
     # Only a dataset that prep wrote is ever replaced (with --force when its inputs differ); anything else is refused.
-    outputs.claim(out, "dataset", digest, force, mismatch=f"'{out}' holds a dataset prepared from other inputs; "
-                  "pass --force to replace it or choose another --out")  # fmt: skip
+    outputs.claim(
+        out,
+        "dataset",
+        digest,
+        force,
+        mismatch=f"'{out}' holds a dataset prepared from other inputs; "
+        "pass --force to replace it or choose another --out",
+    )
     mapping = label_mapping(prep, masks)
     unknown = unknown_values(mapping, masks)
     if unknown:
@@ -156,10 +162,12 @@ def _prepare(cfg: Config, out: Path, force: bool, stack: contextlib.ExitStack) -
         if note:
             notes.insert(0, note)
         sources = [
-            {"image": {**img.info.to_dict(), "sha256": hashes[2 * k]},
-             "mask": {**msk.info.to_dict(), "sha256": hashes[2 * k + 1]}}
+            {
+                "image": {**img.info.to_dict(), "sha256": hashes[2 * k]},
+                "mask": {**msk.info.to_dict(), "sha256": hashes[2 * k + 1]},
+            }
             for k, (img, msk) in enumerate(opened)
-        ]  # fmt: skip
+        ]
         manifest.update(input_hash=digest, sources=sources)
         mf.write(tmp, manifest)
         outputs.publish(tmp, out, "dataset", digest, about=f"ssmseg prep, {len(windows)} patches", force=True)
@@ -170,12 +178,17 @@ def held_out_sources(patterns: list[str], pairs: list) -> set[int]:
     """Indices of the pairs whose image (or mask) matches one of prep.split.test's files or globs."""
     held: set[int] = set()
     for pattern in patterns:
-        hits = {str(Path(h).resolve()) for h in glob.glob(pattern, recursive=True)} if glob.has_magic(pattern) else {
-            str(Path(pattern).resolve())}  # fmt: skip
+        hits = (
+            {str(Path(h).resolve()) for h in glob.glob(pattern, recursive=True)}
+            if glob.has_magic(pattern)
+            else {str(Path(pattern).resolve())}
+        )
         matched = {k for k, pair in enumerate(pairs) if {str(pair.image.resolve()), str(pair.mask.resolve())} & hits}
         if not matched:
-            raise InputError(f"prep.split.test: '{pattern}' matches none of the images in prep.images (or their "
-                             "masks); give an image file or a glob that matches one")  # fmt: skip
+            raise InputError(
+                f"prep.split.test: '{pattern}' matches none of the images in prep.images (or their "
+                "masks); give an image file or a glob that matches one"
+            )
         held |= matched
     if held and len(held) == len(pairs):
         raise InputError(f"prep.split.test holds every scene ({len(pairs)}); leave some for training and validation")
@@ -221,11 +234,17 @@ def _write(cfg, tmp, images, masks, mapping, windows, owned, unit_of, forced, ov
     unit_split[~forced] = assign_splits(unit_counts[~forced], prep.split.ratios, prep.split.seed, mode)
     unit_fold = assign_folds(unit_counts, unit_split, prep.split.folds, prep.split.seed, mode)
     patches = [
-        {"source": s, "window": [r, c, crop, crop], "own": list(owned[i]), "block": unit_of[i],
-         "split": SPLITS[unit_split[unit_of[i]]], "fold": int(unit_fold[unit_of[i]]),
-         "transform": window_transform(images[s].info.transform, r, c)}
+        {
+            "source": s,
+            "window": [r, c, crop, crop],
+            "own": list(owned[i]),
+            "block": unit_of[i],
+            "split": SPLITS[unit_split[unit_of[i]]],
+            "fold": int(unit_fold[unit_of[i]]),
+            "transform": window_transform(images[s].info.transform, r, c),
+        }
         for i, (s, r, c) in enumerate(windows)
-    ]  # fmt: skip
+    ]
     notes = []
     buffer = overlap if prep.split.buffer is None else prep.split.buffer
     if prep.split.mode != "random":
@@ -278,9 +297,11 @@ def _check_splits(patches, counts, prep, wanted, notes) -> None:
     learns nothing, validation measures nothing and test metrics are empty. Refused before anything is kept."""
     n_blocks = len({p["block"] for p in patches})
     if not sum(sum(counts[split]) for split in SPLITS):
-        raise InputError("the masks hold no labelled pixel inside the image's valid data: every value is ignored "
-                         "(prep.ignore_values/ignore_colors) or the image is nodata there; check the masks and the "
-                         "class settings")  # fmt: skip
+        raise InputError(
+            "the masks hold no labelled pixel inside the image's valid data: every value is ignored "
+            "(prep.ignore_values/ignore_colors) or the image is nodata there; check the masks and the "
+            "class settings"
+        )
     for k, split in enumerate(SPLITS):
         if not wanted[k]:
             continue
@@ -294,8 +315,10 @@ def _check_splits(patches, counts, prep, wanted, notes) -> None:
             )
     empty = [f for f in range(prep.split.folds) if not sum(counts.get(f"fold_{f}", []))]
     if empty:
-        notes.append(f"cv folds {', '.join(map(str, empty))} hold no labelled pixel: `ssmseg cv` will refuse this "
-                     "dataset (plain training works); use a smaller prep.split.block_size or fewer folds")  # fmt: skip
+        notes.append(
+            f"cv folds {', '.join(map(str, empty))} hold no labelled pixel: `ssmseg cv` will refuse this "
+            "dataset (plain training works); use a smaller prep.split.block_size or fewer folds"
+        )
 
 
 def _class_counts(patches, Y, n_classes, folds, ignore):

@@ -66,23 +66,39 @@ def prepare_fields(cfg: Config, out: Path, force: bool = False, synthetic: bool 
             raise ConfigError("prep.images is empty: list the field files (images, rasters, .npy/.npz stacks)")
         sources = _read_sources(cfg)
         hashes = [sha256_file(src.path) for src in sources]
-    settings = {"fields": fp.model_dump(mode="json"), "split": sp.model_dump(mode="json"), "synthetic": synthetic,
-                "images": cfg.prep.images}  # fmt: skip
-    digest = hashlib.sha256(json.dumps({"settings": settings, "sources": hashes, "format": mf.FORMAT_VERSION},
-                                       sort_keys=True).encode()).hexdigest()  # fmt: skip
+    settings = {
+        "fields": fp.model_dump(mode="json"),
+        "split": sp.model_dump(mode="json"),
+        "synthetic": synthetic,
+        "images": cfg.prep.images,
+    }
+    digest = hashlib.sha256(
+        json.dumps({"settings": settings, "sources": hashes, "format": mf.FORMAT_VERSION}, sort_keys=True).encode()
+    ).hexdigest()
     existing = mf.read_if_complete(out)
     if existing is not None and existing.get("input_hash") == digest:
         return PrepResult(out, True, existing)
     # Only a dataset that prep wrote is ever replaced (with --force when its inputs differ); anything else is refused.
-    outputs.claim(out, "dataset", digest, force, mismatch=f"'{out}' holds a dataset prepared from other inputs; "
-                  "pass --force to replace it or choose another --out")  # fmt: skip
-    notes = [f"'{src.path}': {src.dropped} of {src.tiles} tiles touch nodata or NaN pixels and were left out"
-             for src in sources if src.dropped]  # fmt: skip
+    outputs.claim(
+        out,
+        "dataset",
+        digest,
+        force,
+        mismatch=f"'{out}' holds a dataset prepared from other inputs; "
+        "pass --force to replace it or choose another --out",
+    )
+    notes = [
+        f"'{src.path}': {src.dropped} of {src.tiles} tiles touch nodata or NaN pixels and were left out"
+        for src in sources
+        if src.dropped
+    ]
     fields = np.concatenate([src.fields for src in sources])
     if len(fields) < 3:
         where = ", ".join(f"'{src.path}'" for src in sources[:3]) + (", ..." if len(sources) > 3 else "")
-        raise InputError(f"only {len(fields)} fields from {where}; a dataset needs at least 3 (train, val, test): "
-                         "add files or use a smaller prep.fields.size")  # fmt: skip
+        raise InputError(
+            f"only {len(fields)} fields from {where}; a dataset needs at least 3 (train, val, test): "
+            "add files or use a smaller prep.fields.size"
+        )
     block = max(1, (sp.block_size or 2 * fields.shape[-1]) // fields.shape[-1])
     mode = "random" if synthetic and sp.mode == "blocks" else sp.mode
     keys = _units(sources, mode, block)
@@ -94,17 +110,25 @@ def prepare_fields(cfg: Config, out: Path, force: bool = False, synthetic: bool 
             stats[f"fold_{k}"] = field_stats(fields[part]).to_dict()
     origin = [(s, j) for s, src in enumerate(sources) for j in range(len(src.fields))]
     manifest: dict[str, Any] = {
-        "format": mf.FORMAT_VERSION, "task": "reconstruction", "count": len(fields),
-        "channels": int(fields.shape[1]), "size": [int(fields.shape[2]), int(fields.shape[3])],
-        "mode": fp.mode, "synthetic": synthetic, "input_hash": digest,
-        "sources": [{"path": src.path, "sha256": h, "fields": len(src.fields), "dropped_nodata_tiles": src.dropped}
-                    for src, h in zip(sources, hashes, strict=True)],
+        "format": mf.FORMAT_VERSION,
+        "task": "reconstruction",
+        "count": len(fields),
+        "channels": int(fields.shape[1]),
+        "size": [int(fields.shape[2]), int(fields.shape[3])],
+        "mode": fp.mode,
+        "synthetic": synthetic,
+        "input_hash": digest,
+        "sources": [
+            {"path": src.path, "sha256": h, "fields": len(src.fields), "dropped_nodata_tiles": src.dropped}
+            for src, h in zip(sources, hashes, strict=True)
+        ],
         "split": {**sp.model_dump(mode="json"), "mode": "random" if synthetic else sp.mode},
         "counts": {part: int((split == part).sum()) for part in ("train", "val", "test")},
-        "fields": [{"source": s, "index": j, "split": str(split[i]), "fold": int(fold[i])}
-                   for i, (s, j) in enumerate(origin)],
+        "fields": [
+            {"source": s, "index": j, "split": str(split[i]), "fold": int(fold[i])} for i, (s, j) in enumerate(origin)
+        ],
         "stats": stats,
-    }  # fmt: skip
+    }
     with outputs.staged(out) as tmp:
         np.save(tmp / "fields.npy", fields)
         mf.write(tmp, manifest)
@@ -116,11 +140,15 @@ def _assign(keys: list[tuple], ratios, folds: int, seed: int, mode: str = "block
     """Units shuffled by ``seed`` and cut by the ratios; folds dealt round-robin over non-test units."""
     units = sorted(set(keys))
     if len(units) < 3:
-        fix = {"sources": "add files (each whole file is one unit), or use prep.split.mode blocks or random",
-               "blocks": "use a smaller prep.split.block_size, add files, or prep.split.mode random for independent "
-                         "fields"}.get(mode, "add fields")  # fmt: skip
-        raise InputError(f"the fields form only {len(units)} independent unit(s) (prep.split.mode {mode}); "
-                         f"splitting needs at least 3: {fix}")  # fmt: skip
+        fix = {
+            "sources": "add files (each whole file is one unit), or use prep.split.mode blocks or random",
+            "blocks": "use a smaller prep.split.block_size, add files, or prep.split.mode random for independent "
+            "fields",
+        }.get(mode, "add fields")
+        raise InputError(
+            f"the fields form only {len(units)} independent unit(s) (prep.split.mode {mode}); "
+            f"splitting needs at least 3: {fix}"
+        )
     order = np.random.default_rng(seed).permutation(len(units))
     n_test = max(1, round(ratios[2] * len(units)))
     n_val = max(1, round(ratios[1] * len(units)))

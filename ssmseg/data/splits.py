@@ -80,8 +80,10 @@ def assign_folds(counts: np.ndarray, split: np.ndarray, k: int, seed: int, mode:
     folds = np.full(len(split), -1)
     if len(eligible) < k:
         unit, fix = UNITS.get(mode, UNITS["blocks"])
-        raise InputError(f"{k} folds need at least {k} {unit} outside the test split, found {len(eligible)} "
-                         f"(prep.split.mode {mode}); lower prep.split.folds, or {fix}")  # fmt: skip
+        raise InputError(
+            f"{k} folds need at least {k} {unit} outside the test split, found {len(eligible)} "
+            f"(prep.split.mode {mode}); lower prep.split.folds, or {fix}"
+        )
     folds[eligible] = stratified_assign(counts[eligible], [1.0 / k] * k, seed + 1, mode, "folds")
     return folds
 

@@ -30,8 +30,14 @@ class BandStats:
         if n == 0:
             return None
         idx = self.rng.choice(n, min(self.per_patch, n), replace=False)
-        return (n, pixels.sum(1, dtype=np.float64), np.square(pixels, dtype=np.float64).sum(1),
-                pixels.min(1), pixels.max(1), pixels[:, idx])  # fmt: skip
+        return (
+            n,
+            pixels.sum(1, dtype=np.float64),
+            np.square(pixels, dtype=np.float64).sum(1),
+            pixels.min(1),
+            pixels.max(1),
+            pixels[:, idx],
+        )
 
     def merge(self, summary: tuple | None) -> None:
         if summary is None:

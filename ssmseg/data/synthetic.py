@@ -77,9 +77,15 @@ def write_scene(kind: str, folder: Path, size: int = 256, seed: int = 0) -> tupl
     mask_path.parent.mkdir(parents=True, exist_ok=True)
     image, labels = generate(kind, size, seed)
     profile = {
-        "driver": "GTiff", "height": size, "width": size, "crs": CRS,
-        "transform": from_origin(*ORIGIN, PIXEL, PIXEL), "tiled": True, "blockxsize": 64, "blockysize": 64,
-    }  # fmt: skip
+        "driver": "GTiff",
+        "height": size,
+        "width": size,
+        "crs": CRS,
+        "transform": from_origin(*ORIGIN, PIXEL, PIXEL),
+        "tiled": True,
+        "blockxsize": 64,
+        "blockysize": 64,
+    }
     for path, data in ((mask_path, labels[None]), (image_path, image)):
         tmp = path.with_suffix(".tmp.tif")
         with geotiff.written(tmp), rasterio.open(tmp, "w", count=data.shape[0], dtype=data.dtype, **profile) as dst:

@@ -79,5 +79,8 @@ def owned_windows(
     def owned(starts: list[int], k: int, hi: int) -> int:
         return (starts[k + 1] if k + 1 < len(starts) else min(starts[k] + crop, hi)) - starts[k]
 
-    return [(r, c, owned(rows, i, block.r1), owned(cols, j, block.c1))
-            for i, r in enumerate(rows) for j, c in enumerate(cols)]  # fmt: skip
+    return [
+        (r, c, owned(rows, i, block.r1), owned(cols, j, block.c1))
+        for i, r in enumerate(rows)
+        for j, c in enumerate(cols)
+    ]

@@ -50,8 +50,10 @@ def save(state: dict[str, Any], path: Path) -> None:
         text = str(outputs.io_error(exc, path=path)).replace("cannot write '", "cannot write checkpoint '", 1)
         raise InputError(f"{text} (the previous checkpoint is kept)") from None
     except RuntimeError as exc:  # torch reports its own write faults as a RuntimeError
-        raise InputError(f"cannot write checkpoint '{path}' ({str(exc).splitlines()[0][:120]}); check the free "
-                         "space and permissions there (the previous checkpoint is kept)") from exc  # fmt: skip
+        raise InputError(
+            f"cannot write checkpoint '{path}' ({str(exc).splitlines()[0][:120]}); check the free "
+            "space and permissions there (the previous checkpoint is kept)"
+        ) from exc
 
 
 def resolve(path: Path) -> Path:

@@ -141,5 +141,7 @@ def load_warning(threads: int, load: float | None = None) -> str | None:
     cores = affinity_cpus() or os.cpu_count() or 1
     if threads < 2 or load + threads < cores + 1:
         return None
-    return (f"the machine is busy (load average {load:.1f} on {cores} cores): {threads} threads would wait for cores "
-            "other work holds; if steps are slow, use --set runtime.threads=1")  # fmt: skip
+    return (
+        f"the machine is busy (load average {load:.1f} on {cores} cores): {threads} threads would wait for cores "
+        "other work holds; if steps are slow, use --set runtime.threads=1"
+    )

@@ -150,8 +150,9 @@ def run_epoch(st: FitState, loader, cfg: Config, rt: Runtime, epoch: int, train:
                     st.optimizer.zero_grad(set_to_none=True)
             loss = out.loss.detach()
             watch = torch.maximum(watch, torch.where(torch.isfinite(loss), loss.float(), math.inf))
-            totals += torch.stack([loss.double() * out.count, torch.tensor(float(out.count), device=rt.device,
-                                                                           dtype=torch.float64)])  # fmt: skip
+            totals += torch.stack(
+                [loss.double() * out.count, torch.tensor(float(out.count), device=rt.device, dtype=torch.float64)]
+            )
             for key, value in out.stats.items():
                 stats[key] = stats[key] + value if key in stats else value.clone()
             if (step + 1) % CHECK_EVERY == 0 or step + 1 == len(loader):
@@ -169,9 +170,18 @@ def run_epoch(st: FitState, loader, cfg: Config, rt: Runtime, epoch: int, train:
 
 
 def _header(st: FitState, cfg: Config, stop_reason: str) -> dict[str, Any]:
-    return {"format_version": HISTORY_FORMAT, "task": st.task.name, "monitor": cfg.train.monitor,
-            "mode": cfg.train.mode, "min_delta": cfg.train.min_delta, "metric_names": list(st.task.metric_names),
-            "best": st.best, "stop_reason": stop_reason, "schedule": st.schedule.record(), "run": st.info}  # fmt: skip
+    return {
+        "format_version": HISTORY_FORMAT,
+        "task": st.task.name,
+        "monitor": cfg.train.monitor,
+        "mode": cfg.train.mode,
+        "min_delta": cfg.train.min_delta,
+        "metric_names": list(st.task.metric_names),
+        "best": st.best,
+        "stop_reason": stop_reason,
+        "schedule": st.schedule.record(),
+        "run": st.info,
+    }
 
 
 def _slowest(seconds: float, rt: Runtime) -> float:
@@ -192,17 +202,22 @@ def _fit_to_time_limit(st: FitState, cfg: Config, epoch_seconds: float, run_dir:
     if fitted >= tc.epochs:
         info(f"train.time_limit {tc.time_limit:g} min fits all {tc.epochs} epochs ({epoch_seconds:.1f} s each)")
         return cfg
-    why = {"why": "train.fit_schedule_to_time_limit", "time_limit_minutes": tc.time_limit,
-           "first_epoch_seconds": round(epoch_seconds, 3)}  # fmt: skip
+    why = {
+        "why": "train.fit_schedule_to_time_limit",
+        "time_limit_minutes": tc.time_limit,
+        "first_epoch_seconds": round(epoch_seconds, 3),
+    }
     st.schedule.fit(fitted, 1, why)
     cfg = cfg.model_copy(update={"train": tc.model_copy(update={"epochs": fitted})})
     st.meta["config"]["train"]["epochs"] = fitted
     st.info["epochs_planned"] = fitted
     if rt.is_main:
         save_config(cfg, run_dir / "config.yaml")
-    info(f"train.time_limit {tc.time_limit:g} min at {epoch_seconds:.1f} s per epoch: the {cfg.schedule.name} "
-         f"schedule is fitted to {fitted} epochs (of {tc.epochs}); config.yaml records "
-         f"train.epochs={fitted}")  # fmt: skip
+    info(
+        f"train.time_limit {tc.time_limit:g} min at {epoch_seconds:.1f} s per epoch: the {cfg.schedule.name} "
+        f"schedule is fitted to {fitted} epochs (of {tc.epochs}); config.yaml records "
+        f"train.epochs={fitted}"
+    )
     return cfg
 
 
@@ -232,10 +247,17 @@ def fit(st: FitState, train_loader, val_loader, cfg: Config, rt: Runtime, run_di
             va = run_epoch(st, val_loader, cfg, rt, epoch, train=False)
             val_seconds = time.perf_counter() - start - seconds
             grad = {k: tr.pop(k) for k in ("grad_norm_mean", "grad_norm_max")}
-            rec = {"epoch": epoch + 1, "lr": lr, **{f"train/{k}": v for k, v in tr.items() if k != "samples"},
-                   **{f"val/{k}": v for k, v in va.items() if k != "samples"}, "seconds": round(seconds, 3),
-                   "val_seconds": round(val_seconds, 3), "samples_per_s": round(tr["samples"] / max(seconds, 1e-9), 2),
-                   **grad, "peak_memory_mb": round(peak_memory_mb(rt.device), 1)}  # fmt: skip
+            rec = {
+                "epoch": epoch + 1,
+                "lr": lr,
+                **{f"train/{k}": v for k, v in tr.items() if k != "samples"},
+                **{f"val/{k}": v for k, v in va.items() if k != "samples"},
+                "seconds": round(seconds, 3),
+                "val_seconds": round(val_seconds, 3),
+                "samples_per_s": round(tr["samples"] / max(seconds, 1e-9), 2),
+                **grad,
+                "peak_memory_mb": round(peak_memory_mb(rt.device), 1),
+            }
             value = rec[tc.monitor]
             st.schedule.step(value)
             st.history.append(rec)
@@ -275,8 +297,10 @@ def fit(st: FitState, train_loader, val_loader, cfg: Config, rt: Runtime, run_di
             elapsed = _slowest(clock() - began, rt) if tc.time_limit is not None else 0.0
             if tc.time_limit is not None and elapsed >= tc.time_limit * 60 and epoch < tc.epochs:
                 stop_reason = "time_limit"
-                info(f"train.time_limit {tc.time_limit:g} min reached after epoch {epoch} of {tc.epochs} "
-                     f"({elapsed / 60:.1f} min); continue with: ssmseg train --resume {run_dir}")  # fmt: skip
+                info(
+                    f"train.time_limit {tc.time_limit:g} min reached after epoch {epoch} of {tc.epochs} "
+                    f"({elapsed / 60:.1f} min); continue with: ssmseg train --resume {run_dir}"
+                )
                 break
     except DivergedError:
         stop_reason = "diverged"

@@ -94,18 +94,24 @@ class EpochSchedule:
             last = self._lr_with_total(start - 1, old)
             if self.extend == "restart":
                 self.stages.append({"start": start, "kind": "restart"})
-                return (f"train.epochs {old} -> {new}: epochs {start + 1}-{new} follow a new {self.cfg.name} "
-                        f"schedule from optim.lr {self.base:.3g} (train.extend_schedule=restart; it ended at "
-                        f"{last:.3g})")  # fmt: skip
+                return (
+                    f"train.epochs {old} -> {new}: epochs {start + 1}-{new} follow a new {self.cfg.name} "
+                    f"schedule from optim.lr {self.base:.3g} (train.extend_schedule=restart; it ended at "
+                    f"{last:.3g})"
+                )
             self.stages.append({"start": start, "kind": "continue", "lr": last})
-            return (f"train.epochs {old} -> {new}: epochs {start + 1}-{new} continue at the final learning rate "
-                    f"{last:.3g} (train.extend_schedule=continue; restart for a new {self.cfg.name} "
-                    "schedule)")  # fmt: skip
+            return (
+                f"train.epochs {old} -> {new}: epochs {start + 1}-{new} continue at the final learning rate "
+                f"{last:.3g} (train.extend_schedule=continue; restart for a new {self.cfg.name} "
+                "schedule)"
+            )
         self.changes.append(
             {"at_epoch": start + 1, "epochs_from": old, "epochs_to": new, "why": "train.epochs changed"}
         )
-        return (f"train.epochs {old} -> {new} before the schedule ended: the {self.cfg.name} schedule is "
-                f"{'stretched' if new > old else 'shortened'} to end at epoch {new}")  # fmt: skip
+        return (
+            f"train.epochs {old} -> {new} before the schedule ended: the {self.cfg.name} schedule is "
+            f"{'stretched' if new > old else 'shortened'} to end at epoch {new}"
+        )
 
     def _lr_with_total(self, epoch: int, total: int) -> float:
         now, self.epochs = self.epochs, total
@@ -125,8 +131,14 @@ class EpochSchedule:
         stages = []
         for i, st in enumerate(self.stages):
             end = self.stages[i + 1]["start"] if i + 1 < len(self.stages) else self.epochs
-            rec = {"stage": i + 1, "kind": st["kind"], "first_epoch": st["start"] + 1, "last_epoch": end,
-                   "lr_first": self.lr(st["start"]), "lr_last": self.lr(max(st["start"], end - 1))}  # fmt: skip
+            rec = {
+                "stage": i + 1,
+                "kind": st["kind"],
+                "first_epoch": st["start"] + 1,
+                "last_epoch": end,
+                "lr_first": self.lr(st["start"]),
+                "lr_last": self.lr(max(st["start"], end - 1)),
+            }
             stages.append(rec)
         return {"name": self.cfg.name, "epochs": self.epochs, "stages": stages, "changes": list(self.changes)}
 
@@ -149,8 +161,14 @@ class EpochSchedule:
         return lr
 
     def state_dict(self) -> dict[str, Any]:
-        return {"plateau_scale": self.plateau_scale, "best": self.best, "bad": self.bad, "epochs": self.epochs,
-                "stages": [dict(s) for s in self.stages], "changes": [dict(c) for c in self.changes]}  # fmt: skip
+        return {
+            "plateau_scale": self.plateau_scale,
+            "best": self.best,
+            "bad": self.bad,
+            "epochs": self.epochs,
+            "stages": [dict(s) for s in self.stages],
+            "changes": [dict(c) for c in self.changes],
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restores the plateau state and the stages; ``saved_epochs`` is the total the run was trained towards

@@ -36,8 +36,10 @@ def load_run(run: Path) -> tuple[Path, dict[str, Any]]:
     if run.is_dir():
         found = [p for p in (run / "checkpoints" / "best.pt", run / "checkpoints" / "latest.pt") if p.is_file()]
         if not found:
-            raise UsageError(f"'{run}' has no checkpoint (checkpoints/best.pt or latest.pt); train it first, or give "
-                             "a checkpoint file")  # fmt: skip
+            raise UsageError(
+                f"'{run}' has no checkpoint (checkpoints/best.pt or latest.pt); train it first, or give "
+                "a checkpoint file"
+            )
         path = found[0]
     elif run.is_file():
         path = run
@@ -54,17 +56,23 @@ def check_out(out: Path | None) -> None:
         return
     out = Path(out)
     if out.is_symlink() or (out.exists() and (not out.is_dir() or any(out.iterdir()))):
-        raise outputs.OutputError(f"'{out}' already holds {outputs.describe(out)}; sweep-steps writes only into a "
-                                  "new or empty folder: choose another --out")  # fmt: skip
+        raise outputs.OutputError(
+            f"'{out}' already holds {outputs.describe(out)}; sweep-steps writes only into a "
+            "new or empty folder: choose another --out"
+        )
     outputs.claim(out, "sweep", option="--out")
 
 
 def sweep_key(path: Path, state: dict[str, Any], cfg: Config, fields: Path | None) -> dict[str, Any]:
     """Everything that determines a sweep's outputs (its marker's inputs)."""
-    return {"checkpoint": str(Path(path).resolve()), "epoch": state.get("epoch"),
-            "fields": str(Path(fields).resolve()) if fields is not None else str(state.get("dataset")),
-            "sweep": cfg.sweep.model_dump(mode="json"), "seed": cfg.reconstruction.seed,
-            "observed": cfg.reconstruction.observed}  # fmt: skip
+    return {
+        "checkpoint": str(Path(path).resolve()),
+        "epoch": state.get("epoch"),
+        "fields": str(Path(fields).resolve()) if fields is not None else str(state.get("dataset")),
+        "sweep": cfg.sweep.model_dump(mode="json"),
+        "seed": cfg.reconstruction.seed,
+        "observed": cfg.reconstruction.observed,
+    }
 
 
 def reserve_output(out: Path | None, run_dir: Path, key: dict[str, Any], about: str) -> tuple[Path, bool]:

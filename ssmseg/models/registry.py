@@ -31,10 +31,31 @@ class Entry:
 
 
 # Keys only some models read: a value other than the default for a model that ignores it is an error.
-SPECIFIC = ("d_state", "expand", "d_conv", "n_filters", "wavelet", "window", "encoder_weights", "backbone", "order",
-            "n_fourier", "fourier_scale", "heads", "msa", "window_attention", "ss2d", "sinc", "spectral_head",
-            "spectral_init", "spectral_train", "spatial_gate", "linear_epochs", "interp_widths",
-            "bound_margin")  # fmt: skip
+SPECIFIC = (
+    "d_state",
+    "expand",
+    "d_conv",
+    "n_filters",
+    "wavelet",
+    "window",
+    "encoder_weights",
+    "backbone",
+    "order",
+    "n_fourier",
+    "fourier_scale",
+    "heads",
+    "msa",
+    "window_attention",
+    "ss2d",
+    "sinc",
+    "spectral_head",
+    "spectral_init",
+    "spectral_train",
+    "spatial_gate",
+    "linear_epochs",
+    "interp_widths",
+    "bound_margin",
+)
 SSM = frozenset({"d_state", "expand", "d_conv"})
 
 
@@ -158,8 +179,9 @@ def model_names(task: str | None = None) -> list[str]:
 def check_model_task(name: str, task: str) -> None:
     """A model of another task is a one-line config error naming the valid ones."""
     if name in MODELS and MODELS[name].task != task:
-        raise ConfigError(f"model.name: {name} is a {MODELS[name].task} model; for {task} use "
-                          f"{' or '.join(model_names(task))}")  # fmt: skip
+        raise ConfigError(
+            f"model.name: {name} is a {MODELS[name].task} model; for {task} use {' or '.join(model_names(task))}"
+        )
 
 
 def keys_that_do_not_fit(name: str, section: dict[str, Any]) -> list[str]:
@@ -184,14 +206,20 @@ def build_model(cfg: ModelConfig, in_channels: int, num_classes: int, tiny: bool
     defaults = ModelConfig()
     ignored = [k for k in SPECIFIC if k not in entry.uses and getattr(cfg, k) != getattr(defaults, k)]
     if ignored:
-        raise ConfigError(f"model.{ignored[0]} is not read by {cfg.name} (set: {', '.join(ignored)}); remove it or "
-                          f"choose a model that uses it")  # fmt: skip
+        raise ConfigError(
+            f"model.{ignored[0]} is not read by {cfg.name} (set: {', '.join(ignored)}); remove it or "
+            f"choose a model that uses it"
+        )
     if entry.ss2d_blocks and cfg.d_conv % 2 == 0:
-        raise ConfigError(f"model.d_conv: {cfg.name}'s SS2D blocks (and their ablation twins) need an odd kernel to "
-                          f"keep the map size, got {cfg.d_conv}; use 3 or 5")  # fmt: skip
+        raise ConfigError(
+            f"model.d_conv: {cfg.name}'s SS2D blocks (and their ablation twins) need an odd kernel to "
+            f"keep the map size, got {cfg.d_conv}; use 3 or 5"
+        )
     if cfg.linear_epochs and not cfg.spectral_head:
-        raise ConfigError("model.linear_epochs trains the spectral head alone, which model.spectral_head: false "
-                          "removes; set linear_epochs to 0 or keep the spectral head")  # fmt: skip
+        raise ConfigError(
+            "model.linear_epochs trains the spectral head alone, which model.spectral_head: false "
+            "removes; set linear_epochs to 0 or keep the spectral head"
+        )
     if tiny:
         cfg = cfg.model_copy(update=entry.tiny)
     return entry.build(cfg, in_channels, num_classes)

@@ -117,11 +117,15 @@ def compare(current: Run, cur: dict[str, Any], previous: Run, prev: dict[str, An
         )
     train = "train/" + str(current.monitor).split("/", 1)[-1]
     rows = [
-        _row(key, label.format(monitor=current.monitor, train=train), number(prev["summary"].get(key)),
-             number(cur["summary"].get(key)))
+        _row(
+            key,
+            label.format(monitor=current.monitor, train=train),
+            number(prev["summary"].get(key)),
+            number(cur["summary"].get(key)),
+        )
         for key, label in HEADLINE
         if same_metric or key not in SAME_METRIC_ONLY
-    ]  # fmt: skip
+    ]
     source = f"{current.name} vs {previous.name}"
     findings = []
     pixels = validation_differences(previous, current)
@@ -172,8 +176,14 @@ def compare_cv(current: CV, cur: dict[str, Any], previous: CV, prev: dict[str, A
     if diffs:
         d = np.array(diffs)
         sd = float(d.std(ddof=1)) if len(d) > 1 else math.nan
-        paired = {"metric": head, "mean_change": float(d.mean()), "std_change": sd, "folds": len(d),
-                  "higher": int((d > 0).sum()), "lower": int((d < 0).sum())}  # fmt: skip
+        paired = {
+            "metric": head,
+            "mean_change": float(d.mean()),
+            "std_change": sd,
+            "folds": len(d),
+            "higher": int((d > 0).sum()),
+            "lower": int((d < 0).sum()),
+        }
     source = f"{current.name} vs {previous.name}"
     findings = []
     run_pairs = [(a, b) for a in current.fold_runs for b in previous.fold_runs if a.name == b.name]

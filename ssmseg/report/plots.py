@@ -23,8 +23,15 @@ from ssmseg.report.series import smooth, smooth_window
 DPI = 100
 WIDTH = 11.0  # inches: 1100 px, the width of the HTML page's content
 PANEL_HEIGHT = 3.6
-FONT = {"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "xtick.labelsize": 10, "ytick.labelsize": 10,
-        "legend.fontsize": 9, "figure.titlesize": 13}  # fmt: skip
+FONT = {
+    "font.size": 11,
+    "axes.titlesize": 12,
+    "axes.labelsize": 11,
+    "xtick.labelsize": 10,
+    "ytick.labelsize": 10,
+    "legend.fontsize": 9,
+    "figure.titlesize": 13,
+}
 STAGE_COLOURS = {
     "warmup": "#dddddd",
     "fast learning": "#cfe8ff",
@@ -54,16 +61,23 @@ def _save(fig: Any, out: Path, name: str, left: float = 0.9, tight: bool = False
         else:
             w, h = fig.get_size_inches()
             top = 0.75 if fig._suptitle is not None else 0.45
-            fig.subplots_adjust(left=left / w, right=1 - 0.25 / w, bottom=0.65 / h, top=1 - top / h,
-                                wspace=0.22, hspace=0.5)  # fmt: skip
+            fig.subplots_adjust(
+                left=left / w, right=1 - 0.25 / w, bottom=0.65 / h, top=1 - top / h, wspace=0.22, hspace=0.5
+            )
         fig.savefig(out / name, dpi=DPI)
     plt.close(fig)
     return f"plots/{name}"
 
 
 def _record(name: str, file: str, title: str, caption: str, role: str, data: dict[str, Any]) -> dict[str, Any]:
-    return {"id": name.removesuffix(".png"), "file": file, "title": title, "caption": caption, "role": role,
-            "data": data}  # fmt: skip
+    return {
+        "id": name.removesuffix(".png"),
+        "file": file,
+        "title": title,
+        "caption": caption,
+        "role": role,
+        "data": data,
+    }
 
 
 def _series(x: np.ndarray) -> list[float | None]:
@@ -91,8 +105,12 @@ def curves(out: Path, name: str, items: list[tuple[str, dict[str, Any]]], title:
         cur: Curves = a["curves"]
         w = smooth_window(len(cur.epoch))
         colour = f"C{r % 10}"
-        data[label] = {"epoch": _series(cur.epoch), "smoothing_window": w, "best_epoch": a["summary"]["best_epoch"],
-                       **{k: _series(v) for k, v in cur.cols.items()}}  # fmt: skip
+        data[label] = {
+            "epoch": _series(cur.epoch),
+            "smoothing_window": w,
+            "best_epoch": a["summary"]["best_epoch"],
+            **{k: _series(v) for k, v in cur.cols.items()},
+        }
         prefix = "" if single else f"{label} "
         for ax, panel in zip(axes, panels, strict=False):
             _draw_panel(ax, panel, cur, a, w, colour if not single else None, prefix)
@@ -129,8 +147,9 @@ def _key_legend(ax: Any, labels: list[str]) -> None:
     for line in ax.get_lines():
         word = next((line.get_label()[len(p) + 1 :] for p in labels if line.get_label().startswith(p + " ")), None)
         if word and word not in styles:
-            styles[word] = Line2D([], [], color="0.3", ls=line.get_linestyle(), marker=line.get_marker(), lw=1.5,
-                                  label=word)  # fmt: skip
+            styles[word] = Line2D(
+                [], [], color="0.3", ls=line.get_linestyle(), marker=line.get_marker(), lw=1.5, label=word
+            )
     if runs or styles:
         ax.legend(handles=runs + list(styles.values()), loc="best", framealpha=0.8, fontsize=8)
 
@@ -170,8 +189,9 @@ def _draw_panel(ax: Any, panel: str, cur: Curves, a: dict[str, Any], w: int, col
         if not prefix:
             seen = []
             for st in a.get("stages", []):
-                ax.axvspan(st["first_epoch"] - 0.5, st["last_epoch"] + 0.5, color=STAGE_COLOURS[st["stage"]],
-                           zorder=0, lw=0)  # fmt: skip
+                ax.axvspan(
+                    st["first_epoch"] - 0.5, st["last_epoch"] + 0.5, color=STAGE_COLOURS[st["stage"]], zorder=0, lw=0
+                )
                 seen.append(st["stage"])
             handles, labels = ax.get_legend_handles_labels()
             stages = [Patch(color=STAGE_COLOURS[s], label=s) for s in dict.fromkeys(seen)]
@@ -237,8 +257,14 @@ def sweep(out: Path, name: str, sw: dict[str, Any]) -> dict[str, Any] | None:
     ax.legend(loc="best", ncol=2, framealpha=0.8)
     file = _save(fig, out, name)
     caption = "solid: one sample, dashed: the mean of samples; grey lines: baselines"
-    return _record(name, file, f"{sw['name']}: PSNR against NFE", caption, "figure",
-                   {"solvers": data, "baselines": sw["baselines"]})  # fmt: skip
+    return _record(
+        name,
+        file,
+        f"{sw['name']}: PSNR against NFE",
+        caption,
+        "figure",
+        {"solvers": data, "baselines": sw["baselines"]},
+    )
 
 
 def eval_figure(out: Path, name: str, ev: dict[str, Any]) -> dict[str, Any] | None:
@@ -260,8 +286,14 @@ def eval_figure(out: Path, name: str, ev: dict[str, Any]) -> dict[str, Any] | No
         ax.legend(loc="best")
         data = {"fraction": x, **{k: [number(r.get(k)) for r in rows] for k in keys}}
         file = _save(fig, out, name)
-        return _record(name, file, f"{ev['name']}: PSNR per observed fraction",
-                       "one line per PSNR column of metrics.json", "per_fraction_figure", data)  # fmt: skip
+        return _record(
+            name,
+            file,
+            f"{ev['name']}: PSNR per observed fraction",
+            "one line per PSNR column of metrics.json",
+            "per_fraction_figure",
+            data,
+        )
     rows = ev["rows"]
     if not rows:
         return None
@@ -280,8 +312,14 @@ def eval_figure(out: Path, name: str, ev: dict[str, Any]) -> dict[str, Any] | No
     ax.set_xlabel("IoU")
     ax.legend(loc="lower right", framealpha=0.8)
     file = _save(fig, out, name, left=0.3 + 0.09 * max(len(str(c)) for c in names))
-    return _record(name, file, f"{ev['name']}: IoU per class", "black line: mIoU; red lines: chance mIoU",
-                   "per_class_figure", {"class": names, "iou": iou, "miou": miou})  # fmt: skip
+    return _record(
+        name,
+        file,
+        f"{ev['name']}: IoU per class",
+        "black line: mIoU; red lines: chance mIoU",
+        "per_class_figure",
+        {"class": names, "iou": iou, "miou": miou},
+    )
 
 
 def confusion(out: Path, name: str, ev: dict[str, Any]) -> dict[str, Any] | None:
@@ -305,14 +343,26 @@ def confusion(out: Path, name: str, ev: dict[str, Any]) -> dict[str, Any] | None
     if n <= 20:
         for i in range(n):
             for j in range(n):
-                ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=9 if n <= 10 else 7,
-                        color="white" if norm[i, j] > 0.5 else "black")  # fmt: skip
+                ax.text(
+                    j,
+                    i,
+                    f"{norm[i, j]:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=9 if n <= 10 else 7,
+                    color="white" if norm[i, j] > 0.5 else "black",
+                )
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
     ax.set_title("confusion matrix, normalised per true class")
     file = _save(fig, out, name, tight=True)
-    return _record(name, file, f"{ev['name']}: confusion matrix",
-                   "each row sums to 1: the share of a true class's pixels given to each predicted class",
-                   "confusion", {"classes": classes, "normalised": norm.tolist()})  # fmt: skip
+    return _record(
+        name,
+        file,
+        f"{ev['name']}: confusion matrix",
+        "each row sums to 1: the share of a true class's pixels given to each predicted class",
+        "confusion",
+        {"classes": classes, "normalised": norm.tolist()},
+    )
 
 
 def copy_image(out: Path, name: str, image: dict[str, str], owner: str) -> dict[str, Any] | None:
@@ -322,5 +372,11 @@ def copy_image(out: Path, name: str, image: dict[str, str], owner: str) -> dict[
     except OSError:
         return None
     title = f"{owner}: {image['name']}"
-    return _record(name, f"plots/{name}", title, f"{image['caption']} (drawn by the command, {image['path']})",
-                   "image", {"source": image["path"]})  # fmt: skip
+    return _record(
+        name,
+        f"plots/{name}",
+        title,
+        f"{image['caption']} (drawn by the command, {image['path']})",
+        "image",
+        {"source": image["path"]},
+    )

@@ -22,14 +22,29 @@ STOP_WORDS = {
 
 
 def table(columns: list[str], rows: list[list[Any]], title: str = "", ref: str = "") -> dict[str, Any]:
-    return {"title": title, "columns": columns, "ref": ref, "anchor": "",
-            "rows": [[c if isinstance(c, str) else fmt(c) for c in r] for r in rows]}  # fmt: skip
+    return {
+        "title": title,
+        "columns": columns,
+        "ref": ref,
+        "anchor": "",
+        "rows": [[c if isinstance(c, str) else fmt(c) for c in r] for r in rows],
+    }
 
 
 def section(title: str, anchor: str, source: str, a: dict[str, Any] | None = None, **parts: Any) -> dict[str, Any]:
     findings = [{**f, "source": source} for f in (a or {}).get("findings", [])]
-    return {"title": title, "anchor": anchor, "source": source, "tables": [], "figures": [], "findings": findings,
-            "notes": list((a or {}).get("missing", [])), "subsections": [], "lines": [], **parts}  # fmt: skip
+    return {
+        "title": title,
+        "anchor": anchor,
+        "source": source,
+        "tables": [],
+        "figures": [],
+        "findings": findings,
+        "notes": list((a or {}).get("missing", [])),
+        "subsections": [],
+        "lines": [],
+        **parts,
+    }
 
 
 def _figs(a: dict[str, Any], figures: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -98,12 +113,16 @@ def _training_rows(s: dict[str, Any]) -> list[list[Any]]:
     else:
         val_text = f"{val} (all of the validation split)"
     return [
-        ["patches (or fields) per epoch", f"{fmt(patches)} of {fmt(s.get('train_items'))} training items"
-         if patches is not None else "missing (history.json has no run.train_items)"],
+        [
+            "patches (or fields) per epoch",
+            f"{fmt(patches)} of {fmt(s.get('train_items'))} training items"
+            if patches is not None
+            else "missing (history.json has no run.train_items)",
+        ],
         ["optimiser steps per epoch", f"{fmt(per)} ({batch}{accum}{world})" if per is not None else "missing"],
         ["optimiser steps in all", fmt(total) if total is not None else "missing"],
         ["validation items scored", val_text],
-    ]  # fmt: skip
+    ]
 
 
 def summary_rows(a: dict[str, Any]) -> list[list[Any]]:
@@ -119,8 +138,10 @@ def summary_rows(a: dict[str, Any]) -> list[list[Any]]:
     ]
     stop = s.get("stop_reason")
     return [
-        [f"best {monitor} ({s.get('mode') or 'mode missing'})", f"{fmt(s['best_value'])} at epoch {b}" if b
-         else "missing"],
+        [
+            f"best {monitor} ({s.get('mode') or 'mode missing'})",
+            f"{fmt(s['best_value'])} at epoch {b}" if b else "missing",
+        ],
         [f"train/{metric} at the best epoch", fmt(s.get("train_at_best"))],
         ["train − validation at the best epoch", fmt(s.get("gap_at_best"))],
         ["LR at the best epoch", fmt(s.get("lr_at_best"), 3)],
@@ -137,14 +158,20 @@ def summary_rows(a: dict[str, Any]) -> list[list[Any]]:
         ["precision / processes", f"{fmt(s.get('precision'))} / {fmt(s.get('world_size'))}"],
         ["schedule / warmup epochs", f"{fmt(s.get('schedule'))} / {fmt(s.get('warmup_epochs'))}"],
         ["dataset", fmt(s.get("dataset"))],
-    ]  # fmt: skip
+    ]
 
 
-def run_section(a: dict[str, Any], figures: dict[str, dict[str, Any]], title: str | None = None,
-                source: str | None = None, anchor: str | None = None) -> dict[str, Any]:  # fmt: skip
+def run_section(
+    a: dict[str, Any],
+    figures: dict[str, dict[str, Any]],
+    title: str | None = None,
+    source: str | None = None,
+    anchor: str | None = None,
+) -> dict[str, Any]:
     label = a.get("label", a["name"])
-    sec = section(title or f"Run: {label}", anchor or _anchor("run", label), source or label, a,
-                  figures=_figs(a, figures))  # fmt: skip
+    sec = section(
+        title or f"Run: {label}", anchor or _anchor("run", label), source or label, a, figures=_figs(a, figures)
+    )
     sec["lines"].append(f"{a['path']} — history.json format {a['format_version']}, task {a['task'] or 'missing'}")
     sec["tables"].append(table(["", ""], summary_rows(a), "Summary", "summary"))
     if a.get("schedule_changes"):
@@ -153,16 +180,31 @@ def run_section(a: dict[str, Any], figures: dict[str, dict[str, Any]], title: st
         sec["tables"].append(table(keys, rows, "LR schedule changes recorded in history.json", "schedule"))
     if a.get("chance"):
         ch = a["chance"]
-        where = {True: "scored validation pixels", False: "whole validation split: an estimate for the subset",
-                 None: "the validation split's class counts"}[ch["exact"]]  # fmt: skip
+        where = {
+            True: "scored validation pixels",
+            False: "whole validation split: an estimate for the subset",
+            None: "the validation split's class counts",
+        }[ch["exact"]]
         prior = ch["priors_from"].replace("class_counts_", "")
-        rows = [[f"always the majority class '{ch['majority_class']['class']}'", ch["majority_class"]["value"]],
-                [f"drawing from the {prior} class priors", ch["class_prior_draw"]["value"]],
-                ["this run, best epoch", a["summary"]["best_value"]]]  # fmt: skip
+        rows = [
+            [f"always the majority class '{ch['majority_class']['class']}'", ch["majority_class"]["value"]],
+            [f"drawing from the {prior} class priors", ch["class_prior_draw"]["value"]],
+            ["this run, best epoch", a["summary"]["best_value"]],
+        ]
         sec["tables"].append(table(["predictor", ch["metric"]], rows, f"Chance baselines ({where})", "chance"))
     if a["stages"]:
-        rows = [[s["stage"], f"{s['first_epoch']}–{s['last_epoch']}", s["epochs"], s["mean_val"], s["change"],
-                 fmt(s["mean_lr"], 3), s["mean_gap"]] for s in a["stages"]]  # fmt: skip
+        rows = [
+            [
+                s["stage"],
+                f"{s['first_epoch']}–{s['last_epoch']}",
+                s["epochs"],
+                s["mean_val"],
+                s["change"],
+                fmt(s["mean_lr"], 3),
+                s["mean_gap"],
+            ]
+            for s in a["stages"]
+        ]
         cols = ["stage", "epochs", "count", f"mean {a['monitor']}", "change", "mean LR", "mean train − val"]
         sec["tables"].append(table(cols, rows, "Training stages", "stages"))
     for e in a.get("evals", []):
@@ -175,8 +217,10 @@ def run_section(a: dict[str, Any], figures: dict[str, dict[str, Any]], title: st
 def cv_section(a: dict[str, Any], figures: dict[str, dict[str, Any]]) -> dict[str, Any]:
     sec = section(f"Cross-validation: {a['name']}", _anchor("cv", a["name"]), a["name"], a, figures=_figs(a, figures))
     head = a["headline"] or "missing"
-    sec["lines"].append(f"{a['path']} — headline {head}; the best epoch of each fold was selected on "
-                        f"{a['selected_on'] or 'missing'} by {a['monitor'] or 'missing'}")  # fmt: skip
+    sec["lines"].append(
+        f"{a['path']} — headline {head}; the best epoch of each fold was selected on "
+        f"{a['selected_on'] or 'missing'} by {a['monitor'] or 'missing'}"
+    )
     if a.get("scored_on"):
         sec["lines"].append(f"held-out scores: {a['scored_on']}")
     if a.get("note"):
@@ -206,8 +250,12 @@ def eval_section(a: dict[str, Any], figures: dict[str, dict[str, Any]], source: 
         rows = [[r.get(k) for k in cols] for r in a["rows"]]
         sec["tables"].append(table(cols, rows, "Per observed fraction", "per_fraction"))
         return sec
-    cols = ["metric", "value", f"chance: majority class ({a.get('chance_majority_class') or 'missing'})",
-            "chance: class-prior draw"]  # fmt: skip
+    cols = [
+        "metric",
+        "value",
+        f"chance: majority class ({a.get('chance_majority_class') or 'missing'})",
+        "chance: class-prior draw",
+    ]
     rows = [[k, v["value"], v["majority_class"], v["class_prior_draw"]] for k, v in a.get("chance", {}).items()]
     sec["tables"].append(table(cols, rows, "Metrics and chance baselines on the same pixels", "metrics"))
     rows = [[r["class"], r["iou"], r["precision"], r["recall"], r["f1"], r["support"]] for r in a["rows"]]
@@ -216,10 +264,15 @@ def eval_section(a: dict[str, Any], figures: dict[str, dict[str, Any]], source: 
     )
     if a.get("weakest"):
         rows = [
-            [r["class"], r["iou"], r["recall"], r.get("confused_with") or "—",
-             f"{r['confused_share']:.1%}" if math.isfinite(number(r.get("confused_share"))) else "—"]
+            [
+                r["class"],
+                r["iou"],
+                r["recall"],
+                r.get("confused_with") or "—",
+                f"{r['confused_share']:.1%}" if math.isfinite(number(r.get("confused_share"))) else "—",
+            ]
             for r in a["weakest"]
-        ]  # fmt: skip
+        ]
         cols = ["class", "IoU", "recall", "most often predicted as", "share of its pixels"]
         sec["tables"].append(table(cols, rows, "Weakest classes", "weakest"))
     return sec
@@ -244,32 +297,65 @@ def sweep_section(a: dict[str, Any], figures: dict[str, dict[str, Any]], source:
 
 def compare_section(c: dict[str, Any]) -> dict[str, Any]:
     source = f"{c['current']} vs {c['previous']}"
-    sec = section(f"{c['current']} against {c['previous']}", _anchor("vs", c["current"], c["previous"]), source,
-                  {"findings": c["findings"], "missing": c["notes"]})  # fmt: skip
+    sec = section(
+        f"{c['current']} against {c['previous']}",
+        _anchor("vs", c["current"], c["previous"]),
+        source,
+        {"findings": c["findings"], "missing": c["notes"]},
+    )
     sec["lines"].append(f"previous: {c['previous_path']}")
     rows = [
-        [r["label"], r["previous"], r["current"], r["change"],
-         f"{r['relative']:+.1%}" if math.isfinite(number(r["relative"])) else "—"]
+        [
+            r["label"],
+            r["previous"],
+            r["current"],
+            r["change"],
+            f"{r['relative']:+.1%}" if math.isfinite(number(r["relative"])) else "—",
+        ]
         for r in c["headline"]
-    ]  # fmt: skip
+    ]
     cols = ["", c["previous"], c["current"], "change", "relative"]
     sec["tables"].append(
         table(cols, rows, "Headline numbers" if c["kind"] == "run" else "Means over folds", "headline")
     )
     if c["kind"] == "cv" and c["per_fold"]:
-        rows = [[str(f["fold"]), f["previous"], f["current"], f["change"], fmt(f["best_epoch_previous"]),
-                 fmt(f["best_epoch_current"])] for f in c["per_fold"]]  # fmt: skip
+        rows = [
+            [
+                str(f["fold"]),
+                f["previous"],
+                f["current"],
+                f["change"],
+                fmt(f["best_epoch_previous"]),
+                fmt(f["best_epoch_current"]),
+            ]
+            for f in c["per_fold"]
+        ]
         p = c.get("paired")
         if p:
-            rows.append(["mean ± std of the change", "", "", f"{fmt(p['mean_change'])} ± {fmt(p['std_change'])}", "",
-                         f"higher in {p['higher']} of {p['folds']}"])  # fmt: skip
-        cols = ["fold", f"{c['previous']} {c['metric']}", f"{c['current']} {c['metric']}", "change",
-                "best epoch (previous)", "best epoch (current)"]  # fmt: skip
+            rows.append(
+                [
+                    "mean ± std of the change",
+                    "",
+                    "",
+                    f"{fmt(p['mean_change'])} ± {fmt(p['std_change'])}",
+                    "",
+                    f"higher in {p['higher']} of {p['folds']}",
+                ]
+            )
+        cols = [
+            "fold",
+            f"{c['previous']} {c['metric']}",
+            f"{c['current']} {c['metric']}",
+            "change",
+            "best epoch (previous)",
+            "best epoch (current)",
+        ]
         sec["tables"].append(table(cols, rows, f"Per fold, held out: {c['metric']}", "per_fold"))
     if c["config_diff"]:
         rows = [[d["key"], _value(d["previous"]), _value(d["current"])] for d in c["config_diff"]]
-        sec["tables"].append(table(["config key", c["previous"], c["current"]], rows, "Config keys that differ",
-                                   "config_diff"))  # fmt: skip
+        sec["tables"].append(
+            table(["config key", c["previous"], c["current"]], rows, "Config keys that differ", "config_diff")
+        )
     elif not c["notes"]:
         sec["lines"].append("config.yaml: no key differs")
     return sec

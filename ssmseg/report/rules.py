@@ -135,8 +135,9 @@ class Context:
     """What every run rule reads: direction-aware scores (n,), smoothed curves, the gap, the noise levels and
     how much training the run did (optimiser steps)."""
 
-    def __init__(self, run: Run, cur: Curves, val: np.ndarray | None, best: int | None, metric: str,
-                 size: dict[str, Any]) -> None:  # fmt: skip
+    def __init__(
+        self, run: Run, cur: Curves, val: np.ndarray | None, best: int | None, metric: str, size: dict[str, Any]
+    ) -> None:
         self.run, self.cur, self.val, self.best, self.metric, self.size = run, cur, val, best, metric, size
         self.monitor = run.monitor or ""
         self.sign = -1.0 if run.mode == "min" else 1.0

@@ -187,10 +187,18 @@ def rule_low_and_close(c: Context) -> Finding | None:
     low, close = THRESHOLDS["low_metric"], THRESHOLDS["close_gap"]
     if not (tr <= low and va <= low and abs(tr - va) <= close and (flat or c.short())):
         return None
-    evidence = {"train_mean": tr, "val_mean": va, "window": [c.e(window[0]), c.e(window[-1])],
-                "train_gain": train_gain, "train_t": t, "low": low, "close": close,
-                "optimizer_steps": c.total_steps, "steps_per_epoch": c.size.get("steps_per_epoch"),
-                "short_run_steps": THRESHOLDS["short_run_steps"]}  # fmt: skip
+    evidence = {
+        "train_mean": tr,
+        "val_mean": va,
+        "window": [c.e(window[0]), c.e(window[-1])],
+        "train_gain": train_gain,
+        "train_t": t,
+        "low": low,
+        "close": close,
+        "optimizer_steps": c.total_steps,
+        "steps_per_epoch": c.size.get("steps_per_epoch"),
+        "short_run_steps": THRESHOLDS["short_run_steps"],
+    }
     both = (
         f"train and validation {c.metric} both ended low and close: {fmt(tr)} and {fmt(va)} over the last "
         f"{len(window)} epochs (at most {low}, {fmt(abs(tr - va))} apart)"

@@ -274,9 +274,15 @@ def _schedule_changes(history: dict[str, Any], records: list[dict[str, Any]]) ->
         else []
     )
     for st in stages[1:]:
-        out.append({"epoch": st.get("first_epoch"), "change": f"stage {st.get('stage')}: {st.get('kind')}",
-                    "epochs": f"{st.get('first_epoch')}–{st.get('last_epoch')}", "lr_first": st.get("lr_first"),
-                    "lr_last": st.get("lr_last")})  # fmt: skip
+        out.append(
+            {
+                "epoch": st.get("first_epoch"),
+                "change": f"stage {st.get('stage')}: {st.get('kind')}",
+                "epochs": f"{st.get('first_epoch')}–{st.get('last_epoch')}",
+                "lr_first": st.get("lr_first"),
+                "lr_last": st.get("lr_last"),
+            }
+        )
     changes = record.get("changes") if isinstance(record.get("changes"), list) else []
     for ch in (c for c in changes if isinstance(c, dict)):
         total = f"train.epochs {ch.get('epochs_from')} -> {ch.get('epochs_to')}"

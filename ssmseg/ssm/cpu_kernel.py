@@ -211,10 +211,21 @@ class CpuSelectiveScan(torch.autograd.Function):
 
         def part(p: int, r0: int, r1: int) -> int:
             return lib.ssm_backward(
-                *head, *mid, ckpt.data_ptr(), dout.data_ptr(), du.data_ptr(), ddelta.data_ptr(), _ptr(dz),
-                dA[p].data_ptr(), dB[p].data_ptr(), dC[p].data_ptr(), dD[p].data_ptr(), dbias[p].data_ptr(),
-                r0, r1,
-            )  # fmt: skip
+                *head,
+                *mid,
+                ckpt.data_ptr(),
+                dout.data_ptr(),
+                du.data_ptr(),
+                ddelta.data_ptr(),
+                _ptr(dz),
+                dA[p].data_ptr(),
+                dB[p].data_ptr(),
+                dC[p].data_ptr(),
+                dD[p].data_ptr(),
+                dbias[p].data_ptr(),
+                r0,
+                r1,
+            )
 
         _run_parts(part, rows, parts)
         t_u, t_delta, t_A, t_B, t_C, t_D, t_z, t_bias = ctx.dtypes

@@ -129,7 +129,15 @@ class Mamba(nn.Module):
         s = self.ssm_inputs(hidden)
         A = -torch.exp(self.A_log.float())
         y = selective_scan(
-            s["u"], s["delta"], A, s["B"], s["C"], self.D.float(), z=s["z"],
-            delta_bias=self.dt_proj.bias.float(), delta_softplus=True, backend=self.backend,
-        )  # fmt: skip
+            s["u"],
+            s["delta"],
+            A,
+            s["B"],
+            s["C"],
+            self.D.float(),
+            z=s["z"],
+            delta_bias=self.dt_proj.bias.float(),
+            delta_softplus=True,
+            backend=self.backend,
+        )
         return self.out_proj(y.transpose(1, 2))

@@ -120,10 +120,16 @@ class SS2D(nn.Module):
         dts, Bs, Cs = x_dbl.split([self.dt_rank, self.d_state, self.d_state], dim=2)
         dts = torch.matmul(self.dt_projs_weight, dts)  # (K, di, r) @ (batch, K, r, L) -> (batch, K, di, L)
         y = selective_scan(
-            xs.reshape(batch, K * di, L), dts.reshape(batch, K * di, L), -torch.exp(self.A_logs.float()),
-            Bs.contiguous(), Cs.contiguous(), self.Ds.float(), delta_bias=self.dt_projs_bias.reshape(-1).float(),
-            delta_softplus=True, backend=self.backend,
-        )  # fmt: skip
+            xs.reshape(batch, K * di, L),
+            dts.reshape(batch, K * di, L),
+            -torch.exp(self.A_logs.float()),
+            Bs.contiguous(),
+            Cs.contiguous(),
+            self.Ds.float(),
+            delta_bias=self.dt_projs_bias.reshape(-1).float(),
+            delta_softplus=True,
+            backend=self.backend,
+        )
         y = self._cross_merge(y.view(batch, K, di, L), h, w).permute(0, 2, 3, 1)
         y = self.out_norm(y) * F.silu(z)
         return self.out_proj(y).permute(0, 3, 1, 2)

@@ -48,10 +48,12 @@ class PartialResult(Exception):
         total = len(self.finished) + len(self.missing)
         cause = self.cause
         why = "interrupted" if isinstance(cause, KeyboardInterrupt) else str(cause) or type(cause).__name__
-        message = (f"eval stopped at '{self.missing[0]}', scene {len(self.finished) + 1} of {total} ({why}); the "
-                   f"{len(self.finished)} finished scene{'s are' if len(self.finished) > 1 else ' is'} kept in "
-                   f"'{out}' (incomplete.json lists the {len(self.missing)} missing); run the same command again "
-                   "to evaluate every scene")  # fmt: skip
+        message = (
+            f"eval stopped at '{self.missing[0]}', scene {len(self.finished) + 1} of {total} ({why}); the "
+            f"{len(self.finished)} finished scene{'s are' if len(self.finished) > 1 else ' is'} kept in "
+            f"'{out}' (incomplete.json lists the {len(self.missing)} missing); run the same command again "
+            "to evaluate every scene"
+        )
         if isinstance(cause, KeyboardInterrupt):
             return Interrupted(message)
         if isinstance(cause, SsmsegError):

@@ -19,8 +19,22 @@ from tests.data.helpers import prep_config, scene
 runner = CliRunner()
 
 # A model and schedule small enough that one epoch takes well under a second on 2 CPU cores.
-TINY = ["--set", "model.name=unet", "--set", "model.width=4", "--set", "model.depth=1", "--set", "train.epochs=1",
-        "--set", "schedule.warmup_epochs=0", "--set", "data.batch_size=4", "--device", "cpu"]  # fmt: skip
+TINY = [
+    "--set",
+    "model.name=unet",
+    "--set",
+    "model.width=4",
+    "--set",
+    "model.depth=1",
+    "--set",
+    "train.epochs=1",
+    "--set",
+    "schedule.warmup_epochs=0",
+    "--set",
+    "data.batch_size=4",
+    "--device",
+    "cpu",
+]
 
 
 def invoke(*args, env: dict | None = None):
@@ -66,8 +80,13 @@ class World:
         return self.src / "msk" / "a.tif"
 
     def prep_yaml(self, path: Path, **prep) -> Path:
-        settings = {"images": [str(self.src / "img" / "*.tif")], "masks": [str(self.src / "msk" / "*.tif")],
-                    "classes": ["c0", "c1", "c2"], "split": {"block_size": 16, "folds": 2}, **prep}  # fmt: skip
+        settings = {
+            "images": [str(self.src / "img" / "*.tif")],
+            "masks": [str(self.src / "msk" / "*.tif")],
+            "classes": ["c0", "c1", "c2"],
+            "split": {"block_size": 16, "folds": 2},
+            **prep,
+        }
         path.write_text(yaml.safe_dump({"data": {"crop_size": 16}, "prep": settings}))
         return path
 
@@ -81,7 +100,8 @@ def world(tmp_path_factory) -> World:
     root = tmp_path_factory.mktemp("world")
     scene(root / "src", size=48)
     dataset = prepare(prep_config(root / "src"), root / "ds").out
-    result = invoke("train", *TINY, "--set", f"data.dataset={dataset}", "--out", root / "runs",
-                    "--set", "runtime.name=done")  # fmt: skip
+    result = invoke(
+        "train", *TINY, "--set", f"data.dataset={dataset}", "--out", root / "runs", "--set", "runtime.name=done"
+    )
     assert result.exit_code == 0, result.output
     return World(root, root / "src", dataset, root / "runs" / "done")

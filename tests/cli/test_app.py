@@ -247,6 +247,7 @@ def test_python_dash_m_of_the_app_module_runs_the_command_line():
     import sys
 
     for module in ("ssmseg", "ssmseg.cli.app"):
-        done = subprocess.run([sys.executable, "-m", module, "config", "presets"], capture_output=True, text=True,
-                              timeout=120)  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-m", module, "config", "presets"], capture_output=True, text=True, timeout=120
+        )
         assert done.returncode == 0 and "fast" in done.stdout, (module, done.stdout, done.stderr)

@@ -37,87 +37,183 @@ ROWS = [
     ("prep-no-out", ["prep", "--config", "{cfg}"], 2, "--out DIR"),
     ("prep-synthetic-kind", ["prep", "--synthetic", "lidar"], 2, "hyperspectral, rgb or sinusoids"),
     ("prep-no-images", ["prep", "--out", "{new}"], 1, "no images given"),
-    ("prep-no-match", [*PREP, "--set", "prep.images=[{bad}/none/*.tif]", "--out", "{new}"], 1,
-     "matches no file"),
-    ("prep-image-without-mask", [*PREP, "--set", "prep.masks=[{bad}/nomask/*.tif]",
-                                 "--out", "{new}"], 1, "has no mask"),
-    ("prep-mask-without-image", [*PREP, "--set", "prep.masks=[{src}/msk/*.tif,{bad}/extra/*.tif]",
-                                 "--out", "{new}"], 1, "has no image"),
+    ("prep-no-match", [*PREP, "--set", "prep.images=[{bad}/none/*.tif]", "--out", "{new}"], 1, "matches no file"),
+    (
+        "prep-image-without-mask",
+        [*PREP, "--set", "prep.masks=[{bad}/nomask/*.tif]", "--out", "{new}"],
+        1,
+        "has no mask",
+    ),
+    (
+        "prep-mask-without-image",
+        [*PREP, "--set", "prep.masks=[{src}/msk/*.tif,{bad}/extra/*.tif]", "--out", "{new}"],
+        1,
+        "has no image",
+    ),
     ("prep-truncated-image", [*PREP, *pair("trunc"), "--out", "{new}"], 1, "truncated or damaged"),
     ("prep-truncated-mask", [*PREP, *pair("truncm"), "--out", "{new}"], 1, "truncated or damaged"),
     ("prep-text-as-tif", [*PREP, *pair("text"), "--out", "{new}"], 1, "cannot read raster"),
     ("prep-unsupported-type", [*PREP, *pair("txt", "a.txt", "a.txt"), "--out", "{new}"], 1, "unsupported file type"),
-    ("prep-size-mismatch", [*PREP, "--set", "prep.masks=[{bad}/size/msk/*.tif]",
-                            "--out", "{new}"], 1, "give the matching mask"),
-    ("prep-scene-smaller-than-crop", [*PREP, "--set", "data.crop_size=64", "--set",
-                                      "prep.split.block_size=64", "--out", "{new}"], 1, "smaller than data.crop_size"),
+    (
+        "prep-size-mismatch",
+        [*PREP, "--set", "prep.masks=[{bad}/size/msk/*.tif]", "--out", "{new}"],
+        1,
+        "give the matching mask",
+    ),
+    (
+        "prep-scene-smaller-than-crop",
+        [*PREP, "--set", "data.crop_size=64", "--set", "prep.split.block_size=64", "--out", "{new}"],
+        1,
+        "smaller than data.crop_size",
+    ),
     ("prep-npy-4d", [*PREP, *pair("npy", "*.npy", "*.npy"), "--out", "{new}"], 1, "4-D array"),
     # --- prep: labels and splits
-    ("prep-unknown-values", [*PREP, "--set", "prep.classes=null",
-                             "--set", "prep.class_map={{0: 0, 1: 1}}", "--out", "{new}"], 1, "cannot place: 2"),
-    ("prep-jpeg-mask", [*PREP, *pair("jpeg", "*.png", "*.jpg"), "--set", "prep.classes=null",
-                        "--set", "prep.palette={{'#FF0000': a, '#00FF00': b, '#0000FF': c}}", "--out", "{new}"], 1,
-     "lossy (JPEG)"),
-    ("prep-classes-vs-class-map", [*PREP, "--set", "prep.class_map={{0: 0, 1: 1, 2: 1}}",
-                                   "--out", "{new}"], 1, "make them agree"),
-    ("prep-bad-palette-colour", [*PREP, "--set", "prep.classes=null",
-                                 "--set", "prep.palette={{red: a}}", "--out", "{new}"], 1, "is not a colour"),
-    ("prep-nothing-labelled", [*PREP, "--set", "prep.classes=null",
-                               "--set", "prep.class_map={{1: 0}}", "--set", "prep.ignore_values=[0, 2]",
-                               *pair("zeros"),
-                               "--out", "{new}"], 1, "no labelled pixel"),
+    (
+        "prep-unknown-values",
+        [*PREP, "--set", "prep.classes=null", "--set", "prep.class_map={{0: 0, 1: 1}}", "--out", "{new}"],
+        1,
+        "cannot place: 2",
+    ),
+    (
+        "prep-jpeg-mask",
+        [
+            *PREP,
+            *pair("jpeg", "*.png", "*.jpg"),
+            "--set",
+            "prep.classes=null",
+            "--set",
+            "prep.palette={{'#FF0000': a, '#00FF00': b, '#0000FF': c}}",
+            "--out",
+            "{new}",
+        ],
+        1,
+        "lossy (JPEG)",
+    ),
+    (
+        "prep-classes-vs-class-map",
+        [*PREP, "--set", "prep.class_map={{0: 0, 1: 1, 2: 1}}", "--out", "{new}"],
+        1,
+        "make them agree",
+    ),
+    (
+        "prep-bad-palette-colour",
+        [*PREP, "--set", "prep.classes=null", "--set", "prep.palette={{red: a}}", "--out", "{new}"],
+        1,
+        "is not a colour",
+    ),
+    (
+        "prep-nothing-labelled",
+        [
+            *PREP,
+            "--set",
+            "prep.classes=null",
+            "--set",
+            "prep.class_map={{1: 0}}",
+            "--set",
+            "prep.ignore_values=[0, 2]",
+            *pair("zeros"),
+            "--out",
+            "{new}",
+        ],
+        1,
+        "no labelled pixel",
+    ),
     ("prep-one-block", [*PREP, "--set", "prep.split.block_size=48", "--out", "{new}"], 1, "1 blocks cannot fill"),
-    ("prep-val-nothing-labelled", [*PREP, "--set", "prep.split.buffer=64", "--out", "{new}"], 1,
-     "the val split holds no labelled pixel"),
-    ("prep-ratios-sum", [*PREP, "--set", "prep.split.ratios=[0.5, 0.2, 0.2]", "--out", "{new}"],
-     2, "sum to"),
+    (
+        "prep-val-nothing-labelled",
+        [*PREP, "--set", "prep.split.buffer=64", "--out", "{new}"],
+        1,
+        "the val split holds no labelled pixel",
+    ),
+    ("prep-ratios-sum", [*PREP, "--set", "prep.split.ratios=[0.5, 0.2, 0.2]", "--out", "{new}"], 2, "sum to"),
     # --- prep: where it writes
     ("prep-out-user-folder", [*PREP, "--out", "{notes}"], 1, "did not write"),
     ("prep-out-user-folder-force", [*PREP, "--out", "{notes}", "--force"], 1, "did not write"),
-    ("prep-out-other-dataset", [*PREP, "--set", "prep.split.seed=5", "--out", "{ds}"], 1,
-     "pass --force"),
+    ("prep-out-other-dataset", [*PREP, "--set", "prep.split.seed=5", "--out", "{ds}"], 1, "pass --force"),
     ("prep-out-run-folder-force", [*PREP, "--out", "{run}", "--force"], 1, "a training run"),
     ("prep-out-is-file", [*PREP, "--out", "{afile}"], 1, "is a file"),
     ("prep-out-below-file", [*PREP, "--out", "{afile}/ds"], 1, "is a file, not a folder"),
     ("prep-out-not-permitted", [*PREP, "--out", "/sys/ssmseg-test-ds"], 1, "not permitted"),
-    ("prep-out-read-only", [*PREP, "--out", "{ro}/ds"], 1, "read-only file system",
-     {"fault": "erofs"}),
-    ("prep-cache-is-file", ["prep", "--synthetic", "hyperspectral"], 1, "SSMSEG_CACHE_DIR",
-     {"SSMSEG_CACHE_DIR": "{afile}"}),
-    ("prep-cache-not-permitted", ["prep", "--synthetic", "rgb"], 1, "SSMSEG_CACHE_DIR",
-     {"SSMSEG_CACHE_DIR": "/sys/ssmseg-test-cache"}),
+    ("prep-out-read-only", [*PREP, "--out", "{ro}/ds"], 1, "read-only file system", {"fault": "erofs"}),
+    (
+        "prep-cache-is-file",
+        ["prep", "--synthetic", "hyperspectral"],
+        1,
+        "SSMSEG_CACHE_DIR",
+        {"SSMSEG_CACHE_DIR": "{afile}"},
+    ),
+    (
+        "prep-cache-not-permitted",
+        ["prep", "--synthetic", "rgb"],
+        1,
+        "SSMSEG_CACHE_DIR",
+        {"SSMSEG_CACHE_DIR": "/sys/ssmseg-test-cache"},
+    ),
     ("prep-check-missing-config", ["prep", "--check", "{bad}/absent.yaml"], 2, "does not exist"),
     ("prep-check-truncated-image", ["prep", "--check", "{cfg_trunc}"], 1, "truncated or damaged"),
     ("prep-check-damaged-dataset", ["prep", "--check", "{ds_trunc}"], 1, "problem"),
     ("prep-check-not-a-dataset", ["prep", "--check", "{notes}"], 1, "missing manifest.json"),
     # --- train
     ("train-unknown-model", [*TRAIN, "--set", "model.name=segnet", "--out", "{new}"], 2, "unknown model 'segnet'"),
-    ("train-missing-dataset", ["train", *TINY, "--set", "data.dataset={bad}/absent", "--out", "{new}"], 1,
-     "does not exist"),
-    ("train-incomplete-dataset", ["train", *TINY, "--set", "data.dataset={ds_incomplete}", "--out", "{new}"], 1,
-     "is incomplete"),
-    ("train-truncated-patches", ["train", *TINY, "--set", "data.dataset={ds_trunc}", "--out", "{new}"], 1,
-     "labels.npy (truncated"),
-    ("train-nothing-labelled", ["train", *TINY, "--set", "data.dataset={ds_nolabel}", "--out", "{new}"], 1,
-     "training patches hold no labelled pixel"),
+    (
+        "train-missing-dataset",
+        ["train", *TINY, "--set", "data.dataset={bad}/absent", "--out", "{new}"],
+        1,
+        "does not exist",
+    ),
+    (
+        "train-incomplete-dataset",
+        ["train", *TINY, "--set", "data.dataset={ds_incomplete}", "--out", "{new}"],
+        1,
+        "is incomplete",
+    ),
+    (
+        "train-truncated-patches",
+        ["train", *TINY, "--set", "data.dataset={ds_trunc}", "--out", "{new}"],
+        1,
+        "labels.npy (truncated",
+    ),
+    (
+        "train-nothing-labelled",
+        ["train", *TINY, "--set", "data.dataset={ds_nolabel}", "--out", "{new}"],
+        1,
+        "training patches hold no labelled pixel",
+    ),
     ("train-bad-monitor", [*TRAIN, "--set", "train.monitor=val/accuracy", "--out", "{new}"], 2, "not a segmentation"),
     ("train-name-is-path", [*TRAIN, "--set", "runtime.name=a/b", "--out", "{new}"], 2, "plain folder name"),
-    ("train-prep-images-without-dataset", ["train", *TINY, "--set", "prep.images=[{src}/img/a.tif]", "--out", "{new}"],
-     2, "data.dataset is empty"),
-    ("train-class-weights-length", [*TRAIN, "--set", "loss.class_weights=[1, 2]", "--out", "{new}"], 2,
-     "loss.class_weights has 2 values"),
+    (
+        "train-prep-images-without-dataset",
+        ["train", *TINY, "--set", "prep.images=[{src}/img/a.tif]", "--out", "{new}"],
+        2,
+        "data.dataset is empty",
+    ),
+    (
+        "train-class-weights-length",
+        [*TRAIN, "--set", "loss.class_weights=[1, 2]", "--out", "{new}"],
+        2,
+        "loss.class_weights has 2 values",
+    ),
     ("train-out-below-file", [*TRAIN, "--out", "{afile}/runs"], 1, "is a file, not a folder"),
     ("train-out-not-permitted", [*TRAIN, "--out", "/sys/ssmseg-test-runs"], 1, "not permitted"),
     ("train-out-read-only", [*TRAIN, "--out", "{ro}/runs"], 1, "read-only file system", {"fault": "erofs"}),
     ("train-cuda-missing", [*TRAIN, "--device", "cuda", "--out", "{new}"], 1, "CUDA is not available"),
-    ("train-max-val-patches-zero", [*TRAIN, "--set", "data.max_val_patches=0", "--out", "{new}"], 2,
-     "data.max_val_patches"),
+    (
+        "train-max-val-patches-zero",
+        [*TRAIN, "--set", "data.max_val_patches=0", "--out", "{new}"],
+        2,
+        "data.max_val_patches",
+    ),
     ("train-bad-set", [*TRAIN, "--set", "optim.lr"], 2, "dotted.key=value"),
     ("train-bad-value", [*TRAIN, "--set", "data.batch_size=0", "--out", "{new}"], 2, "data.batch_size"),
     ("train-empty-config", ["train", "--config", "{empty_yaml}", "--out", "{new}"], 2, "holds no settings"),
     ("train-cache-is-file", ["train", *TINY, "--out", "{new}"], 1, "SSMSEG_CACHE_DIR", {"SSMSEG_CACHE_DIR": "{afile}"}),
-    ("train-cache-read-only", ["train", *TINY, "--out", "{new}"], 1, "SSMSEG_CACHE_DIR",
-     {"SSMSEG_CACHE_DIR": "{ro}/cache", "fault": "erofs"}),
+    (
+        "train-cache-read-only",
+        ["train", *TINY, "--out", "{new}"],
+        1,
+        "SSMSEG_CACHE_DIR",
+        {"SSMSEG_CACHE_DIR": "{ro}/cache", "fault": "erofs"},
+    ),
     # --- train --resume
     ("resume-missing", ["train", "--resume", "{bad}/absent-run"], 1, "run folder"),
     ("resume-not-a-run", ["train", "--resume", "{notes}"], 1, "not a run folder (no config.yaml)"),
@@ -129,8 +225,12 @@ ROWS = [
     # --- cv
     ("cv-too-many-folds", [*CV, "--folds", "5", "--out", "{new}"], 2, "more than the 2 folds"),
     ("cv-one-fold", [*CV, "--folds", "1", "--out", "{new}"], 2, "--folds"),
-    ("cv-empty-fold", [*CV, "--set", "data.dataset={ds_emptyfold}", "--out", "{new}"], 1,
-     "of cv fold 0 hold no labelled"),
+    (
+        "cv-empty-fold",
+        [*CV, "--set", "data.dataset={ds_emptyfold}", "--out", "{new}"],
+        1,
+        "of cv fold 0 hold no labelled",
+    ),
     ("cv-missing-dataset", ["cv", *TINY, "--set", "data.dataset={bad}/absent", "--out", "{new}"], 1, "does not exist"),
     ("cv-name-is-path", [*CV, "--set", "runtime.name=../x", "--out", "{new}"], 2, "plain folder name"),
     ("cv-bad-monitor", [*CV, "--set", "train.monitor=miou", "--out", "{new}"], 2, "is not a segmentation metric"),
@@ -148,21 +248,49 @@ ROWS = [
     ("eval-out-below-file", ["eval", "{run}", "--out", "{afile}/ev"], 1, "is a file, not a folder"),
     ("eval-out-not-permitted", ["eval", "{run}", "--out", "/sys/ssmseg-test-eval"], 1, "not permitted"),
     ("eval-out-read-only", ["eval", "{run}", "--out", "{ro}/ev"], 1, "read-only file system", {"fault": "erofs"}),
-    ("eval-truncated-scene", ["eval", "{run}", "--input", "{bad}/trunc/img/a.tif", "--out", "{new}"], 1,
-     "truncated or damaged"),
-    ("eval-text-scene", ["eval", "{run}", "--input", "{bad}/text/img/a.tif", "--out", "{new}"], 1,
-     "cannot read raster"),
+    (
+        "eval-truncated-scene",
+        ["eval", "{run}", "--input", "{bad}/trunc/img/a.tif", "--out", "{new}"],
+        1,
+        "truncated or damaged",
+    ),
+    (
+        "eval-text-scene",
+        ["eval", "{run}", "--input", "{bad}/text/img/a.tif", "--out", "{new}"],
+        1,
+        "cannot read raster",
+    ),
     ("eval-missing-scene", ["eval", "{run}", "--input", "{bad}/absent.tif", "--out", "{new}"], 1, "does not exist"),
-    ("eval-band-count", ["eval", "{run}", "--input", "{bad}/bands4.tif", "--out", "{new}"], 1,
-     "has 4 bands but the model was trained on 3"),
-    ("eval-mask-count", ["eval", "{run}", "--input", "{image}", "--mask", "{mask}", "--mask", "{mask}",
-                         "--out", "{new}"], 2, "one --mask per --input"),
-    ("eval-mask-size", ["eval", "{run}", "--input", "{image}", "--mask", "{bad}/size/msk/a.tif", "--out", "{new}"], 1,
-     "is not the size"),
-    ("eval-mask-nothing-labelled", ["eval", "{run}", "--input", "{image}", "--mask", "{bad}/sevens.tif",
-                                    "--out", "{new}"], 1, "hold no labelled pixel"),
-    ("eval-dataset-other-classes", ["eval", "{run}", "--dataset", "{ds_classes}", "--out", "{new}"], 1,
-     "evaluate on a dataset with the model's classes"),
+    (
+        "eval-band-count",
+        ["eval", "{run}", "--input", "{bad}/bands4.tif", "--out", "{new}"],
+        1,
+        "has 4 bands but the model was trained on 3",
+    ),
+    (
+        "eval-mask-count",
+        ["eval", "{run}", "--input", "{image}", "--mask", "{mask}", "--mask", "{mask}", "--out", "{new}"],
+        2,
+        "one --mask per --input",
+    ),
+    (
+        "eval-mask-size",
+        ["eval", "{run}", "--input", "{image}", "--mask", "{bad}/size/msk/a.tif", "--out", "{new}"],
+        1,
+        "is not the size",
+    ),
+    (
+        "eval-mask-nothing-labelled",
+        ["eval", "{run}", "--input", "{image}", "--mask", "{bad}/sevens.tif", "--out", "{new}"],
+        1,
+        "hold no labelled pixel",
+    ),
+    (
+        "eval-dataset-other-classes",
+        ["eval", "{run}", "--dataset", "{ds_classes}", "--out", "{new}"],
+        1,
+        "evaluate on a dataset with the model's classes",
+    ),
     ("eval-dataset-missing", ["eval", "{run}", "--dataset", "{bad}/absent", "--out", "{new}"], 1, "does not exist"),
     ("eval-dataset-truncated", ["eval", "{run}", "--dataset", "{ds_trunc}", "--out", "{new}"], 1, "truncated"),
     ("eval-bad-window", ["eval", "{run}", "--set", "eval.window=4", "--out", "{new}"], 2, "eval.window"),
@@ -181,53 +309,139 @@ ROWS = [
     ("models-bands-negative", ["models", "--bands", "-3"], 2, "Invalid value for '--bands'"),
     ("models-bands-zero", ["models", "--bands", "0"], 2, "Invalid value for '--bands'"),
     ("models-classes-zero", ["models", "--classes", "0"], 2, "Invalid value for '--classes'"),
-    ("export-disk-full", ["export", "{run}", "--format", "torchscript", "--out", "{new}"], 1,
-     "out/new/model.torchscript.pt': no space is left on that device", {"fault": "enospc"}),
-    ("prep-disk-full", [*PREP, "--out", "{new}"], 1, "cannot write '{new}': no space is left on that device",
-     {"fault": "enospc-numpy"}),
-    ("prep-sources-one-file", [*PREP, "--set", "prep.split.mode=sources", "--out", "{new}"], 1,
-     "add image files (each whole file is one unit) or use prep.split.mode blocks"),
-    ("prep-check-missing-dir-preset", ["prep", "--preset", "isprs_vaihingen", "--check", "{bad}/absent-dir"], 2,
-     "--check '{bad}/absent-dir' does not exist"),
+    (
+        "export-disk-full",
+        ["export", "{run}", "--format", "torchscript", "--out", "{new}"],
+        1,
+        "out/new/model.torchscript.pt': no space is left on that device",
+        {"fault": "enospc"},
+    ),
+    (
+        "prep-disk-full",
+        [*PREP, "--out", "{new}"],
+        1,
+        "cannot write '{new}': no space is left on that device",
+        {"fault": "enospc-numpy"},
+    ),
+    (
+        "prep-sources-one-file",
+        [*PREP, "--set", "prep.split.mode=sources", "--out", "{new}"],
+        1,
+        "add image files (each whole file is one unit) or use prep.split.mode blocks",
+    ),
+    (
+        "prep-check-missing-dir-preset",
+        ["prep", "--preset", "isprs_vaihingen", "--check", "{bad}/absent-dir"],
+        2,
+        "--check '{bad}/absent-dir' does not exist",
+    ),
     ("config-dev-null", ["config", "validate", "/dev/null"], 2, "holds no settings"),
-    ("prep-overlap-not-a-fraction", [*PREP, "--set", "prep.overlap=1.5", "--out", "{new}"], 2,
-     "not a fraction of the crop in [0, 1)"),
+    (
+        "prep-overlap-not-a-fraction",
+        [*PREP, "--set", "prep.overlap=1.5", "--out", "{new}"],
+        2,
+        "not a fraction of the crop in [0, 1)",
+    ),
     ("prep-overlap-pixels-hint", [*PREP, "--set", "prep.overlap=4", "--out", "{new}"], 2, "prep.overlap_px: 4"),
-    ("prep-ratios-empty-splits", [*PREP, "--set", "prep.split.ratios=[1, 0, 0]", "--out", "{new}"], 2,
-     "leaves the val and test splits empty"),
-    ("train-crop-size-vs-dataset", [*TRAIN, "--set", "data.crop_size=64", "--out", "{new}"], 2,
-     "holds 16-px patches"),
+    (
+        "prep-ratios-empty-splits",
+        [*PREP, "--set", "prep.split.ratios=[1, 0, 0]", "--out", "{new}"],
+        2,
+        "leaves the val and test splits empty",
+    ),
+    ("train-crop-size-vs-dataset", [*TRAIN, "--set", "data.crop_size=64", "--out", "{new}"], 2, "holds 16-px patches"),
     ("cv-crop-size-vs-dataset", [*CV, "--set", "data.crop_size=32", "--out", "{new}"], 2, "holds 16-px patches"),
-    ("prep-set-unquoted-brackets", [*PREP, "--set", "prep.images=[{bad}/x/[ab].tif]", "--out", "{new}"], 2,
-     "quote items that hold brackets"),
-    ("prep-fields-all-nodata", ["prep", "--config", "{fields_nan_yaml}", "--out", "{new}"], 1,
-     "nan.tif': all 16 tiles of 8x8 touch nodata or NaN pixels"),
-    ("prep-fields-sources-one-file", ["prep", "--config", "{fields_one_yaml}", "--set", "prep.split.mode=sources",
-                                      "--out", "{new}"], 1, "add files (each whole file is one unit)"),
-    ("prep-fields-user-folder-force", ["prep", "--synthetic", "sinusoids", "--out", "{notes}", "--force"], 1,
-     "did not write"),
+    (
+        "prep-set-unquoted-brackets",
+        [*PREP, "--set", "prep.images=[{bad}/x/[ab].tif]", "--out", "{new}"],
+        2,
+        "quote items that hold brackets",
+    ),
+    (
+        "prep-fields-all-nodata",
+        ["prep", "--config", "{fields_nan_yaml}", "--out", "{new}"],
+        1,
+        "nan.tif': all 16 tiles of 8x8 touch nodata or NaN pixels",
+    ),
+    (
+        "prep-fields-sources-one-file",
+        ["prep", "--config", "{fields_one_yaml}", "--set", "prep.split.mode=sources", "--out", "{new}"],
+        1,
+        "add files (each whole file is one unit)",
+    ),
+    (
+        "prep-fields-user-folder-force",
+        ["prep", "--synthetic", "sinusoids", "--out", "{notes}", "--force"],
+        1,
+        "did not write",
+    ),
     # --- issue 19, re-audited from the command line
-    ("resume-finished-empty-latest", ["train", "--resume", "{run_emptylatest}"], 1,
-     "checkpoints/latest.pt (empty) cannot be loaded"),
-    ("resume-finished-truncated-best", ["train", "--resume", "{run_halfbest}"], 1,
-     "checkpoints/best.pt (truncated or corrupt) cannot be loaded"),
-    ("resume-checkpoint-of-another-model", ["train", "--resume", "{run_othermodel}", "--set", "train.epochs=2"], 1,
-     "holds a unet model, not the ssmu_net this run trains"),
-    ("eval-set-model-name", ["eval", "{run}", "--set", "model.name=nonsense", "--out", "{new}"], 2,
-     "eval runs the checkpoint's own model (unet) and cannot change it"),
-    ("sweep-steps-segmentation-fields", ["sweep-steps", "{rec_run}", "--fields", "{ds}"], 1,
-     "is a segmentation dataset; this needs a field (reconstruction) dataset"),
+    (
+        "resume-finished-empty-latest",
+        ["train", "--resume", "{run_emptylatest}"],
+        1,
+        "checkpoints/latest.pt (empty) cannot be loaded",
+    ),
+    (
+        "resume-finished-truncated-best",
+        ["train", "--resume", "{run_halfbest}"],
+        1,
+        "checkpoints/best.pt (truncated or corrupt) cannot be loaded",
+    ),
+    (
+        "resume-checkpoint-of-another-model",
+        ["train", "--resume", "{run_othermodel}", "--set", "train.epochs=2"],
+        1,
+        "holds a unet model, not the ssmu_net this run trains",
+    ),
+    (
+        "eval-set-model-name",
+        ["eval", "{run}", "--set", "model.name=nonsense", "--out", "{new}"],
+        2,
+        "eval runs the checkpoint's own model (unet) and cannot change it",
+    ),
+    (
+        "sweep-steps-segmentation-fields",
+        ["sweep-steps", "{rec_run}", "--fields", "{ds}"],
+        1,
+        "is a segmentation dataset; this needs a field (reconstruction) dataset",
+    ),
     ("sweep-steps-segmentation-run", ["sweep-steps", "{run}"], 2, "sweep-steps needs a reconstruction run"),
-    ("baseline-fields-dataset", ["baseline", "{fields}", "--out", "{new}"], 1,
-     "is a field (reconstruction) dataset; this needs a segmentation dataset"),
-    ("baseline-reconstruction-task", ["baseline", "{fields}", "--set", "task.name=reconstruction", "--out", "{new}"],
-     2, "baselines (interpolants, GP) are scored by ssmseg sweep-steps"),
-    ("cv-baselines-reconstruction", ["cv", "--set", "task.name=reconstruction", "--set", "data.dataset={fields}",
-                                     "--set", "model.name=field_unet", "--set", "cv.baselines=true", "--folds", "2",
-                                     "--out", "{new}"], 2, "cv.baselines: the reconstruction task's classical"),
+    (
+        "baseline-fields-dataset",
+        ["baseline", "{fields}", "--out", "{new}"],
+        1,
+        "is a field (reconstruction) dataset; this needs a segmentation dataset",
+    ),
+    (
+        "baseline-reconstruction-task",
+        ["baseline", "{fields}", "--set", "task.name=reconstruction", "--out", "{new}"],
+        2,
+        "baselines (interpolants, GP) are scored by ssmseg sweep-steps",
+    ),
+    (
+        "cv-baselines-reconstruction",
+        [
+            "cv",
+            "--set",
+            "task.name=reconstruction",
+            "--set",
+            "data.dataset={fields}",
+            "--set",
+            "model.name=field_unet",
+            "--set",
+            "cv.baselines=true",
+            "--folds",
+            "2",
+            "--out",
+            "{new}",
+        ],
+        2,
+        "cv.baselines: the reconstruction task's classical",
+    ),
     ("report-empty-history", ["report", "{bad}/emptyhist", "--out", "{new}"], 1, "has no 'epochs' list"),
     ("report-device", ["report", "/dev/null", "--out", "{new}"], 2, "is neither a folder nor a file"),
-]  # fmt: skip
+]
 
 
 def _dataset_copy(world, root: Path, name: str, edit) -> Path:
@@ -281,8 +495,11 @@ def places(world, tmp_path_factory) -> dict[str, str]:
         f"task: {{name: reconstruction}}\nprep:\n  images: [{bad / 'nan.tif'}]\n  fields: {{size: 8}}\n"
     )
     cfg = world.prep_yaml(bad / "prep.yaml")
-    cfg_trunc = world.prep_yaml(bad / "prep_trunc.yaml", images=[str(bad / "trunc" / "img" / "*.tif")],
-                                masks=[str(bad / "trunc" / "msk" / "*.tif")])  # fmt: skip
+    cfg_trunc = world.prep_yaml(
+        bad / "prep_trunc.yaml",
+        images=[str(bad / "trunc" / "img" / "*.tif")],
+        masks=[str(bad / "trunc" / "msk" / "*.tif")],
+    )
 
     def truncate_labels(out, manifest):
         data = (out / "labels.npy").read_bytes()
@@ -303,9 +520,15 @@ def places(world, tmp_path_factory) -> dict[str, str]:
     def other_classes(out, manifest):
         manifest["classes"] = ["x", "y", "z"]
 
-    datasets = {f"ds_{name}": str(_dataset_copy(world, bad, name, edit)) for name, edit in
-                (("trunc", truncate_labels), ("nolabel", no_labels), ("emptyfold", empty_fold),
-                 ("classes", other_classes))}  # fmt: skip
+    datasets = {
+        f"ds_{name}": str(_dataset_copy(world, bad, name, edit))
+        for name, edit in (
+            ("trunc", truncate_labels),
+            ("nolabel", no_labels),
+            ("emptyfold", empty_fold),
+            ("classes", other_classes),
+        )
+    }
     (bad / "incomplete").mkdir()
     shutil.copy(world.dataset / "images.npy", bad / "incomplete")
     damaged = {}
@@ -320,10 +543,29 @@ def places(world, tmp_path_factory) -> dict[str, str]:
     (bad / "emptyhist").mkdir()
     (bad / "emptyhist" / "history.json").write_text("{}")
     fields = bad / "fields"
-    assert invoke("prep", "--synthetic", "sinusoids", "--set", "prep.fields.count=30", "--set", "prep.fields.size=16",
-                  "--out", fields).exit_code == 0  # fmt: skip
-    rec = ["task.name=reconstruction", f"data.dataset={fields}", "model.name=field_unet", "model.width=4",
-           "train.epochs=1", "reconstruction.val_steps=1", "runtime.name=rec"]  # fmt: skip
+    assert (
+        invoke(
+            "prep",
+            "--synthetic",
+            "sinusoids",
+            "--set",
+            "prep.fields.count=30",
+            "--set",
+            "prep.fields.size=16",
+            "--out",
+            fields,
+        ).exit_code
+        == 0
+    )
+    rec = [
+        "task.name=reconstruction",
+        f"data.dataset={fields}",
+        "model.name=field_unet",
+        "model.width=4",
+        "train.epochs=1",
+        "reconstruction.val_steps=1",
+        "runtime.name=rec",
+    ]
     rec = invoke("train", *(x for kv in rec for x in ("--set", kv)), "--device", "cpu", "--out", bad / "runs")
     assert rec.exit_code == 0, rec.output
     nolatest = world.copy_run(bad / "nolatest")
@@ -331,14 +573,32 @@ def places(world, tmp_path_factory) -> dict[str, str]:
     history = json.loads((nolatest / "history.json").read_text())
     history["stop_reason"] = "interrupted"
     (nolatest / "history.json").write_text(json.dumps(history))
-    return {"bad": str(bad), "src": str(world.src), "ds": str(world.dataset), "run": str(world.run),
-            "runs": str(world.run.parent), "image": str(world.image), "mask": str(world.mask), "notes": str(notes),
-            "afile": str(bad / "afile"), "corrupt_pt": str(bad / "corrupt.pt"), "cfg": str(cfg),
-            "cfg_trunc": str(cfg_trunc), "ds_incomplete": str(bad / "incomplete"), "run_nolatest": str(nolatest),
-            "ro": str(bad / "readonly"), **datasets, **damaged, "run_othermodel": str(other),
-            "fields": str(fields), "rec_run": str(bad / "runs" / "rec"),
-            **{f"{k}_yaml": str(bad / f"{k}.yaml")
-               for k in ("empty", "typo", "syntax", "list", "binary", "fields_nan", "fields_one")}}  # fmt: skip
+    return {
+        "bad": str(bad),
+        "src": str(world.src),
+        "ds": str(world.dataset),
+        "run": str(world.run),
+        "runs": str(world.run.parent),
+        "image": str(world.image),
+        "mask": str(world.mask),
+        "notes": str(notes),
+        "afile": str(bad / "afile"),
+        "corrupt_pt": str(bad / "corrupt.pt"),
+        "cfg": str(cfg),
+        "cfg_trunc": str(cfg_trunc),
+        "ds_incomplete": str(bad / "incomplete"),
+        "run_nolatest": str(nolatest),
+        "ro": str(bad / "readonly"),
+        **datasets,
+        **damaged,
+        "run_othermodel": str(other),
+        "fields": str(fields),
+        "rec_run": str(bad / "runs" / "rec"),
+        **{
+            f"{k}_yaml": str(bad / f"{k}.yaml")
+            for k in ("empty", "typo", "syntax", "list", "binary", "fields_nan", "fields_one")
+        },
+    }
 
 
 def _jpeg_mask_scene(folder: Path) -> None:
@@ -430,8 +690,20 @@ def test_outputs_follow_the_umask(world, tmp_path):
     old = os.umask(0o022)
     try:
         out = tmp_path / "ds"
-        assert invoke("prep", "--synthetic", "sinusoids", "--set", "prep.fields.count=12", "--set",
-                      "prep.fields.size=8", "--out", out).exit_code == 0  # fmt: skip
+        assert (
+            invoke(
+                "prep",
+                "--synthetic",
+                "sinusoids",
+                "--set",
+                "prep.fields.count=12",
+                "--set",
+                "prep.fields.size=8",
+                "--out",
+                out,
+            ).exit_code
+            == 0
+        )
         assert out.stat().st_mode & 0o777 == 0o755
         assert (out / "fields.npy").stat().st_mode & 0o777 == 0o644
     finally:

@@ -10,14 +10,28 @@ from rich.console import Console
 from ssmseg.cli.train_cmd import cv_table
 
 SEG = ["heldout/miou", "heldout/oa", "heldout/mean_f1", "heldout/kappa", "val/miou", "val/loss", "val/oa"]
-REC = ["val/psnr", "val/loss", "val/rmse", "val/ssim", "val/psnr_all", "val/spec_err", "val/psnr_solve",
-       "val/rmse_solve", "val/ssim_solve"]  # fmt: skip
+REC = [
+    "val/psnr",
+    "val/loss",
+    "val/rmse",
+    "val/ssim",
+    "val/psnr_all",
+    "val/spec_err",
+    "val/psnr_solve",
+    "val/rmse_solve",
+    "val/ssim_solve",
+]
 
 
 def summary(metrics: list[str], monitor: str, folds: int) -> dict:
     rows = [{"fold": k, "best_epoch": 10 + k, **{m: -12.3456 + 0.01 * k for m in metrics}} for k in range(folds)]
-    return {"folds": rows, "monitor": monitor, "metrics": metrics, "mean": dict.fromkeys(metrics, -12.3356),
-            "std": dict.fromkeys(metrics, 0.0123)}  # fmt: skip
+    return {
+        "folds": rows,
+        "monitor": monitor,
+        "metrics": metrics,
+        "mean": dict.fromkeys(metrics, -12.3356),
+        "std": dict.fromkeys(metrics, 0.0123),
+    }
 
 
 def render(s: dict, width: int = 100) -> list[str]:
@@ -29,10 +43,13 @@ def render(s: dict, width: int = 100) -> list[str]:
     return out.getvalue().splitlines()
 
 
-@pytest.mark.parametrize(("metrics", "monitor", "shown"), [
-    (SEG, "val/miou", [*SEG[:4], "val/miou"]),  # segmentation: held-out scores, then the monitored metric
-    (REC, "val/psnr", REC),  # reconstruction: every validation metric
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("metrics", "monitor", "shown"),
+    [
+        (SEG, "val/miou", [*SEG[:4], "val/miou"]),  # segmentation: held-out scores, then the monitored metric
+        (REC, "val/psnr", REC),  # reconstruction: every validation metric
+    ],
+)
 @pytest.mark.parametrize("folds", [3, 5])
 def test_cv_table_reads_at_100_columns(metrics, monitor, shown, folds):
     lines = render(summary(metrics, monitor, folds))

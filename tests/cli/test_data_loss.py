@@ -21,8 +21,13 @@ def test_eval_out_never_deletes_runs_checkpoints_or_user_files(world, tmp_path):
     afile = tmp_path / "file.txt"
     afile.write_text("x")
     before = snapshot(tmp_path)
-    for out, what in ((runs, "run folders"), (run, "a training run"), (run / "checkpoints", "did not write"),
-                      (mine, "did not write"), (afile, "is a file")):  # fmt: skip
+    for out, what in (
+        (runs, "run folders"),
+        (run, "a training run"),
+        (run / "checkpoints", "did not write"),
+        (mine, "did not write"),
+        (afile, "is a file"),
+    ):
         result = invoke("eval", run, "--out", out)
         assert_one_line_error(result, 1, str(out), what, "choose another --out")
     assert snapshot(tmp_path) == before  # nothing deleted, nothing added
@@ -74,8 +79,9 @@ def test_train_with_the_name_of_a_finished_run_writes_a_new_folder(world, tmp_pa
     out = tmp_path / "runs"
     world.copy_run(out / "done")
     before = snapshot(out / "done")
-    result = invoke("train", *TINY, "--set", f"data.dataset={world.dataset}", "--out", out,
-                    "--set", "runtime.name=done")  # fmt: skip
+    result = invoke(
+        "train", *TINY, "--set", f"data.dataset={world.dataset}", "--out", out, "--set", "runtime.name=done"
+    )
     assert result.exit_code == 0, result.output
     assert snapshot(out / "done") == before  # checkpoints, history and TensorBoard events untouched
     assert (out / "done-2" / "checkpoints" / "best.pt").is_file() and "done-2" in result.output
@@ -122,8 +128,10 @@ def _field_sources(tmp_path):
     npy = tmp_path / "in" / "s.npy"
     np.save(npy, rng.random((12, 8, 8)).astype(np.float32))
     cfgs = {}
-    for name, prep in (("raster", {"images": [str(tif)], "fields": {"size": 8}}),
-                       ("stack", {"images": [str(npy)], "split": {"mode": "random"}})):  # fmt: skip
+    for name, prep in (
+        ("raster", {"images": [str(tif)], "fields": {"size": 8}}),
+        ("stack", {"images": [str(npy)], "split": {"mode": "random"}}),
+    ):
         path = tmp_path / f"{name}.yaml"
         path.write_text(yaml.safe_dump({"task": {"name": "reconstruction"}, "prep": prep}))
         cfgs[name] = ["--config", path]

@@ -49,8 +49,10 @@ def test_ctrl_c_says_where_the_run_stopped_and_how_to_resume(world, tmp_path, mo
     result = invoke(*args, "--set", "runtime.name=cut")
     assert result.exit_code == 130
     last = result.output.strip().splitlines()[-1]
-    assert last == f"interrupted: run '{tmp_path / 'cut'}' stopped after epoch 1 of 2; resume it exactly with: " \
-                   f"ssmseg train --resume {tmp_path / 'cut'}"  # fmt: skip
+    assert (
+        last == f"interrupted: run '{tmp_path / 'cut'}' stopped after epoch 1 of 2; resume it exactly with: "
+        f"ssmseg train --resume {tmp_path / 'cut'}"
+    )
     monkeypatch.setattr(loop, "run_epoch", original)
     assert invoke("train", "--resume", tmp_path / "cut").exit_code == 0
     assert len(json.loads((tmp_path / "cut" / "history.json").read_text())["epochs"]) == 2
@@ -67,8 +69,9 @@ def test_ctrl_c_before_the_first_epoch_keeps_nothing(world, tmp_path, monkeypatc
 
 
 def test_one_plain_line_per_epoch_when_output_is_not_a_terminal(world, tmp_path):
-    result = invoke("train", *TINY, "--set", f"data.dataset={world.dataset}", "--set", "train.epochs=2",
-                    "--out", tmp_path)  # fmt: skip
+    result = invoke(
+        "train", *TINY, "--set", f"data.dataset={world.dataset}", "--set", "train.epochs=2", "--out", tmp_path
+    )
     assert result.exit_code == 0
     lines = [line for line in result.output.splitlines() if line.startswith("epoch ")]
     assert [line.split(":")[0] for line in lines] == ["epoch 1/2", "epoch 2/2"]

@@ -16,8 +16,14 @@ TRANSFORM = from_origin(300000.0, 4200000.0, 30.0, 30.0)
 def write_tif(path: Path, array: np.ndarray, crs: str | None = "EPSG:32618", nodata=None, transform=TRANSFORM) -> Path:
     array = array if array.ndim == 3 else array[None]
     path.parent.mkdir(parents=True, exist_ok=True)
-    profile = {"driver": "GTiff", "height": array.shape[1], "width": array.shape[2], "count": array.shape[0],
-               "dtype": array.dtype, "nodata": nodata}  # fmt: skip
+    profile = {
+        "driver": "GTiff",
+        "height": array.shape[1],
+        "width": array.shape[2],
+        "count": array.shape[0],
+        "dtype": array.dtype,
+        "nodata": nodata,
+    }
     if crs:
         profile.update(crs=crs, transform=transform)
     with rasterio.open(path, "w", **profile) as dst:
@@ -34,7 +40,11 @@ def scene(tmp: Path, name: str = "a", size: int = 48, bands: int = 3, seed: int 
 
 
 def prep_config(tmp: Path, crop: int = 16, **prep) -> Config:
-    settings = {"images": [str(tmp / "img" / "*.tif")], "masks": [str(tmp / "msk" / "*.tif")],
-                "classes": ["c0", "c1", "c2"], "split": {"block_size": crop, "folds": 2}}  # fmt: skip
+    settings = {
+        "images": [str(tmp / "img" / "*.tif")],
+        "masks": [str(tmp / "msk" / "*.tif")],
+        "classes": ["c0", "c1", "c2"],
+        "split": {"block_size": crop, "folds": 2},
+    }
     settings.update(prep)
     return build_config(explicit={"data": {"crop_size": crop}, "prep": settings})

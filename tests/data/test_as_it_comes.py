@@ -59,8 +59,11 @@ def config(crop: int = 16, **prep):
 
 def test_tiles_with_the_same_file_names_pair_within_their_folder(tmp_path):
     nested_tiles(tmp_path, tiles=3)
-    cfg = config(images=[str(tmp_path / "tile_*" / "images" / "*.png")],
-                 masks=[str(tmp_path / "tile_*" / "masks" / "*.png")], palette=PALETTE)  # fmt: skip
+    cfg = config(
+        images=[str(tmp_path / "tile_*" / "images" / "*.png")],
+        masks=[str(tmp_path / "tile_*" / "masks" / "*.png")],
+        palette=PALETTE,
+    )
     pairs = find_pairs(cfg.prep)
     assert len(pairs) == 6
     for p in pairs:
@@ -74,20 +77,25 @@ def test_pair_pattern_may_match_the_whole_path(tmp_path):
     for k in (1, 2):  # masks renamed as some datasets ship them: x_mask.png
         for mask in (tmp_path / f"tile_{k}" / "masks").iterdir():
             mask.rename(mask.with_name(f"{mask.stem}_mask.png"))
-    cfg = config(images=[str(tmp_path / "tile_*" / "images" / "*.png")],
-                 masks=[str(tmp_path / "tile_*" / "masks" / "*.png")], palette=PALETTE,
-                 pair_pattern=r"(tile_\d+)/\w+/([a-z]+)(?:_mask)?\.png$")  # fmt: skip
+    cfg = config(
+        images=[str(tmp_path / "tile_*" / "images" / "*.png")],
+        masks=[str(tmp_path / "tile_*" / "masks" / "*.png")],
+        palette=PALETTE,
+        pair_pattern=r"(tile_\d+)/\w+/([a-z]+)(?:_mask)?\.png$",
+    )
     pairs = find_pairs(cfg.prep)
     assert sorted(p.key for p in pairs) == ["tile_1/x", "tile_1/y", "tile_2/x", "tile_2/y"]
-    assert all(p.mask.name == f"{p.image.stem}_mask.png" and p.image.parent.parent == p.mask.parent.parent
-               for p in pairs)  # fmt: skip
+    assert all(
+        p.mask.name == f"{p.image.stem}_mask.png" and p.image.parent.parent == p.mask.parent.parent for p in pairs
+    )
 
 
 def test_ambiguous_pairs_are_one_error_naming_both_masks(tmp_path):
     nested_tiles(tmp_path, tiles=2, names=("x",))
     shutil.copy(tmp_path / "tile_1" / "images" / "x.png", tmp_path / "x.png")  # same distance to both masks
-    cfg = config(images=[str(tmp_path / "x.png")], masks=[str(tmp_path / "tile_*" / "masks" / "*.png")],
-                 palette=PALETTE)  # fmt: skip
+    cfg = config(
+        images=[str(tmp_path / "x.png")], masks=[str(tmp_path / "tile_*" / "masks" / "*.png")], palette=PALETTE
+    )
     with pytest.raises(InputError, match=r"matches masks .* equally.*pair_pattern"):
         find_pairs(cfg.prep)
 
@@ -100,10 +108,20 @@ def test_prep_check_pairs_the_dubai_tiles_as_shipped(shared_data, tmp_path):
             (tmp_path / tile / kind).mkdir(parents=True)
             for name in ("image_part_001", "image_part_002"):
                 shutil.copy(src / tile / kind / f"{name}.{ext}", tmp_path / tile / kind / f"{name}.{ext}")
-    palette = {"#3C1098": "building", "#8429F6": "land", "#6EC1E4": "road", "#FEDD3A": "vegetation",
-               "#E2A929": "water", "#9B9B9B": "unlabeled"}  # fmt: skip
-    prep = {"images": [str(tmp_path / "*" / "images" / "*.jpg")], "masks": [str(tmp_path / "*" / "masks" / "*.png")],
-            "palette": palette, "ignore_colors": ["#000000"]}  # fmt: skip
+    palette = {
+        "#3C1098": "building",
+        "#8429F6": "land",
+        "#6EC1E4": "road",
+        "#FEDD3A": "vegetation",
+        "#E2A929": "water",
+        "#9B9B9B": "unlabeled",
+    }
+    prep = {
+        "images": [str(tmp_path / "*" / "images" / "*.jpg")],
+        "masks": [str(tmp_path / "*" / "masks" / "*.png")],
+        "palette": palette,
+        "ignore_colors": ["#000000"],
+    }
     cfg_file = tmp_path / "dubai.yaml"
     import yaml
 
@@ -128,8 +146,12 @@ def test_palette_indexed_masks_decode_through_their_colour_table(tmp_path):
     index = np.array([1, 2, 0], np.uint8)[lab]  # class c is stored as the table index of its colour
     save_png(tmp_path / "msk" / "a.png", index, palette=table)
     save_png(tmp_path / "img" / "a.png", np.stack([lab * 80] * 3, -1).astype(np.uint8))
-    cfg = config(images=[str(tmp_path / "img" / "*.png")], masks=[str(tmp_path / "msk" / "*.png")],
-                 palette=PALETTE, split={"block_size": 16, "folds": 2})  # fmt: skip
+    cfg = config(
+        images=[str(tmp_path / "img" / "*.png")],
+        masks=[str(tmp_path / "msk" / "*.png")],
+        palette=PALETTE,
+        split={"block_size": 16, "folds": 2},
+    )
     assert check_sources(cfg).problems == []
     prepare(cfg, tmp_path / "ds")
     images, labels = np.load(tmp_path / "ds" / "images.npy"), np.load(tmp_path / "ds" / "labels.npy")
@@ -158,8 +180,10 @@ def test_a_mask_that_cannot_be_decoded_is_named(tmp_path):
 def test_whole_scenes_can_be_held_out_for_test(tmp_path):
     for k, name in enumerate("abc"):
         scene(tmp_path, name, size=48, seed=k)
-    cfg = prep_config(tmp_path, split={"block_size": 16, "folds": 2, "ratios": [0.7, 0.3, 0.0],
-                                       "test": [str(tmp_path / "img" / "c.tif")]})  # fmt: skip
+    cfg = prep_config(
+        tmp_path,
+        split={"block_size": 16, "folds": 2, "ratios": [0.7, 0.3, 0.0], "test": [str(tmp_path / "img" / "c.tif")]},
+    )
     m = prepare(cfg, tmp_path / "ds").manifest
     held = [i for i, s in enumerate(m["sources"]) if s["image"]["path"].endswith("c.tif")]
     assert len(held) == 1
@@ -198,8 +222,10 @@ def flat_scene(tmp_path, rows: int = 24, cols: int = 16, bands: int = 5, classes
     flat = lambda a: a.reshape(rows * cols, -1, order="F").T  # noqa: E731  (MATLAB's reshape)
     (tmp_path / "img").mkdir()
     (tmp_path / "gt").mkdir()
-    scipy.io.savemat(tmp_path / "img" / "scene.mat", {"Y": flat(cube), names[0]: rows, names[1]: cols,
-                                                      "SlectBands": np.arange(bands)[:, None] + 1})  # fmt: skip
+    scipy.io.savemat(
+        tmp_path / "img" / "scene.mat",
+        {"Y": flat(cube), names[0]: rows, names[1]: cols, "SlectBands": np.arange(bands)[:, None] + 1},
+    )
     scipy.io.savemat(tmp_path / "gt" / "scene.mat", {"A": flat(abund), "M": rng.random((bands, classes))})
     return cube, lab
 
@@ -213,9 +239,16 @@ def window_of(m, i):
 def test_flattened_mat_cube_with_abundance_ground_truth(tmp_path, names):
     cube, lab = flat_scene(tmp_path, names=names)
     keys = {} if names == ("nRow", "nCol") else {"rows_key": names[0], "cols_key": names[1]}
-    cfg = config(crop=8, images=[str(tmp_path / "img" / "scene.mat")], masks=[str(tmp_path / "gt" / "scene.mat")],
-                 labels_from="argmax", classes=["a", "b", "c"], normalize="minmax",
-                 split={"block_size": 8, "folds": 2}, **keys)  # fmt: skip
+    cfg = config(
+        crop=8,
+        images=[str(tmp_path / "img" / "scene.mat")],
+        masks=[str(tmp_path / "gt" / "scene.mat")],
+        labels_from="argmax",
+        classes=["a", "b", "c"],
+        normalize="minmax",
+        split={"block_size": 8, "folds": 2},
+        **keys,
+    )
     assert check_sources(cfg).problems == []
     m = prepare(cfg, tmp_path / "ds").manifest
     assert m["bands"] == 5 and m["sources"][0]["image"]["height"] == 24 and m["sources"][0]["image"]["width"] == 16
@@ -231,14 +264,24 @@ def test_abundance_maps_as_a_cube_and_missing_size_keys(tmp_path):
     _cube, lab = flat_scene(tmp_path)
     abund = np.eye(3, dtype=np.float32)[lab]  # (H, W, classes)
     scipy.io.savemat(tmp_path / "gt" / "scene.mat", {"abund": abund})
-    cfg = config(crop=8, images=[str(tmp_path / "img" / "scene.mat")], masks=[str(tmp_path / "gt" / "scene.mat")],
-                 labels_from="argmax", split={"block_size": 8, "folds": 2})  # fmt: skip
+    cfg = config(
+        crop=8,
+        images=[str(tmp_path / "img" / "scene.mat")],
+        masks=[str(tmp_path / "gt" / "scene.mat")],
+        labels_from="argmax",
+        split={"block_size": 8, "folds": 2},
+    )
     m = prepare(cfg, tmp_path / "ds").manifest
     assert m["classes"] == ["class_0", "class_1", "class_2"]
     total = np.sum([m["class_counts"][s] for s in ("train", "val", "test")], axis=0)
     assert total.sum() <= lab.size and total.sum() > 0.8 * lab.size
-    bad = config(crop=8, images=[str(tmp_path / "img" / "scene.mat")], masks=[str(tmp_path / "gt" / "scene.mat")],
-                 labels_from="argmax", rows_key="height_px")  # fmt: skip
+    bad = config(
+        crop=8,
+        images=[str(tmp_path / "img" / "scene.mat")],
+        masks=[str(tmp_path / "gt" / "scene.mat")],
+        labels_from="argmax",
+        rows_key="height_px",
+    )
     with pytest.raises(InputError, match=r"prep.rows_key: '.*scene.mat' has no scalar 'height_px'"):
         prepare(bad, tmp_path / "ds2")
 
@@ -246,8 +289,13 @@ def test_abundance_maps_as_a_cube_and_missing_size_keys(tmp_path):
 # --- overlapping windows are counted once --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kw", [{"split": {"block_size": 24, "folds": 2}},  # last window shifted inward
-                                {"overlap": 0.5, "split": {"block_size": 32, "folds": 2, "buffer": 0}}])  # fmt: skip
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"split": {"block_size": 24, "folds": 2}},  # last window shifted inward
+        {"overlap": 0.5, "split": {"block_size": 32, "folds": 2, "buffer": 0}},
+    ],
+)
 def test_overlapping_windows_count_each_pixel_once(tmp_path, kw):
     img, _ = scene(tmp_path, size=96)
     m = prepare(prep_config(tmp_path, **kw), tmp_path / "ds").manifest

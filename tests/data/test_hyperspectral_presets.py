@@ -20,14 +20,26 @@ from tests.cli.conftest import invoke
 
 # name: (image file, image key, mask file, mask key, bands, class values as the files hold them)
 SHIPPED = {
-    "salinas_a": ("SalinasA_corrected.mat", "salinasA_corrected", "SalinasA_gt.mat", "salinasA_gt", 204,
-                  [1, 10, 11, 12, 13, 14]),
-    "indian_pines": ("Indian_pines_corrected.mat", "indian_pines_corrected", "Indian_pines_gt.mat", "indian_pines_gt",
-                     200, list(range(1, 17))),
+    "salinas_a": (
+        "SalinasA_corrected.mat",
+        "salinasA_corrected",
+        "SalinasA_gt.mat",
+        "salinasA_gt",
+        204,
+        [1, 10, 11, 12, 13, 14],
+    ),
+    "indian_pines": (
+        "Indian_pines_corrected.mat",
+        "indian_pines_corrected",
+        "Indian_pines_gt.mat",
+        "indian_pines_gt",
+        200,
+        list(range(1, 17)),
+    ),
     "pavia_university": ("PaviaU.mat", "paviaU", "PaviaU_gt.mat", "paviaU_gt", 103, list(range(1, 10))),
     "salinas": ("Salinas_corrected.mat", "salinas_corrected", "Salinas_gt.mat", "salinas_gt", 204, list(range(1, 17))),
     "houston2013": ("Houston.mat", "Houston", "Houston_gt.mat", "Houston_gt", 144, list(range(1, 16))),
-}  # fmt: skip
+}
 ROWS, COLS = 48, 40  # tiny fake scenes (the real ones are 83 x 86 to 349 x 1905)
 
 
@@ -90,8 +102,17 @@ def test_prep_check_finds_a_value_the_dataset_does_not_have_and_a_missing_file(t
 
 def test_cli_prep_check_then_prep_with_the_block_split(tmp_path, monkeypatch):
     root = fake_download("indian_pines", tmp_path / "IndianPines")
-    result = invoke("prep", "--preset", "indian_pines", "--check", root, "--set", "data.crop_size=8",
-                    "--set", "prep.split.block_size=8")  # fmt: skip
+    result = invoke(
+        "prep",
+        "--preset",
+        "indian_pines",
+        "--check",
+        root,
+        "--set",
+        "data.crop_size=8",
+        "--set",
+        "prep.split.block_size=8",
+    )
     assert result.exit_code == 0, result.output
     assert "16 classes" in result.output and result.output.strip().endswith(": ok")
     monkeypatch.chdir(root)

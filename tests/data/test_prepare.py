@@ -87,8 +87,14 @@ def test_class_remapping_and_ignored_values(tmp_path):
     labels = np.array([[1, 10], [11, 0]], np.uint8).repeat(12, 0).repeat(12, 1)
     write_tif(tmp_path / "img" / "s.tif", np.stack([labels * 3] * 2).astype(np.uint16))
     write_tif(tmp_path / "msk" / "s.tif", labels)
-    cfg = prep_config(tmp_path, crop=8, classes=None, class_map={1: 0, 10: 1, 11: 2}, ignore_values=[0],
-                      split={"block_size": 8, "folds": 2})  # fmt: skip
+    cfg = prep_config(
+        tmp_path,
+        crop=8,
+        classes=None,
+        class_map={1: 0, 10: 1, 11: 2},
+        ignore_values=[0],
+        split={"block_size": 8, "folds": 2},
+    )
     m = prepare(cfg, tmp_path / "ds").manifest
     a = arrays(tmp_path / "ds")
     assert set(np.unique(a["labels"]).tolist()) <= {0, 1, 2, 255}
@@ -159,8 +165,14 @@ def test_bad_input_is_one_clear_error_and_writes_nothing(tmp_path, case):
     elif case == "folds":
         kw["split"] = {"block_size": 32, "folds": 5}
     cfg = prep_config(tmp_path, crop=64 if case == "crop" else 16, **kw)
-    expected = {"missing": "matches no file", "no_mask": "has no mask", "sizes": "matching mask",
-                "crs": "different CRS", "crop": "smaller than data.crop_size", "folds": "folds"}[case]  # fmt: skip
+    expected = {
+        "missing": "matches no file",
+        "no_mask": "has no mask",
+        "sizes": "matching mask",
+        "crs": "different CRS",
+        "crop": "smaller than data.crop_size",
+        "folds": "folds",
+    }[case]
     with pytest.raises(InputError, match=expected) as err:
         prepare(cfg, tmp_path / "ds")
     assert "\n" not in str(err.value)
@@ -182,8 +194,9 @@ def test_cubes_from_npy_and_tifffile(tmp_path):
 
     (tmp_path / "msk").mkdir()
     tifffile.imwrite(tmp_path / "msk" / "c.tif", labels)
-    cfg = prep_config(tmp_path, images=[str(tmp_path / "img" / "c.npy")], masks=[str(tmp_path / "msk" / "c.tif")],
-                      reader="tifffile")  # fmt: skip
+    cfg = prep_config(
+        tmp_path, images=[str(tmp_path / "img" / "c.npy")], masks=[str(tmp_path / "msk" / "c.tif")], reader="tifffile"
+    )
     m = prepare(cfg, tmp_path / "ds").manifest
     assert m["bands"] == 7 and m["sources"][0]["image"]["crs"] is None
     first = next(i for i, p in enumerate(m["patches"]) if p["window"][:2] == [0, 0])
@@ -195,8 +208,15 @@ def test_class_map_sends_each_raw_value_to_its_class(tmp_path):
     labels = np.array([[1, 10], [11, 0]], np.uint8).repeat(12, 0).repeat(12, 1)
     write_tif(tmp_path / "img" / "s.tif", np.stack([labels.astype(np.uint16) * 3] * 2))
     write_tif(tmp_path / "msk" / "s.tif", labels)
-    cfg = prep_config(tmp_path, crop=8, classes=None, class_map={1: 0, 10: 1, 11: 2}, ignore_values=[0],
-                      split={"block_size": 8, "folds": 2}, normalize="minmax")  # fmt: skip
+    cfg = prep_config(
+        tmp_path,
+        crop=8,
+        classes=None,
+        class_map={1: 0, 10: 1, 11: 2},
+        ignore_values=[0],
+        split={"block_size": 8, "folds": 2},
+        normalize="minmax",
+    )
     prepare(cfg, tmp_path / "ds")
     a = arrays(tmp_path / "ds")
     raw = a["images"][:, 0].astype(np.int64) // 3  # the raw mask value at every pixel of every patch

@@ -34,8 +34,9 @@ def test_sinusoids_split_and_train_only_statistics(tmp_path):
 def test_tiles_of_one_location_never_straddle_splits(tmp_path):
     rng = np.random.default_rng(0)
     write_tif(tmp_path / "a.tif", rng.random((3, 64, 64)).astype(np.float32))
-    r = prepare_fields(cfg(images=[str(tmp_path / "a.tif")], fields={"size": 8},
-                           split={"block_size": 16}), tmp_path / "ds")  # fmt: skip
+    r = prepare_fields(
+        cfg(images=[str(tmp_path / "a.tif")], fields={"size": 8}, split={"block_size": 16}), tmp_path / "ds"
+    )
     m = r.manifest
     assert m["count"] == 3 * 64 and m["channels"] == 1  # one field per band and tile
     # The three bands of a tile are the same pixels: they share a split.
@@ -112,8 +113,9 @@ def test_tiles_touching_nodata_are_counted_and_an_all_nodata_raster_is_named(tmp
     image = rng.random((1, 32, 32)).astype(np.float32)
     image[:, :8, :] = -9999.0  # one row of 8-px tiles touches nodata
     write_tif(tmp_path / "a.tif", image, nodata=-9999.0)
-    r = prepare_fields(cfg(images=[str(tmp_path / "a.tif")], fields={"size": 8}, split={"mode": "random"}),
-                       tmp_path / "ds")  # fmt: skip
+    r = prepare_fields(
+        cfg(images=[str(tmp_path / "a.tif")], fields={"size": 8}, split={"mode": "random"}), tmp_path / "ds"
+    )
     assert r.manifest["count"] == 12
     assert any("4 of 16 tiles" in w and "a.tif" in w and "nodata" in w for w in r.warnings), r.warnings
     write_tif(tmp_path / "nan.tif", np.full((1, 32, 32), np.nan, np.float32))
@@ -161,5 +163,8 @@ def test_fields_from_the_bands_of_a_mat_cube_whose_band_axis_is_set(tmp_path):
     r = prepare_fields(cfg(**bands, band_axis=2), tmp_path / "ds")
     assert r.manifest["count"] == 5 * 2 * 2  # one field per band and 8 x 8 tile
     fields = np.load(tmp_path / "ds" / "fields.npy")
-    np.testing.assert_allclose(sorted(fields[:, 0, 0, 0]), sorted(cube[0, 0, :].tolist() + cube[0, 8, :].tolist()
-                               + cube[8, 0, :].tolist() + cube[8, 8, :].tolist()), rtol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        sorted(fields[:, 0, 0, 0]),
+        sorted(cube[0, 0, :].tolist() + cube[0, 8, :].tolist() + cube[8, 0, :].tolist() + cube[8, 8, :].tolist()),
+        rtol=1e-6,
+    )

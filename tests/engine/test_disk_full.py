@@ -128,9 +128,14 @@ def test_a_geotiff_gdal_truncates_silently_is_caught(tmp_path):
             ev.evaluate(cfg, {str(checkpoint)!r}, {str(out)!r}, [{str(a)!r}], [], None)
         except InputError as exc:
             print("ERROR", exc)
-    """)  # fmt: skip
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": os.getcwd()})  # fmt: skip
+    """)
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+    )
     line = next(ln for ln in done.stdout.splitlines() if ln.startswith("ERROR"))
     assert f"'{out / 'a_'}" in line and ".tif'" in line and "\n" not in line, done.stdout + done.stderr
     assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]

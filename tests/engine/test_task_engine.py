@@ -72,9 +72,15 @@ class ToyRegression:
 
 
 def _fit(task, run_dir, epochs=6, state=None):
-    cfg = build_config(explicit={"train": {"epochs": epochs}, "optim": {"lr": 0.1, "grad_clip": None},
-                                 "data": {"batch_size": 8}, "schedule": {"name": "constant"},
-                                 "runtime": {"device": "cpu"}})  # fmt: skip
+    cfg = build_config(
+        explicit={
+            "train": {"epochs": epochs},
+            "optim": {"lr": 0.1, "grad_clip": None},
+            "data": {"batch_size": 8},
+            "schedule": {"name": "constant"},
+            "runtime": {"device": "cpu"},
+        }
+    )
     cfg = with_task_defaults(cfg, task)
     torch.manual_seed(0)
     model = task.build_model()
@@ -100,7 +106,11 @@ def test_regression_minimises_its_monitor_and_writes_a_self_describing_history(t
     assert result["best"]["value"] == min(mse) and result["best"]["epoch"] == mse.index(min(mse)) + 1
     history = json.loads((tmp_path / "history.json").read_text())
     assert (history["format_version"], history["task"], history["monitor"], history["mode"]) == (
-        2, "toy", "val/mse", "min")  # fmt: skip
+        2,
+        "toy",
+        "val/mse",
+        "min",
+    )
     assert history["stop_reason"] == "completed" and history["run"]["dataset"] == "random tensors"
     rec = history["epochs"][0]
     assert {"grad_norm_mean", "grad_norm_max", "val_seconds", "peak_memory_mb", "train/mse", "val/loss"} <= set(rec)

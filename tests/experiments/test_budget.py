@@ -42,16 +42,18 @@ def test_time_limit_stops_after_the_boundary_past_it_and_resumes(synthetic_datas
     assert history["stop_reason"] == "time_limit" and len(history["epochs"]) == 3
     assert ckpt.load(cut.run_dir / "checkpoints" / "latest.pt")["epoch"] == 2
     assert (cut.run_dir / "checkpoints" / "best.pt").is_file()
-    resumed = train(tiny(synthetic_dataset, tmp_path, "cut", train={"epochs": 5, "time_limit": 10.0}),
-                    resume=cut.run_dir)  # fmt: skip
+    resumed = train(
+        tiny(synthetic_dataset, tmp_path, "cut", train={"epochs": 5, "time_limit": 10.0}), resume=cut.run_dir
+    )
     assert resumed.stop_reason == "completed"
     assert strip_timing(resumed.history) == strip_timing(full.history)  # exactly the run that was never stopped
 
 
 def test_fit_schedule_to_time_limit_ends_the_cosine_inside_the_budget(synthetic_dataset, tmp_path, epoch_clock):
     epoch_clock[0] = 30.0
-    cfg = tiny(synthetic_dataset, tmp_path, "fit", train={"epochs": 10, "time_limit": 2.0,
-               "fit_schedule_to_time_limit": True})  # fmt: skip
+    cfg = tiny(
+        synthetic_dataset, tmp_path, "fit", train={"epochs": 10, "time_limit": 2.0, "fit_schedule_to_time_limit": True}
+    )
     result = train(cfg)
     assert result.stop_reason == "completed" and len(result.history) == 4  # 120 s / 30 s per epoch
     four = EpochSchedule(cfg.schedule, cfg.optim.lr, 4)

@@ -26,8 +26,14 @@ CMT = {"name": "cmt_unet", "width": 8, "depth": 2, "d_state": 4, "window": 4}
 def _source(tmp_path, bands=3, classes=("c0", "c1", "c2")):
     """A saved cmt_unet checkpoint for ``bands`` bands and ``classes``; returns its path and weights."""
     model = build_model(ModelConfig(**CMT), bands, len(classes))
-    state = {"task": "segmentation", "model_name": "cmt_unet", "in_channels": bands, "classes": list(classes),
-             "model": model.state_dict(), "epoch": 4}  # fmt: skip
+    state = {
+        "task": "segmentation",
+        "model_name": "cmt_unet",
+        "in_channels": bands,
+        "classes": list(classes),
+        "model": model.state_dict(),
+        "epoch": 4,
+    }
     ckpt.save(state, tmp_path / "src.pt")
     return tmp_path / "src.pt", model.state_dict()
 
@@ -52,8 +58,15 @@ def test_new_classes_and_bands_give_a_new_head_and_first_layer(tmp_path):
 
 def test_the_same_bands_in_another_order_reinitialise_the_first_layer(tmp_path):
     model = build_model(ModelConfig(**CMT), 3, 3)
-    state = {"task": "segmentation", "model_name": "cmt_unet", "in_channels": 3, "classes": ["c0", "c1", "c2"],
-             "band_names": ["red", "green", "blue"], "model": model.state_dict(), "epoch": 4}  # fmt: skip
+    state = {
+        "task": "segmentation",
+        "model_name": "cmt_unet",
+        "in_channels": 3,
+        "classes": ["c0", "c1", "c2"],
+        "band_names": ["red", "green", "blue"],
+        "model": model.state_dict(),
+        "epoch": 4,
+    }
     ckpt.save(state, tmp_path / "src.pt")
     cfg = _cfg(tmp_path / "src.pt")
     meta = {"in_channels": 3, "classes": ["c0", "c1", "c2"]}
@@ -77,8 +90,9 @@ def test_other_sizes_are_skipped_with_their_shapes_and_nothing_matching_is_an_er
     cfg = _cfg(path, d_state=8)
     report = load_init(build_model(cfg.model, 3, 3), cfg, {"in_channels": 3, "classes": ["c0", "c1", "c2"]})
     assert any("shape" in why and "A_logs" in key for key, why in report.skipped.items())
-    cfg = build_config(explicit={"model": {"name": "micro_segformer", "width": 8, "depth": 2},
-                                 "finetune": {"init": str(path)}})  # fmt: skip
+    cfg = build_config(
+        explicit={"model": {"name": "micro_segformer", "width": 8, "depth": 2}, "finetune": {"init": str(path)}}
+    )
     with pytest.raises(InputError, match="no weight that fits micro_segformer"):
         load_init(build_model(cfg.model, 5, 2), cfg, {"in_channels": 5, "classes": ["x", "y"]})
 
@@ -125,10 +139,13 @@ def two_datasets(tmp_path_factory):
 
 
 def _tiny(dataset, out, name, **over):
-    settings = {"data": {"dataset": str(dataset), "crop_size": 16, "batch_size": 4, "max_patches": 8},
-                "model": {"name": "unet", "width": 4, "depth": 1}, "train": {"epochs": 1},
-                "schedule": {"warmup_epochs": 0},
-                "runtime": {"out_dir": str(out), "name": name, "device": "cpu"}}  # fmt: skip
+    settings = {
+        "data": {"dataset": str(dataset), "crop_size": 16, "batch_size": 4, "max_patches": 8},
+        "model": {"name": "unet", "width": 4, "depth": 1},
+        "train": {"epochs": 1},
+        "schedule": {"warmup_epochs": 0},
+        "runtime": {"out_dir": str(out), "name": name, "device": "cpu"},
+    }
     for section, values in over.items():
         settings.setdefault(section, {}).update(values)
     return build_config(explicit=settings)
@@ -156,9 +173,22 @@ def test_a_fine_tuned_run_keeps_frozen_weights_and_records_what_it_did(two_datas
 
 def test_cli_init_lists_what_was_loaded_resumes_frozen_and_refuses_init_with_resume(two_datasets, tmp_path):
     source, three, _ = two_datasets
-    result = invoke("train", *TINY, "--set", f"data.dataset={three}", "--init", source, "--out", tmp_path,
-                    "--set", "runtime.name=tuned", "--set", "finetune.freeze=[encoder]",
-                    "--set", "optim.lr=1e-4")  # fmt: skip
+    result = invoke(
+        "train",
+        *TINY,
+        "--set",
+        f"data.dataset={three}",
+        "--init",
+        source,
+        "--out",
+        tmp_path,
+        "--set",
+        "runtime.name=tuned",
+        "--set",
+        "finetune.freeze=[encoder]",
+        "--set",
+        "optim.lr=1e-4",
+    )
     assert result.exit_code == 0, result.output
     assert "fine-tuning from" in result.output and "loaded 20 of 20 tensors: stem (6), down (6)" in result.output
     assert "frozen: encoder" in result.output

@@ -67,8 +67,14 @@ def test_eval_reports_each_fraction_with_counted_nfe(run, fields, tmp_path):
 
 def test_tasks_models_and_checkpoints_do_not_mix(run, fields, synthetic_dataset, tmp_path):
     with pytest.raises(ConfigError, match="field_flow or field_unet"):
-        train(recon(fields, tmp_path, "x", model={"name": "unet", "width": 8, "depth": 2, "d_state": 16,
-                                                   "n_fourier": 64, "heads": 4}))  # fmt: skip
+        train(
+            recon(
+                fields,
+                tmp_path,
+                "x",
+                model={"name": "unet", "width": 8, "depth": 2, "d_state": 16, "n_fourier": 64, "heads": 4},
+            )
+        )
     with pytest.raises(InputError, match="segmentation dataset"):
         train(recon(synthetic_dataset, tmp_path, "y"))
     with pytest.raises(UsageError, match="test fields"):

@@ -21,9 +21,18 @@ def _history(run):
 
 
 def test_sigterm_keeps_the_run_and_says_how_to_resume(synthetic_dataset, tmp_path):
-    sets = {"data.dataset": synthetic_dataset, "data.crop_size": 16, "data.batch_size": 4, "data.max_patches": 16,
-            "model.name": "unet", "model.width": 8, "model.depth": 2, "train.epochs": 200,
-            "runtime.threads": 1, "runtime.name": "term"}  # fmt: skip
+    sets = {
+        "data.dataset": synthetic_dataset,
+        "data.crop_size": 16,
+        "data.batch_size": 4,
+        "data.max_patches": 16,
+        "model.name": "unet",
+        "model.width": 8,
+        "model.depth": 2,
+        "train.epochs": 200,
+        "runtime.threads": 1,
+        "runtime.name": "term",
+    }
     args = [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "ssmseg", "train", *args, "--device", "cpu", "--out", str(tmp_path)]
@@ -47,8 +56,9 @@ def test_sigterm_keeps_the_run_and_says_how_to_resume(synthetic_dataset, tmp_pat
     assert 1 <= done < 200 and (run / "checkpoints" / "latest.pt").is_file()
     # it resumes like any run (here: told, with --force, to stop one epoch later)
     resume = ["--resume", str(run), "--force", "--set", f"train.epochs={done + 1}"]
-    again = subprocess.run([sys.executable, "-m", "ssmseg", "train", *resume], capture_output=True, text=True, env=env,
-                           timeout=240)  # fmt: skip
+    again = subprocess.run(
+        [sys.executable, "-m", "ssmseg", "train", *resume], capture_output=True, text=True, env=env, timeout=240
+    )
     assert again.returncode == 0, again.stderr[-2000:]
     after = _history(run)
     assert len(after["epochs"]) == done + 1 and after["stop_reason"] == "completed"

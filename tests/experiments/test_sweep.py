@@ -76,14 +76,32 @@ def run(tmp_path, dataset, monkeypatch):
     manifest = json.loads((dataset / "manifest.json").read_text())
     stats = FieldStats.from_dict(manifest["stats"]["train"])
     m, s = (MU - stats.mean[0]) / stats.std[0], SIGMA / stats.std[0]
-    monkeypatch.setitem(registry.MODELS, "gauss_flow",
-                        registry.Entry(lambda cfg, c, k: GaussianFlow(m, s), {}, "closed-form test flow",
-                                       task="reconstruction", classes=False))  # fmt: skip
-    cfg = build_config(explicit={"task": {"name": "reconstruction"}, "model": {"name": "gauss_flow"},
-                                 "reconstruction": {"observed": 0.2}})  # fmt: skip
-    state = {"task": "reconstruction", "config": yaml.safe_load(dump_config(cfg)), "model": {}, "in_channels": 1,
-             "stats": stats.to_dict(), "stats_key": "train", "dataset": str(dataset), "fold": None,
-             "field_size": [SIZE, SIZE], "epoch": 1}  # fmt: skip
+    monkeypatch.setitem(
+        registry.MODELS,
+        "gauss_flow",
+        registry.Entry(
+            lambda cfg, c, k: GaussianFlow(m, s), {}, "closed-form test flow", task="reconstruction", classes=False
+        ),
+    )
+    cfg = build_config(
+        explicit={
+            "task": {"name": "reconstruction"},
+            "model": {"name": "gauss_flow"},
+            "reconstruction": {"observed": 0.2},
+        }
+    )
+    state = {
+        "task": "reconstruction",
+        "config": yaml.safe_load(dump_config(cfg)),
+        "model": {},
+        "in_channels": 1,
+        "stats": stats.to_dict(),
+        "stats_key": "train",
+        "dataset": str(dataset),
+        "fold": None,
+        "field_size": [SIZE, SIZE],
+        "epoch": 1,
+    }
     folder = tmp_path / "run"
     ckpt.save(state, folder / "checkpoints" / "best.pt")
     (folder / "config.yaml").write_text(dump_config(cfg))
@@ -91,11 +109,23 @@ def run(tmp_path, dataset, monkeypatch):
 
 
 def sweep_config(**sweep):
-    base = {"solvers": ["euler", "midpoint", "heun", "rk4", "dopri5"], "steps": [1, 2, 8], "samples": 8,
-            "baselines": ["mean", "linear"], "examples": 2, "batch_size": 4}  # fmt: skip
-    return build_config(explicit={"task": {"name": "reconstruction"}, "model": {"name": "gauss_flow"},
-                                  "reconstruction": {"observed": 0.2}, "sweep": {**base, **sweep},
-                                  "runtime": {"device": "cpu"}})  # fmt: skip
+    base = {
+        "solvers": ["euler", "midpoint", "heun", "rk4", "dopri5"],
+        "steps": [1, 2, 8],
+        "samples": 8,
+        "baselines": ["mean", "linear"],
+        "examples": 2,
+        "batch_size": 4,
+    }
+    return build_config(
+        explicit={
+            "task": {"name": "reconstruction"},
+            "model": {"name": "gauss_flow"},
+            "reconstruction": {"observed": 0.2},
+            "sweep": {**base, **sweep},
+            "runtime": {"device": "cpu"},
+        }
+    )
 
 
 def row(result, solver, steps):
@@ -190,8 +220,13 @@ def test_a_failure_leaves_nothing_behind(run, monkeypatch):
 
 
 def test_all_baselines_on_the_same_pixels(run):
-    cfg = sweep_config(solvers=["euler"], steps=[1], samples=1, max_fields=2,
-                       baselines=["mean", "nearest", "linear", "cubic", "rbf", "gp"])  # fmt: skip
+    cfg = sweep_config(
+        solvers=["euler"],
+        steps=[1],
+        samples=1,
+        max_fields=2,
+        baselines=["mean", "nearest", "linear", "cubic", "rbf", "gp"],
+    )
     result = sw.sweep_steps(cfg, run)
     assert [b["name"] for b in result.baselines] == ["mean", "nearest", "linear", "cubic", "rbf", "gp"]
     assert all(math.isfinite(b["psnr"]) and b["seconds"] >= 0 for b in result.baselines)
@@ -200,12 +235,26 @@ def test_all_baselines_on_the_same_pixels(run):
 
 def test_conclusions_follow_the_numbers():
     def r(solver, steps, nfe, ps, pm, err, rmse=1.0, cov=0.7):
-        return {"solver": solver, "steps": steps, "nfe": nfe, "psnr_sample": ps, "psnr_mean": pm,
-                "solver_error": err, "rmse_sample": rmse, "coverage90": cov}  # fmt: skip
+        return {
+            "solver": solver,
+            "steps": steps,
+            "nfe": nfe,
+            "psnr_sample": ps,
+            "psnr_mean": pm,
+            "solver_error": err,
+            "rmse_sample": rmse,
+            "coverage90": cov,
+        }
 
-    rows = [r("euler", 1, 1, 30.0, 30.0, 0.5), r("euler", 8, 8, 27.5, 29.6, 0.05), r("euler", 16, 16, 27.2, 29.5, 0.2),
-            r("euler", 64, 64, 27.0, 29.5, 0.01), r("rk4", 1, 4, 26.0, 28.0, 0.2), r("rk4", 8, 32, 27.0, 29.5, 0.001),
-            r("dopri5", None, 80, 27.0, 29.5, 0.0)]  # fmt: skip
+    rows = [
+        r("euler", 1, 1, 30.0, 30.0, 0.5),
+        r("euler", 8, 8, 27.5, 29.6, 0.05),
+        r("euler", 16, 16, 27.2, 29.5, 0.2),
+        r("euler", 64, 64, 27.0, 29.5, 0.01),
+        r("rk4", 1, 4, 26.0, 28.0, 0.2),
+        r("rk4", 8, 32, 27.0, 29.5, 0.001),
+        r("dopri5", None, 80, 27.0, 29.5, 0.0),
+    ]
     lines = conclude(rows, [{"name": "gp", "psnr": 28.0}], 8)
     text = "\n".join(lines)
     assert lines[0].startswith("best setting: euler, 1 step (1 NFE), PSNR 30.00 dB")
@@ -274,8 +323,9 @@ def test_bad_input_is_one_line_exit_2(run, tmp_path):
     assert (full / "keep.txt").read_text() == "mine" and sorted(p.name for p in full.iterdir()) == ["keep.txt"]
     small = tmp_path / "small.npy"
     np.save(small, np.random.default_rng(0).normal(size=(12, 1, 4, 4)).astype(np.float32))
-    tiny = prepare_fields(build_config(explicit={"task": {"name": "reconstruction"},
-                                                 "prep": {"images": [str(small)]}}), tmp_path / "tiny").out  # fmt: skip
+    tiny = prepare_fields(
+        build_config(explicit={"task": {"name": "reconstruction"}, "prep": {"images": [str(small)]}}), tmp_path / "tiny"
+    ).out
     one_line_error(invoke("sweep-steps", run, "--fields", tiny, "--set", "sweep.steps=[1]"), "4x4", "at least 6x6")
     two = prep(tmp_path, "two_channels", channels=2)
     one_line_error(invoke("sweep-steps", run, "--fields", two, "--set", "sweep.steps=[1]"), "2 channel(s)", "takes 1")
@@ -283,8 +333,20 @@ def test_bad_input_is_one_line_exit_2(run, tmp_path):
 
 
 def test_cli_prints_table_and_conclusions(run):
-    result = invoke("sweep-steps", run, "--samples", "2", "--set", "sweep.solvers=[euler,rk4]", "--set",
-                    "sweep.steps=[1,2]", "--set", "sweep.baselines=[mean]", "--set", "sweep.max_fields=3")  # fmt: skip
+    result = invoke(
+        "sweep-steps",
+        run,
+        "--samples",
+        "2",
+        "--set",
+        "sweep.solvers=[euler,rk4]",
+        "--set",
+        "sweep.steps=[1,2]",
+        "--set",
+        "sweep.baselines=[mean]",
+        "--set",
+        "sweep.max_fields=3",
+    )
     assert result.exit_code == 0, result.output
     assert "rk4" in result.output and "- best setting:" in result.output
     assert f"wrote {run / 'sweep'}" in result.output.replace("\n", "")
@@ -300,8 +362,9 @@ def test_the_default_grid_is_small_and_its_plan_is_printed_first(run):
     assert "--full" in plan_line(cfg, 16) and "hours" in plan_line(full, 100)
     assert reference_tolerance(cfg.sweep) == (1e-3, 1e-3)  # fixed steps only: a cheap reference is enough
     assert reference_tolerance(full.sweep) == (full.sweep.atol, full.sweep.rtol)  # dopri5's row is the reference
-    result = invoke("sweep-steps", run, "--samples", "1", "--set", "sweep.baselines=[mean]", "--set",
-                    "sweep.max_fields=2")  # fmt: skip
+    result = invoke(
+        "sweep-steps", run, "--samples", "1", "--set", "sweep.baselines=[mean]", "--set", "sweep.max_fields=2"
+    )
     assert result.exit_code == 0, result.output
     text = result.output.replace("\n", " ")
     assert "sweep plan: 8 settings" in text and "--full" in text
@@ -319,9 +382,24 @@ def test_the_reference_solve_shows_progress_and_its_measured_cost(run, monkeypat
     exactly the fields the model evaluated."""
     monkeypatch.setenv("SSMSEG_PROGRESS_EVERY", "0")  # a plain line on every model call
     monkeypatch.setattr(sweep_grid, "DOPRI5_NFE_GUESS", 3)  # far below what dopri5 takes: the total must grow
-    result = invoke("sweep-steps", run, "--samples", "2", "--set", "sweep.baselines=[mean]", "--set",
-                    "sweep.max_fields=4", "--set", "sweep.steps=[1]", "--set", "sweep.solvers=[euler]", "--set",
-                    "sweep.reference_atol=1e-5", "--set", "sweep.reference_rtol=1e-5")  # fmt: skip
+    result = invoke(
+        "sweep-steps",
+        run,
+        "--samples",
+        "2",
+        "--set",
+        "sweep.baselines=[mean]",
+        "--set",
+        "sweep.max_fields=4",
+        "--set",
+        "sweep.steps=[1]",
+        "--set",
+        "sweep.solvers=[euler]",
+        "--set",
+        "sweep.reference_atol=1e-5",
+        "--set",
+        "sweep.reference_rtol=1e-5",
+    )
     assert result.exit_code == 0, result.output
     data = json.loads((run / "sweep" / "sweep.json").read_text())
     nfe, fields = data["protocol"]["reference"]["nfe"], data["timing"]["model_fields"]
@@ -353,10 +431,19 @@ def sets(items):
 def test_tiny_train_then_sweep(tmp_path):
     """ssmseg train (reconstruction, tiny field model, 1 epoch on tiny sinusoids), then sweep-steps on its run."""
     quick = ["--set", "runtime.threads=1", "--set", "runtime.scan_backend=torch"]
-    settings = ["task.name=reconstruction", "model.name=field_unet", "model.width=8", "model.depth=2",
-                "model.d_state=4",
-                "train.epochs=1", "prep.fields.count=40", "prep.fields.size=16", "data.batch_size=8",
-                "reconstruction.val_steps=2", "runtime.name=tiny"]  # fmt: skip
+    settings = [
+        "task.name=reconstruction",
+        "model.name=field_unet",
+        "model.width=8",
+        "model.depth=2",
+        "model.d_state=4",
+        "train.epochs=1",
+        "prep.fields.count=40",
+        "prep.fields.size=16",
+        "data.batch_size=8",
+        "reconstruction.val_steps=2",
+        "runtime.name=tiny",
+    ]
     trained = invoke("train", "--out", tmp_path / "runs", "--device", "cpu", *quick, *sets(settings))
     assert trained.exit_code == 0, trained.output
     run = tmp_path / "runs" / "tiny"
@@ -370,8 +457,11 @@ def test_tiny_train_then_sweep(tmp_path):
     assert result.exit_code == 0, result.output
     data = json.loads((run / "sweep" / "sweep.json").read_text())
     assert [(r["solver"], r["steps"], r["nfe"]) for r in data["rows"]] == [
-        ("euler", 1, 1), ("euler", 2, 2), ("heun", 1, 2), ("heun", 2, 4)
-    ]  # fmt: skip
+        ("euler", 1, 1),
+        ("euler", 2, 2),
+        ("heun", 1, 2),
+        ("heun", 2, 4),
+    ]
     assert data["protocol"]["fields"] == 4 and data["protocol"]["samples"] == 2 and data["protocol"]["own_dataset"]
     best = json.loads((run / "history.json").read_text())["best"]["epoch"]
     assert data["protocol"]["epoch"] == best == 1  # the epoch of the checkpoint swept, numbered as history.json
@@ -383,8 +473,9 @@ def test_fields_in_other_units_are_refused_unless_the_model_works_in_per_field_u
     """A cube in raw units normalised with the model's statistics gave "model -8.4 dB" with exit 0 once."""
     raw = tmp_path / "raw.npy"
     np.save(raw, (np.load(write_fields(tmp_path / "g.npy", 30)) * 1000.0 + 300.0).astype(np.float32))
-    other = prepare_fields(build_config(explicit={"task": {"name": "reconstruction"},
-                                                  "prep": {"images": [str(raw)]}}), tmp_path / "raw").out  # fmt: skip
+    other = prepare_fields(
+        build_config(explicit={"task": {"name": "reconstruction"}, "prep": {"images": [str(raw)]}}), tmp_path / "raw"
+    ).out
     cfg = sweep_config(solvers=["euler"], steps=[1], samples=1, baselines=["mean"], max_fields=2)
     with pytest.raises(UsageError, match="not in the model's units"):
         sw.sweep_steps(cfg, run, other)
@@ -404,8 +495,10 @@ def test_a_dataset_of_the_wrong_kind_says_which_kind_and_how_to_make_one(run, da
     segmentation = prepare(prep_config(tmp_path / "src"), tmp_path / "seg").out
     swept = invoke("sweep-steps", run, "--fields", segmentation, "--set", "sweep.steps=[1]")
     based = invoke("baseline", dataset, "--out", tmp_path / "b")
-    for result, needs, makes in ((swept, "field (reconstruction) dataset", "--synthetic sinusoids"),
-                                 (based, "segmentation dataset", "ssmseg prep --config")):  # fmt: skip
+    for result, needs, makes in (
+        (swept, "field (reconstruction) dataset", "--synthetic sinusoids"),
+        (based, "segmentation dataset", "ssmseg prep --config"),
+    ):
         assert result.exit_code != 0 and "Traceback" not in result.output, result.output
         text = result.output.replace("\n", " ")
         assert needs in text and makes in text and "set task.name:" not in text, text

@@ -40,8 +40,15 @@ def strip_timing(history):
 
 
 def test_ssmu_net_learns_beyond_the_majority_baseline(synthetic_dataset, tmp_path):
-    cfg = tiny(synthetic_dataset, tmp_path, "learn", model={"name": "ssmu_net", "width": 16, "depth": 2, "d_state": 4,
-               "n_filters": 4}, train={"epochs": 8}, data={"max_patches": 48}, optim={"lr": 0.005})  # fmt: skip
+    cfg = tiny(
+        synthetic_dataset,
+        tmp_path,
+        "learn",
+        model={"name": "ssmu_net", "width": 16, "depth": 2, "d_state": 4, "n_filters": 4},
+        train={"epochs": 8},
+        data={"max_patches": 48},
+        optim={"lr": 0.005},
+    )
     result = train(cfg)
     manifest = json.loads((synthetic_dataset / "manifest.json").read_text())
     val = manifest["class_counts"]["val"]
@@ -135,23 +142,71 @@ def test_divergence_guard_stops_and_keeps_the_last_good_checkpoint(synthetic_dat
 
 @pytest.mark.slow
 def test_two_cpu_processes_match_one_with_the_same_global_batch(synthetic_dataset, tmp_path):
-    common = ["--set", f"data.dataset={synthetic_dataset}", "--set", "data.crop_size=16",
-              "--set", "data.max_patches=16", "--set", "model.name=unet", "--set", "model.width=8",
-              "--set", "model.depth=2", "--set", "train.epochs=2",
-              "--set", "loss.name=ce", "--set", "augment.flips=false", "--set", "augment.rot90=false",
-              "--set", "runtime.deterministic=true", "--set", "runtime.threads=1", "--set", "schedule.warmup_epochs=0",
-              "--device", "cpu", "--out", str(tmp_path)]  # fmt: skip
+    common = [
+        "--set",
+        f"data.dataset={synthetic_dataset}",
+        "--set",
+        "data.crop_size=16",
+        "--set",
+        "data.max_patches=16",
+        "--set",
+        "model.name=unet",
+        "--set",
+        "model.width=8",
+        "--set",
+        "model.depth=2",
+        "--set",
+        "train.epochs=2",
+        "--set",
+        "loss.name=ce",
+        "--set",
+        "augment.flips=false",
+        "--set",
+        "augment.rot90=false",
+        "--set",
+        "runtime.deterministic=true",
+        "--set",
+        "runtime.threads=1",
+        "--set",
+        "schedule.warmup_epochs=0",
+        "--device",
+        "cpu",
+        "--out",
+        str(tmp_path),
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    single = subprocess.run([sys.executable, "-m", "ssmseg", "train", *common, "--set", "data.batch_size=4",
-                             "--set", "runtime.name=one"],
-                            capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+    single = subprocess.run(
+        [sys.executable, "-m", "ssmseg", "train", *common, "--set", "data.batch_size=4", "--set", "runtime.name=one"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert single.returncode == 0, single.stderr[-3000:]
     with socket.socket() as s:  # a free port: a fixed one can still be held by an earlier run
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
-                          "-m", "ssmseg", "train", *common, "--set", "data.batch_size=2", "--set", "runtime.name=two"],
-                         capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+    ddp = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            f"--master_port={port}",
+            "-m",
+            "ssmseg",
+            "train",
+            *common,
+            "--set",
+            "data.batch_size=2",
+            "--set",
+            "runtime.name=two",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     one = json.loads((tmp_path / "one" / "history.json").read_text())["epochs"]
     two = json.loads((tmp_path / "two" / "history.json").read_text())["epochs"]
@@ -171,8 +226,16 @@ def test_bf16_autocast_with_accumulation_tracks_fp32(synthetic_dataset, tmp_path
     model = {"name": "ssmu_net", "width": 8, "depth": 2, "d_state": 4, "n_filters": 4, "spectral_init": "random"}
     runs = {}
     for precision in ("fp32", "bf16"):
-        cfg = tiny(synthetic_dataset, tmp_path, precision, model=model, train={"epochs": 3}, optim={"accumulate": 2,
-                   "lr": 0.005}, runtime={"precision": precision}, schedule={"warmup_epochs": 0})  # fmt: skip
+        cfg = tiny(
+            synthetic_dataset,
+            tmp_path,
+            precision,
+            model=model,
+            train={"epochs": 3},
+            optim={"accumulate": 2, "lr": 0.005},
+            runtime={"precision": precision},
+            schedule={"warmup_epochs": 0},
+        )
         runs[precision] = [r["train/loss"] for r in train(cfg).history]
     fp32, bf16 = runs["fp32"], runs["bf16"]
     # Stated tolerance: 3% relative per epoch (bf16 keeps 8 bits of mantissa; the losses average 16 patches).
@@ -185,8 +248,14 @@ def test_a_shortened_preset_caps_its_warmup_and_records_it(synthetic_dataset, tm
     history record the warmup that ran; the validation subset (data.max_val_patches) is used and recorded."""
     import yaml
 
-    cfg = tiny(synthetic_dataset, tmp_path, "short", train={"epochs": 2}, schedule={"warmup_epochs": 5},
-               data={"max_patches": 4, "max_val_patches": 3})  # fmt: skip
+    cfg = tiny(
+        synthetic_dataset,
+        tmp_path,
+        "short",
+        train={"epochs": 2},
+        schedule={"warmup_epochs": 5},
+        data={"max_patches": 4, "max_val_patches": 3},
+    )
     result = train(cfg)
     assert "warming up for 1 epoch instead" in capsys.readouterr().err
     saved = yaml.safe_load((result.run_dir / "config.yaml").read_text())
@@ -233,8 +302,12 @@ def test_data_balance_draws_patches_of_rare_classes_more_often(synthetic_dataset
     assert sorted(order) == list(range(len(task.train_set)))  # balance 0: a permutation, as before
     drawn = list(loaders(balanced, task, rt)[0].sampler)
     assert len(drawn) == len(order) and drawn == list(loaders(balanced, task, rt)[0].sampler)
-    counts = np.array([np.bincount(task.train_set.labels(i).ravel(), minlength=256)[: task.num_classes]
-                       for i in range(len(task.train_set))])  # fmt: skip
+    counts = np.array(
+        [
+            np.bincount(task.train_set.labels(i).ravel(), minlength=256)[: task.num_classes]
+            for i in range(len(task.train_set))
+        ]
+    )
     rare = int(np.argmin(counts.sum(0)))
     share = lambda items: counts[items, rare].sum() / counts[items].sum()  # noqa: E731
     assert share(drawn) > 1.5 * share(order)  # the rarest class's share of the pixels seen rises

@@ -66,9 +66,16 @@ def test_parameter_counts_are_as_documented():
             assert change < 0, f"{name} {switch} should remove parameters"
 
 
-@pytest.mark.parametrize(("name", "switch"), [("unet", {"msa": False}), ("ssmu_net", {"wavelet": "none"}),
-                                              ("cmt_unet", {"sinc": False}), ("micro_segformer", {"ss2d": False}),
-                                              ("field_unet", {"msa": False})])  # fmt: skip
+@pytest.mark.parametrize(
+    ("name", "switch"),
+    [
+        ("unet", {"msa": False}),
+        ("ssmu_net", {"wavelet": "none"}),
+        ("cmt_unet", {"sinc": False}),
+        ("micro_segformer", {"ss2d": False}),
+        ("field_unet", {"msa": False}),
+    ],
+)
 def test_a_switch_the_model_does_not_read_is_refused(name, switch):
     key = next(iter(switch))
     with pytest.raises(ConfigError, match=f"model.{key} is not read by {name}"):

@@ -18,9 +18,18 @@ from ssmseg.report import make_report
 from tests.report import shapes
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars",
-         "--force-device-scale-factor=1"]  # fmt: skip
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--force-device-scale-factor=1",
+]
 WIDTH = 1200
 PROBE = """<script>
 window.addEventListener("load", () => {
@@ -84,12 +93,16 @@ def _reports(tmp_path: Path) -> dict[str, Path]:
     sweep.mkdir()
     (sweep / "sweep.json").write_text(json.dumps(shapes.sweep()))
     _example(sweep / "examples.png")
-    return {kind: make_report([path], out=tmp_path / f"report_{kind}").out for kind, path in
-            (("run", run), ("cv", cv), ("sweep", sweep))}  # fmt: skip
+    return {
+        kind: make_report([path], out=tmp_path / f"report_{kind}").out
+        for kind, path in (("run", run), ("cv", cv), ("sweep", sweep))
+    }
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None and not Path(CHROMIUM).is_file(),
-                    reason="needs Debian's chromium (apt-get install chromium; .ci/run installs it)")  # fmt: skip
+@pytest.mark.skipif(
+    shutil.which("chromium") is None and not Path(CHROMIUM).is_file(),
+    reason="needs Debian's chromium (apt-get install chromium; .ci/run installs it)",
+)
 def test_reports_render_in_a_real_browser(tmp_path):
     shots = tmp_path / "screenshots"
     shots.mkdir()

@@ -109,10 +109,16 @@ def _reference_forward(block: SS2D, x: torch.Tensor) -> torch.Tensor:
     dts, Bs, Cs = x_dbl.split([block.dt_rank, block.d_state, block.d_state], dim=2)
     dts = torch.einsum("bkrl,kdr->bkdl", dts, block.dt_projs_weight)
     y = selective_scan(
-        xs.reshape(batch, K * di, L), dts.reshape(batch, K * di, L), -torch.exp(block.A_logs.float()),
-        Bs.contiguous(), Cs.contiguous(), block.Ds.float(), delta_bias=block.dt_projs_bias.reshape(-1).float(),
-        delta_softplus=True, backend="reference",
-    )  # fmt: skip
+        xs.reshape(batch, K * di, L),
+        dts.reshape(batch, K * di, L),
+        -torch.exp(block.A_logs.float()),
+        Bs.contiguous(),
+        Cs.contiguous(),
+        block.Ds.float(),
+        delta_bias=block.dt_projs_bias.reshape(-1).float(),
+        delta_softplus=True,
+        backend="reference",
+    )
     y = block._cross_merge(y.view(batch, K, di, L), h, w).permute(0, 2, 3, 1)
     return block.out_proj(block.out_norm(y) * F.silu(z)).permute(0, 3, 1, 2)
 
@@ -140,8 +146,15 @@ def test_parameter_names_are_those_of_saved_checkpoints():
     block = SS2D(8, d_state=4)
     shapes = {k: tuple(v.shape) for k, v in block.state_dict().items()}
     assert shapes == {
-        "in_proj.weight": (32, 8), "conv2d.weight": (16, 1, 3, 3), "conv2d.bias": (16,),
-        "x_proj_weight": (4, 9, 16), "dt_projs_weight": (4, 16, 1), "dt_projs_bias": (4, 16),
-        "A_logs": (64, 4), "Ds": (64,), "out_norm.weight": (16,), "out_norm.bias": (16,),
+        "in_proj.weight": (32, 8),
+        "conv2d.weight": (16, 1, 3, 3),
+        "conv2d.bias": (16,),
+        "x_proj_weight": (4, 9, 16),
+        "dt_projs_weight": (4, 16, 1),
+        "dt_projs_bias": (4, 16),
+        "A_logs": (64, 4),
+        "Ds": (64,),
+        "out_norm.weight": (16,),
+        "out_norm.bias": (16,),
         "out_proj.weight": (8, 16),
-    }  # fmt: skip
+    }

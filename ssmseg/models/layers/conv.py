@@ -21,9 +21,13 @@ class ConvBlock(nn.Sequential):
 
     def __init__(self, cin: int, cout: int) -> None:
         super().__init__(
-            nn.Conv2d(cin, cout, 3, padding=1, bias=False), norm(cout), nn.GELU(),
-            nn.Conv2d(cout, cout, 3, padding=1, bias=False), norm(cout), nn.GELU(),
-        )  # fmt: skip
+            nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+            norm(cout),
+            nn.GELU(),
+            nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+            norm(cout),
+            nn.GELU(),
+        )
 
 
 class ResBlock(nn.Module):

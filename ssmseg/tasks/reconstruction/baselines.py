@@ -49,8 +49,9 @@ def predict(name: str, values: np.ndarray, mask: np.ndarray) -> np.ndarray:
     mask = np.asarray(mask, dtype=bool)
     field = values[None] if values.ndim == 2 else values
     if field.ndim != 3 or mask.shape != field.shape[1:]:
-        raise InputError(f"baseline input: values {values.shape} and mask {mask.shape} must be (C, H, W) or "
-                         "(H, W) and (H, W)")  # fmt: skip
+        raise InputError(
+            f"baseline input: values {values.shape} and mask {mask.shape} must be (C, H, W) or (H, W) and (H, W)"
+        )
     if not mask.any():
         raise InputError("baseline input: no observed pixel; a reconstruction needs at least one")
     h, w = mask.shape
@@ -120,6 +121,7 @@ def _gp(points: np.ndarray, y: np.ndarray, query: np.ndarray) -> np.ndarray:
 def _lbfgsb(objective, theta0, bounds):  # sklearn's default optimizer with an iteration cap
     from scipy.optimize import minimize
 
-    result = minimize(objective, theta0, method="L-BFGS-B", jac=True, bounds=bounds,
-                      options={"maxiter": GP_FIT_ITERATIONS})  # fmt: skip
+    result = minimize(
+        objective, theta0, method="L-BFGS-B", jac=True, bounds=bounds, options={"maxiter": GP_FIT_ITERATIONS}
+    )
     return result.x, result.fun

@@ -52,13 +52,25 @@ def evaluate_fraction(
                 _add(spread, sample_sums(draws, truth, observed))
             if shown is None:
                 spread_of = draws[:, :4].std(0).cpu() if k > 1 else None
-                shown = {"truth": truth[:4].cpu(), "observed": observed[:4].cpu(), "sample": draws[0, :4].cpu(),
-                         "mean": draws[:, :4].mean(0).cpu(), "spread": spread_of}  # fmt: skip
+                shown = {
+                    "truth": truth[:4].cpu(),
+                    "observed": observed[:4].cpu(),
+                    "sample": draws[0, :4].cpu(),
+                    "mean": draws[:, :4].mean(0).cpu(),
+                    "spread": spread_of,
+                }
             advance()
     m1, mk = metrics_from_sums(one), metrics_from_sums(mean)
-    row = {"fraction": ds.fraction, "fields": len(ds), "nfe_per_sample": nfe, "samples": k,
-           **{f"{key}_sample": m1[key] for key in KEYS}, **{f"{key}_mean": mk[key] for key in KEYS},
-           "sample_vs_mean_db": mk["psnr"] - m1["psnr"], "seconds": round(time.perf_counter() - start, 2)}  # fmt: skip
+    row = {
+        "fraction": ds.fraction,
+        "fields": len(ds),
+        "nfe_per_sample": nfe,
+        "samples": k,
+        **{f"{key}_sample": m1[key] for key in KEYS},
+        **{f"{key}_mean": mk[key] for key in KEYS},
+        "sample_vs_mean_db": mk["psnr"] - m1["psnr"],
+        "seconds": round(time.perf_counter() - start, 2),
+    }
     if spread:
         ms = metrics_from_sums({**spread, "fields": one["fields"]})
         row.update(coverage90=ms["coverage"], spread=ms["spread"])
@@ -76,31 +88,45 @@ def run(
 ) -> EvalResult:
     """Evaluate the reconstruction checkpoint ``state`` into the (new, empty) folder ``out``."""
     if inputs or masks:
-        raise UsageError("--input/--mask predict segmentation scenes; a reconstruction run is evaluated on the test "
-                         "fields of its dataset (or --dataset)")  # fmt: skip
+        raise UsageError(
+            "--input/--mask predict segmentation scenes; a reconstruction run is evaluated on the test "
+            "fields of its dataset (or --dataset)"
+        )
     model, stats = load_field_model(state, device)
     folder = Path(dataset or state["dataset"])
     rc, k = cfg.reconstruction, cfg.reconstruction.samples
     rows, panel = [], None
     for fraction in rc.eval_fractions:
-        ds = FieldDataset(folder, "test", state.get("fold"), fraction=fraction, seed=rc.seed,
-                          stats_key=state.get("stats_key"))  # fmt: skip
+        ds = FieldDataset(
+            folder, "test", state.get("fold"), fraction=fraction, seed=rc.seed, stats_key=state.get("stats_key")
+        )
         if ds.channels != state["in_channels"]:
-            raise InputError(f"'{folder}' has {ds.channels}-channel fields, the model {state['in_channels']}; "
-                             "use fields with the training channels")  # fmt: skip
+            raise InputError(
+                f"'{folder}' has {ds.channels}-channel fields, the model {state['in_channels']}; "
+                "use fields with the training channels"
+            )
         row, shown = evaluate_fraction(cfg, model, stats, ds, device, k)
         rows.append(row)
         panel = panel or shown
     metrics = {
         "task": "reconstruction",
-        "protocol": {"split": "test", "dataset": str(folder), "fractions": list(rc.eval_fractions), "seed": rc.seed,
-                     "solver": rc.val_solver, "steps": rc.val_steps, "nfe_per_sample": rows[0]["nfe_per_sample"],
-                     "samples": k, "units": "data units (denormalised with the training statistics)",
-                     "psnr_max": stats.data_range, "psnr_max_is": "the training fields' value range (max - min)",
-                     "regions": "metrics on unobserved pixels; *_all on the whole field",
-                     "coverage90": "share of unobserved true values inside the K samples' central 90% interval"},
+        "protocol": {
+            "split": "test",
+            "dataset": str(folder),
+            "fractions": list(rc.eval_fractions),
+            "seed": rc.seed,
+            "solver": rc.val_solver,
+            "steps": rc.val_steps,
+            "nfe_per_sample": rows[0]["nfe_per_sample"],
+            "samples": k,
+            "units": "data units (denormalised with the training statistics)",
+            "psnr_max": stats.data_range,
+            "psnr_max_is": "the training fields' value range (max - min)",
+            "regions": "metrics on unobserved pixels; *_all on the whole field",
+            "coverage90": "share of unobserved true values inside the K samples' central 90% interval",
+        },
         "per_fraction": rows,
-    }  # fmt: skip
+    }
     (out / "metrics.json").write_text(dumps(metrics))
     with open(out / "metrics.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -119,8 +145,12 @@ def _panel(path: Path, shown: dict[str, Any]) -> None:
     import matplotlib.pyplot as plt
 
     truth = shown["truth"][:, 0].numpy()
-    cols = [("observed", np.where(shown["observed"][:, 0].numpy(), truth, np.nan)), ("truth", truth),
-            ("one sample", shown["sample"][:, 0].numpy()), ("mean of K", shown["mean"][:, 0].numpy())]  # fmt: skip
+    cols = [
+        ("observed", np.where(shown["observed"][:, 0].numpy(), truth, np.nan)),
+        ("truth", truth),
+        ("one sample", shown["sample"][:, 0].numpy()),
+        ("mean of K", shown["mean"][:, 0].numpy()),
+    ]
     if shown["spread"] is not None:
         cols.append(("spread (std)", shown["spread"][:, 0].numpy()))
     cols.append(("|mean - truth|", np.abs(shown["mean"][:, 0].numpy() - truth)))

@@ -31,8 +31,11 @@ def sweep_plot(path: Path, rows: list[dict[str, Any]], baselines: list[dict[str,
 
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
     solvers = list(dict.fromkeys(r["solver"] for r in rows))
-    panels = (("psnr_sample", "one sample: PSNR (dB)"), ("psnr_mean", f"mean of {k} samples: PSNR (dB)"),
-              ("solver_error", "solver error: RMS distance to the reference"))  # fmt: skip
+    panels = (
+        ("psnr_sample", "one sample: PSNR (dB)"),
+        ("psnr_mean", f"mean of {k} samples: PSNR (dB)"),
+        ("solver_error", "solver error: RMS distance to the reference"),
+    )
     for ax, (key, title) in zip(axes, panels, strict=True):
         for i, solver in enumerate(solvers):
             mine = sorted((r for r in rows if r["solver"] == solver and _finite(r.get(key))), key=lambda r: r["nfe"])
@@ -49,8 +52,16 @@ def sweep_plot(path: Path, rows: list[dict[str, Any]], baselines: list[dict[str,
                 ax.axhline(b["psnr"], color="0.55", ls="--", lw=0.8)
             lo, hi = ax.get_ylim()
             for b, y in zip(shown, label_positions([b["psnr"] for b in shown], 0.045 * (hi - lo)), strict=True):
-                ax.annotate(b["name"], (1.0, y), xycoords=("axes fraction", "data"), xytext=(4, 0),
-                            textcoords="offset points", va="center", fontsize=7, color="0.35")  # fmt: skip
+                ax.annotate(
+                    b["name"],
+                    (1.0, y),
+                    xycoords=("axes fraction", "data"),
+                    xytext=(4, 0),
+                    textcoords="offset points",
+                    va="center",
+                    fontsize=7,
+                    color="0.35",
+                )
         else:
             ax.set_yscale("log")
         ax.set_xscale("log")
@@ -60,8 +71,14 @@ def sweep_plot(path: Path, rows: list[dict[str, Any]], baselines: list[dict[str,
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3, which="both")
     axes[0].legend(fontsize=7, loc="best")
-    fig.text(0.01, 0.01, "dashed grey lines: baselines (named at the right); dopri5 (a star) is also the reference "
-             "of the solver error when its tolerances are the reference's", fontsize=7, color="0.35")  # fmt: skip
+    fig.text(
+        0.01,
+        0.01,
+        "dashed grey lines: baselines (named at the right); dopri5 (a star) is also the reference "
+        "of the solver error when its tolerances are the reference's",
+        fontsize=7,
+        color="0.35",
+    )
     fig.tight_layout(rect=(0, 0.04, 1, 1), w_pad=3)
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -90,9 +107,13 @@ def _pick_steps(steps: list[int], n: int = 3) -> list[int]:
 
 
 def examples_panel(
-    path: Path, rows: list[dict[str, Any]], baselines: list[dict[str, Any]], examples: dict[str, Any],
-    baseline_preds: dict[str, Any], k: int,
-) -> list[str]:  # fmt: skip
+    path: Path,
+    rows: list[dict[str, Any]],
+    baselines: list[dict[str, Any]],
+    examples: dict[str, Any],
+    baseline_preds: dict[str, Any],
+    k: int,
+) -> list[str]:
     """One row per example field (channel 0): observed points, truth, one sample of each solver at a few
     step counts (dopri5 once; the best settings by the mean of K and by one sample always among
     them), the mean and per-pixel spread of K samples at the most accurate solve (the
@@ -109,8 +130,9 @@ def examples_panel(
     finite = [r for r in rows if _finite(r.get("psnr_mean"))]
     for key in ("psnr_mean", "psnr_sample"):  # the best settings are always shown
         top = max(finite, key=lambda r: r[key], default=None)
-        pick = next((s for s in settings if top is not None and (s.solver, s.steps) == (top["solver"], top["steps"])),
-                    None)  # fmt: skip
+        pick = next(
+            (s for s in settings if top is not None and (s.solver, s.steps) == (top["solver"], top["steps"])), None
+        )
         if pick is not None and pick not in shown:
             shown.append(pick)
     scored = [r for r in rows if _finite(r.get("solver_error"))]
@@ -132,12 +154,18 @@ def examples_panel(
         for j, (title, img, kind) in enumerate(cols):
             ax = axes[i, j]
             if kind == "obs":
-                ax.imshow(np.where(observed[i], truth[i], np.nan), vmin=lo, vmax=hi, cmap="viridis",
-                          interpolation="nearest")  # fmt: skip
+                ax.imshow(
+                    np.where(observed[i], truth[i], np.nan), vmin=lo, vmax=hi, cmap="viridis", interpolation="nearest"
+                )
                 ax.set_facecolor("0.85")
             elif kind == "std":  # black is 0; at least 5% of the field's range is bright (no noise blown up)
-                ax.imshow(img[i], cmap="magma", vmin=0, vmax=max(float(img[i].max()), 0.05 * (hi - lo), 1e-12),
-                          interpolation="nearest")  # fmt: skip
+                ax.imshow(
+                    img[i],
+                    cmap="magma",
+                    vmin=0,
+                    vmax=max(float(img[i].max()), 0.05 * (hi - lo), 1e-12),
+                    interpolation="nearest",
+                )
             else:
                 ax.imshow(img[i], vmin=lo, vmax=hi, cmap="viridis", interpolation="nearest")
             ax.set_xticks([])

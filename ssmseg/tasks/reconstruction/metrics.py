@@ -163,8 +163,7 @@ def sample_statistics(samples: Tensor, target: Tensor, observed: Tensor, interva
     covered = (inside * region).flatten(1).sum(1)
     count = region.flatten(1).sum(1) * target.shape[1]
     std = x.std(0) if k > 1 else torch.zeros_like(x[0])
-    return {"mean": x.mean(0), "std": std, "coverage": covered / count.clamp_min(1), "covered": covered,
-            "count": count}  # fmt: skip
+    return {"mean": x.mean(0), "std": std, "coverage": covered / count.clamp_min(1), "covered": covered, "count": count}
 
 
 def sample_sums(samples: Tensor, target: Tensor, observed: Tensor, interval: float = 0.9) -> dict[str, Tensor]:
@@ -172,8 +171,11 @@ def sample_sums(samples: Tensor, target: Tensor, observed: Tensor, interval: flo
     (sum of per-pixel sample std over them)."""
     stats = sample_statistics(samples, target, observed, interval)
     region = _region(observed, target, True)
-    return {"covered": stats["covered"].double().sum(), "coverage_count": stats["count"].double().sum(),
-            "spread": (stats["std"] * region).double().sum()}  # fmt: skip
+    return {
+        "covered": stats["covered"].double().sum(),
+        "coverage_count": stats["count"].double().sum(),
+        "spread": (stats["std"] * region).double().sum(),
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -189,8 +191,10 @@ def radial_power_spectrum(x: Tensor) -> tuple[Tensor, Tensor]:
     b, _, h, w = x.shape
     dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     x = x.to(dtype)
-    window = torch.outer(torch.hann_window(h, periodic=False, dtype=dtype, device=x.device),
-                         torch.hann_window(w, periodic=False, dtype=dtype, device=x.device))  # fmt: skip
+    window = torch.outer(
+        torch.hann_window(h, periodic=False, dtype=dtype, device=x.device),
+        torch.hann_window(w, periodic=False, dtype=dtype, device=x.device),
+    )
     x = (x - x.mean(dim=(2, 3), keepdim=True)) * window
     power = torch.fft.fft2(x).abs().square().mean(1)  # (B, H, W)
     fy = torch.fft.fftfreq(h, dtype=dtype, device=x.device)

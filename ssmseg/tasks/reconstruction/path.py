@@ -102,8 +102,13 @@ def flow_matching_loss(
     else:
         tv = mse.new_zeros(())
         loss = mse
-    return {"loss": loss, "mse": mse.detach(), "tv": tv.detach(), "sq_err": sq.sum().detach(),
-            "count": count.sum().detach()}  # fmt: skip
+    return {
+        "loss": loss,
+        "mse": mse.detach(),
+        "tv": tv.detach(),
+        "sq_err": sq.sum().detach(),
+        "count": count.sum().detach(),
+    }
 
 
 LOG_MSE_FLOOR = 1e-4  # log_mse: log(mse + this), per-field units (40 dB below the field's own spread)

@@ -34,10 +34,12 @@ def velocity_of(model: nn.Module, values: Tensor, observed: Tensor) -> Callable[
 def sample_noise(indices: Tensor, k: int, shape: tuple[int, ...], seed: int) -> Tensor:
     """(K, B, C, H, W) starting noise; sample ``s`` of field ``j`` comes from (seed, j, 100 + s) alone, so
     every solver and step count starts from the same noise."""
-    out = np.stack([
-        np.stack([np.random.default_rng([seed, int(j), 100 + s]).standard_normal(shape) for j in indices.tolist()])
-        for s in range(k)
-    ])  # fmt: skip
+    out = np.stack(
+        [
+            np.stack([np.random.default_rng([seed, int(j), 100 + s]).standard_normal(shape) for j in indices.tolist()])
+            for s in range(k)
+        ]
+    )
     return torch.from_numpy(out.astype(np.float32))
 
 

@@ -101,6 +101,7 @@ def _dopri5(velocity: Velocity, x0: Tensor, atol: float, rtol: float) -> Tensor:
     def func(t: Tensor, x: Tensor) -> Tensor:
         return velocity(x, t.to(x.dtype).expand(batch))
 
-    times = torch.tensor([0.0, 1.0], dtype=torch.float64 if x0.dtype == torch.float64 else torch.float32,
-                         device=x0.device)  # fmt: skip
+    times = torch.tensor(
+        [0.0, 1.0], dtype=torch.float64 if x0.dtype == torch.float64 else torch.float32, device=x0.device
+    )
     return odeint(func, x0, times, method="dopri5", atol=atol, rtol=rtol)[-1]

@@ -95,34 +95,61 @@ class PreparedSweep:
         conclusions = conclude(rows, base_rows, k)
         frac = test.observed_fraction
         protocol = {
-            "run": str(run_dir), "checkpoint": str(checkpoint), "model": state["config"]["model"]["name"],
+            "run": str(run_dir),
+            "checkpoint": str(checkpoint),
+            "model": state["config"]["model"]["name"],
             "epoch": None if state.get("epoch") is None else state["epoch"] + 1,
-            "epoch_numbering": "1-based, as in history.json", "dataset": str(test.folder),
+            "epoch_numbering": "1-based, as in history.json",
+            "dataset": str(test.folder),
             "own_dataset": test.folder == Path(state["dataset"]),
-            "split": "test", "fold": state.get("fold"), "fields": len(test.truth),
-            "fields_available": test.available, "field_indices": test.indices.tolist(),
-            "field_size": list(test.truth.shape[2:]), "channels": int(test.truth.shape[1]),
+            "split": "test",
+            "fold": state.get("fold"),
+            "fields": len(test.truth),
+            "fields_available": test.available,
+            "field_indices": test.indices.tolist(),
+            "field_size": list(test.truth.shape[2:]),
+            "channels": int(test.truth.shape[1]),
             "fractions": list(frac) if isinstance(frac, tuple) else [frac],
-            "fraction_mode": "range per field" if isinstance(frac, tuple) else "fixed", "seed": cfg.reconstruction.seed,
-            "samples": k, "interval": INTERVAL, "solvers": list(dict.fromkeys(sc.solvers)),
-            "steps": sorted(set(sc.steps)), "atol": sc.atol, "rtol": sc.rtol,
-            "reference": {"solver": "dopri5", "atol": reference_tolerance(sc)[0], "rtol": reference_tolerance(sc)[1],
-                          "nfe": timing["reference_nfe"]},
+            "fraction_mode": "range per field" if isinstance(frac, tuple) else "fixed",
+            "seed": cfg.reconstruction.seed,
+            "samples": k,
+            "interval": INTERVAL,
+            "solvers": list(dict.fromkeys(sc.solvers)),
+            "steps": sorted(set(sc.steps)),
+            "atol": sc.atol,
+            "rtol": sc.rtol,
+            "reference": {
+                "solver": "dopri5",
+                "atol": reference_tolerance(sc)[0],
+                "rtol": reference_tolerance(sc)[1],
+                "nfe": timing["reference_nfe"],
+            },
             "time_grid": "linspace(0, 1, steps + 1) in float64, ending exactly at 1",
-            "baselines": list(dict.fromkeys(sc.baselines)), "data_range": data_range,
+            "baselines": list(dict.fromkeys(sc.baselines)),
+            "data_range": data_range,
             "units": "data units of the fields; PSNR MAX = data_range, the value range of the training part of the "
-                     "fields' own dataset (for the run's own dataset: the model's training fields)",
-            "batch_size": sc.batch_size, "device": str(device), "torch_threads": torch.get_num_threads(),
-            "baseline_threads": 1, "versions": _versions(),
-        }  # fmt: skip
+            "fields' own dataset (for the run's own dataset: the model's training fields)",
+            "batch_size": sc.batch_size,
+            "device": str(device),
+            "torch_threads": torch.get_num_threads(),
+            "baseline_threads": 1,
+            "versions": _versions(),
+        }
         timing["total_seconds"] = time.perf_counter() - t_start
         figures.sweep_plot(tmp / "psnr_vs_nfe.png", rows, base_rows, k)
         if examples["settings"]:
             figures.examples_panel(tmp / "examples.png", rows, base_rows, examples, base_ex, k)
         write_csv(tmp / "sweep.csv", rows, base_rows)
-        data = {"format_version": 1, "kind": "sweep", "protocol": protocol, "rows": rows, "baselines": base_rows,
-                "conclusions": conclusions, "timing": timing,
-                "files": sorted(["sweep.json", *(p.name for p in tmp.iterdir())])}  # fmt: skip
+        data = {
+            "format_version": 1,
+            "kind": "sweep",
+            "protocol": protocol,
+            "rows": rows,
+            "baselines": base_rows,
+            "conclusions": conclusions,
+            "timing": timing,
+            "files": sorted(["sweep.json", *(p.name for p in tmp.iterdir())]),
+        }
         (tmp / "sweep.json").write_text(dumps(data), encoding="utf-8")
         return SweepResult(tmp, rows, base_rows, conclusions, protocol, timing)
 
@@ -139,10 +166,32 @@ def _versions() -> dict[str, str]:
     return out
 
 
-CSV_KEYS = ("kind", "name", "steps", "nfe", "seconds", "seconds_per_field", "psnr_sample", "psnr_mean", "ssim_sample",
-            "ssim_mean", "rmse_sample", "rmse_mean", "psnr_all_sample", "psnr_all_mean", "ssim_all_sample",
-            "ssim_all_mean", "rmse_all_sample", "rmse_all_mean", "coverage90", "spread", "spectrum_error",
-            "spectrum_error_mean", "spectrum_error_high", "solver_error")  # fmt: skip
+CSV_KEYS = (
+    "kind",
+    "name",
+    "steps",
+    "nfe",
+    "seconds",
+    "seconds_per_field",
+    "psnr_sample",
+    "psnr_mean",
+    "ssim_sample",
+    "ssim_mean",
+    "rmse_sample",
+    "rmse_mean",
+    "psnr_all_sample",
+    "psnr_all_mean",
+    "ssim_all_sample",
+    "ssim_all_mean",
+    "rmse_all_sample",
+    "rmse_all_mean",
+    "coverage90",
+    "spread",
+    "spectrum_error",
+    "spectrum_error_mean",
+    "spectrum_error_high",
+    "solver_error",
+)
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]], baselines: list[dict[str, Any]]) -> None:

@@ -40,12 +40,20 @@ def load_fields(
         raise InputError(f"the run's dataset '{folder}' is gone; give the test fields with --fields DATASET")
     fraction = cfg.sweep.observed if cfg.sweep.observed is not None else cfg.reconstruction.observed
     key = state.get("stats_key") if own and state.get("stats_key") in load_field_manifest(folder)["stats"] else None
-    ds = FieldDataset(folder, "test", state.get("fold") if own else None, fraction=fraction,
-                      seed=cfg.reconstruction.seed, stats_key=key)  # fmt: skip
+    ds = FieldDataset(
+        folder,
+        "test",
+        state.get("fold") if own else None,
+        fraction=fraction,
+        seed=cfg.reconstruction.seed,
+        stats_key=key,
+    )
     want = int(state["in_channels"])
     if ds.channels != want:
-        raise UsageError(f"the fields in '{folder}' have {ds.channels} channel(s) but the model takes {want}; give "
-                         f"fields with {want} channel(s)")  # fmt: skip
+        raise UsageError(
+            f"the fields in '{folder}' have {ds.channels} channel(s) but the model takes {want}; give "
+            f"fields with {want} channel(s)"
+        )
     if min(ds.height, ds.width) < 6:
         raise UsageError(f"the fields in '{folder}' are {ds.height}x{ds.width}; SSIM needs at least 6x6 pixels")
     if not own:
@@ -53,9 +61,16 @@ def load_fields(
     n = len(ds) if cfg.sweep.max_fields is None else min(len(ds), cfg.sweep.max_fields)
     items = [ds[i] for i in range(n)]
     truth = denormalize(torch.stack([it["field"] for it in items]), ds.stats)  # data units
-    return SweepFields(truth, normalize(truth, stats).float(), torch.stack([it["observed"] for it in items]),
-                      torch.stack([it["index"] for it in items]), folder, len(ds), fraction,
-                      ds.stats.data_range)  # fmt: skip
+    return SweepFields(
+        truth,
+        normalize(truth, stats).float(),
+        torch.stack([it["observed"] for it in items]),
+        torch.stack([it["index"] for it in items]),
+        folder,
+        len(ds),
+        fraction,
+        ds.stats.data_range,
+    )
 
 
 def check_units(theirs: FieldStats, ours: FieldStats, folder: Path, invariant: bool) -> None:
@@ -66,10 +81,12 @@ def check_units(theirs: FieldStats, ours: FieldStats, folder: Path, invariant: b
         return
     for c, (m1, s1, m0, s0) in enumerate(zip(theirs.mean, theirs.std, ours.mean, ours.std, strict=True)):
         if abs(m1 - m0) > s0 or not 0.5 <= s1 / s0 <= 2:
-            raise UsageError(f"the fields in '{folder}' are not in the model's units (channel {c}: mean {m1:.4g}, std "
-                             f"{s1:.4g}; the model's training fields: mean {m0:.4g}, std {s0:.4g}) and this model "
-                             "normalises with its training statistics; give fields in the training units, or train "
-                             "field_unet, which works in per-field units")  # fmt: skip
+            raise UsageError(
+                f"the fields in '{folder}' are not in the model's units (channel {c}: mean {m1:.4g}, std "
+                f"{s1:.4g}; the model's training fields: mean {m0:.4g}, std {s0:.4g}) and this model "
+                "normalises with its training statistics; give fields in the training units, or train "
+                "field_unet, which works in per-field units"
+            )
 
 
 def check_model_takes(model: nn.Module, fields: SweepFields, device: torch.device, name: str) -> None:
@@ -79,7 +96,9 @@ def check_model_takes(model: nn.Module, fields: SweepFields, device: torch.devic
         with torch.no_grad():
             v = model(torch.zeros_like(x), torch.zeros(1, device=device), x * mask, mask)
     except (RuntimeError, ValueError, IndexError) as exc:
-        raise UsageError(f"model '{name}' cannot take {x.shape[1]}-channel {x.shape[2]}x{x.shape[3]} fields "
-                         f"({str(exc).splitlines()[0][:160]}); give fields it was built for") from exc  # fmt: skip
+        raise UsageError(
+            f"model '{name}' cannot take {x.shape[1]}-channel {x.shape[2]}x{x.shape[3]} fields "
+            f"({str(exc).splitlines()[0][:160]}); give fields it was built for"
+        ) from exc
     if v.shape != x.shape:
         raise UsageError(f"model '{name}' returns {tuple(v.shape)} for fields {tuple(x.shape)}; give fields it takes")

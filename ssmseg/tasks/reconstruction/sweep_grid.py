@@ -73,17 +73,30 @@ def _row(setting: Setting, acc: _Acc, n_fields: int) -> dict[str, Any]:
     unobserved = max(float(acc.calib["coverage_count"]), 1.0)
     nfe = acc.calls / max(acc.solves, 1)
     return {
-        "solver": setting.solver, "steps": setting.steps, "nfe": int(nfe) if nfe == int(nfe) else round(nfe, 2),
-        "seconds": acc.seconds, "seconds_per_field": acc.seconds / max(n_fields, 1),
-        "psnr_sample": s["psnr"], "psnr_mean": m["psnr"], "ssim_sample": s["ssim"], "ssim_mean": m["ssim"],
-        "rmse_sample": s["rmse"], "rmse_mean": m["rmse"],
-        "psnr_all_sample": s["psnr_all"], "psnr_all_mean": m["psnr_all"], "ssim_all_sample": s["ssim_all"],
-        "ssim_all_mean": m["ssim_all"], "rmse_all_sample": s["rmse_all"], "rmse_all_mean": m["rmse_all"],
-        "coverage90": float(acc.calib["covered"]) / unobserved, "spread": float(acc.calib["spread"]) / unobserved,
-        "spectrum_error": s["spec_err"], "spectrum_error_mean": m["spec_err"],
+        "solver": setting.solver,
+        "steps": setting.steps,
+        "nfe": int(nfe) if nfe == int(nfe) else round(nfe, 2),
+        "seconds": acc.seconds,
+        "seconds_per_field": acc.seconds / max(n_fields, 1),
+        "psnr_sample": s["psnr"],
+        "psnr_mean": m["psnr"],
+        "ssim_sample": s["ssim"],
+        "ssim_mean": m["ssim"],
+        "rmse_sample": s["rmse"],
+        "rmse_mean": m["rmse"],
+        "psnr_all_sample": s["psnr_all"],
+        "psnr_all_mean": m["psnr_all"],
+        "ssim_all_sample": s["ssim_all"],
+        "ssim_all_mean": m["ssim_all"],
+        "rmse_all_sample": s["rmse_all"],
+        "rmse_all_mean": m["rmse_all"],
+        "coverage90": float(acc.calib["covered"]) / unobserved,
+        "spread": float(acc.calib["spread"]) / unobserved,
+        "spectrum_error": s["spec_err"],
+        "spectrum_error_mean": m["spec_err"],
         "spectrum_error_high": s["spec_err_high"],
         "solver_error": math.sqrt(acc.solver_sq / max(acc.solver_count, 1.0)),
-    }  # fmt: skip
+    }
 
 
 @contextmanager
@@ -166,8 +179,16 @@ def run_grid(
         watch = _Watch(counting, advance, fixed_total, n * k)
         watch.paces = {name: _Pace(DOPRI5_NFE_GUESS) for name in adaptive(cfg)}
 
-        def draw(values: Tensor, observed: Tensor, noise: Tensor, solver: str, steps: int, atol: float,
-                 rtol: float, pace: str | None = None) -> Tensor:  # fmt: skip
+        def draw(
+            values: Tensor,
+            observed: Tensor,
+            noise: Tensor,
+            solver: str,
+            steps: int,
+            atol: float,
+            rtol: float,
+            pace: str | None = None,
+        ) -> Tensor:
             """K samples (K, B, C, H, W), one solve per noise; a dopri5 solve keeps its pace."""
             out = []
             for x0 in noise.split(1):
@@ -200,8 +221,16 @@ def run_grid(
                     acc.seconds, acc.calls, acc.solves = ref_acc.seconds, ref_acc.calls, ref_acc.solves
                 else:
                     t0, calls0 = time.perf_counter(), counting.nfe
-                    samples = draw(values, observed, noise, s.solver, s.steps or 1, sc.atol, sc.rtol,
-                                   "dopri5" if s.steps is None else None)  # fmt: skip
+                    samples = draw(
+                        values,
+                        observed,
+                        noise,
+                        s.solver,
+                        s.steps or 1,
+                        sc.atol,
+                        sc.rtol,
+                        "dopri5" if s.steps is None else None,
+                    )
                     acc.seconds += time.perf_counter() - t0
                     timing["solve_seconds"] += time.perf_counter() - t0
                     acc.calls += counting.nfe - calls0
@@ -213,8 +242,11 @@ def run_grid(
                 timing["metrics_seconds"] += time.perf_counter() - t0
                 if start == 0 and n_ex:
                     st = sample_statistics(samples_d[:, :n_ex], truth[:n_ex], observed[:n_ex], INTERVAL)
-                    examples["settings"][s] = {"sample": samples_d[0, :n_ex].cpu(), "mean": st["mean"].cpu(),
-                                               "std": st["std"].cpu()}  # fmt: skip
+                    examples["settings"][s] = {
+                        "sample": samples_d[0, :n_ex].cpu(),
+                        "mean": st["mean"].cpu(),
+                        "std": st["std"].cpu(),
+                    }
     timing["reference_seconds"] = ref_acc.seconds
     timing["reference_nfe"] = ref_acc.calls / max(ref_acc.solves, 1)
     timing["model_calls"] = counting.nfe
@@ -241,9 +273,20 @@ def run_baselines(cfg: Config, fields: SweepFields, data_range: float) -> tuple[
             seconds = time.perf_counter() - t0
             pred = torch.from_numpy(np.stack(preds))
             m = metrics_from_sums(reconstruction_sums(pred, truth, observed, data_range))
-            rows.append({"name": name, "psnr": m["psnr"], "ssim": m["ssim"], "rmse": m["rmse"],
-                         "psnr_all": m["psnr_all"], "ssim_all": m["ssim_all"], "rmse_all": m["rmse_all"],
-                         "spectrum_error": m["spec_err"], "spectrum_error_high": m["spec_err_high"],
-                         "seconds": seconds, "seconds_per_field": seconds / max(n, 1)})  # fmt: skip
+            rows.append(
+                {
+                    "name": name,
+                    "psnr": m["psnr"],
+                    "ssim": m["ssim"],
+                    "rmse": m["rmse"],
+                    "psnr_all": m["psnr_all"],
+                    "ssim_all": m["ssim_all"],
+                    "rmse_all": m["rmse_all"],
+                    "spectrum_error": m["spec_err"],
+                    "spectrum_error_high": m["spec_err_high"],
+                    "seconds": seconds,
+                    "seconds_per_field": seconds / max(n, 1),
+                }
+            )
             preds_ex[name] = pred[:n_ex].float()
     return rows, preds_ex

@@ -14,8 +14,11 @@ INTERVAL = 0.9  # central interval of the calibration figure
 LOOSE_REFERENCE = 1e-3  # the reference tolerance when no dopri5 row asks for a tighter one
 
 
-FULL_GRID = {"solvers": ["euler", "midpoint", "heun", "rk4", "dopri5"], "steps": [1, 2, 4, 8, 16, 32, 50, 100, 200],
-             "max_fields": 100}  # fmt: skip
+FULL_GRID = {
+    "solvers": ["euler", "midpoint", "heun", "rk4", "dopri5"],
+    "steps": [1, 2, 4, 8, 16, 32, 50, 100, 200],
+    "max_fields": 100,
+}
 
 
 @dataclass(frozen=True)
@@ -41,8 +44,10 @@ def reference_tolerance(sc: Any) -> tuple[float, float]:
     """(atol, rtol) of the dopri5 reference: as set, else the dopri5 row's when dopri5 is swept, else
     ``LOOSE_REFERENCE``."""
     fallback = (sc.atol, sc.rtol) if "dopri5" in sc.solvers else (LOOSE_REFERENCE, LOOSE_REFERENCE)
-    return (fallback[0] if sc.reference_atol is None else sc.reference_atol,
-            fallback[1] if sc.reference_rtol is None else sc.reference_rtol)  # fmt: skip
+    return (
+        fallback[0] if sc.reference_atol is None else sc.reference_atol,
+        fallback[1] if sc.reference_rtol is None else sc.reference_rtol,
+    )
 
 
 def adaptive(cfg: Config) -> list[str]:
@@ -71,17 +76,21 @@ def plan_line(cfg: Config, n_fields: int) -> str:
     fixed = sorted(set(sc.steps))
     tol = reference_tolerance(sc)[0]
     solves = sc.samples * math.ceil(n_fields / sc.batch_size)
-    text = (f"sweep plan: {len(grid)} settings ({', '.join(dict.fromkeys(sc.solvers))}; steps "
-            f"{', '.join(map(str, fixed))}) on {n_fields} fields x K = {sc.samples}: {planned_calls(cfg, n_fields):,} "
-            f"model calls of {min(sc.batch_size, n_fields)} fields for the fixed-step settings, plus a dopri5 "
-            f"reference (tolerance {tol:g}; {solves} solve{'s' if solves > 1 else ''})"
-            + (" and the dopri5 row" if "dopri5" in adaptive(cfg) else "")
-            + " whose model calls the adaptive solver decides as it runs: measured on its first solve, the total "
-            "is printed then")  # fmt: skip
+    text = (
+        f"sweep plan: {len(grid)} settings ({', '.join(dict.fromkeys(sc.solvers))}; steps "
+        f"{', '.join(map(str, fixed))}) on {n_fields} fields x K = {sc.samples}: {planned_calls(cfg, n_fields):,} "
+        f"model calls of {min(sc.batch_size, n_fields)} fields for the fixed-step settings, plus a dopri5 "
+        f"reference (tolerance {tol:g}; {solves} solve{'s' if solves > 1 else ''})"
+        + (" and the dopri5 row" if "dopri5" in adaptive(cfg) else "")
+        + " whose model calls the adaptive solver decides as it runs: measured on its first solve, the total "
+        "is printed then"
+    )
     if set(FULL_GRID["solvers"]) <= set(sc.solvers) and set(FULL_GRID["steps"]) <= set(fixed):
         return text + "; the full grid takes hours on CPU"
-    return text + ("; more: --full (every solver at 1-200 steps on 100 fields: hours on CPU) or --set "
-                   "sweep.solvers=[...] --set sweep.steps=[...] --set sweep.max_fields=N")  # fmt: skip
+    return text + (
+        "; more: --full (every solver at 1-200 steps on 100 fields: hours on CPU) or --set "
+        "sweep.solvers=[...] --set sweep.steps=[...] --set sweep.max_fields=N"
+    )
 
 
 def reference_line(cfg: Config, n_fields: int, calls: int, seconds: float) -> str:
@@ -89,9 +98,11 @@ def reference_line(cfg: Config, n_fields: int, calls: int, seconds: float) -> st
     total = planned_calls(cfg, n_fields, calls)
     ref = planned_calls(cfg, n_fields, calls) - planned_calls(cfg, n_fields)
     per_call = seconds / max(calls, 1)
-    return (f"dopri5 reference: {calls} model calls in its first solve ({seconds:.1f} s); the sweep plans about "
-            f"{total:,} model calls ({ref:,} of them dopri5), about {duration(total * per_call)} of solving at "
-            f"{1000 * per_call:.0f} ms per call")  # fmt: skip
+    return (
+        f"dopri5 reference: {calls} model calls in its first solve ({seconds:.1f} s); the sweep plans about "
+        f"{total:,} model calls ({ref:,} of them dopri5), about {duration(total * per_call)} of solving at "
+        f"{1000 * per_call:.0f} ms per call"
+    )
 
 
 def stages(solver: str) -> int:

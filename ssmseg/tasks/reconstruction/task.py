@@ -70,8 +70,9 @@ class ReconstructionTask:
         self.cfg, self.dataset, self.fold = cfg, Path(dataset), fold
         rc = cfg.reconstruction
         self.train_set = FieldDataset(dataset, "train", fold)
-        self.val_set = FieldDataset(dataset, "val", fold, fraction=rc.observed, seed=rc.seed,
-                                    stats_key=self.train_set.stats_key)  # fmt: skip
+        self.val_set = FieldDataset(
+            dataset, "val", fold, fraction=rc.observed, seed=rc.seed, stats_key=self.train_set.stats_key
+        )
         self.stats = self.train_set.stats
         self.channels = self.train_set.channels
 
@@ -91,8 +92,9 @@ class ReconstructionTask:
         return StepOut(field_loss(model, x0, x1, t, observed, self.cfg.loss.tv_weight, rc.field_loss), b)
 
     def _sums(self, pred: Tensor, x1: Tensor, observed: Tensor, prefix: str) -> dict[str, Tensor]:
-        sums = reconstruction_sums(denormalize(pred.float(), self.stats), denormalize(x1, self.stats), observed,
-                                   self.stats.data_range)  # fmt: skip
+        sums = reconstruction_sums(
+            denormalize(pred.float(), self.stats), denormalize(x1, self.stats), observed, self.stats.data_range
+        )
         return {f"{prefix}{k}": v for k, v in sums.items()}
 
     def validation_step(self, model: nn.Module, batch: dict[str, Tensor]) -> StepOut:
@@ -128,21 +130,38 @@ class ReconstructionTask:
             shown = torch.where(observed[i, 0], x1[i, 0], torch.full_like(x1[i, 0], lo))
             err = (pred[i, 0] - x1[i, 0]).abs()
             gap = torch.full((3, x1.shape[-2], 2), 255, dtype=torch.uint8, device=x1.device)
-            parts = [field_image(shown, lo, hi), gap, field_image(x1[i, 0], lo, hi), gap,
-                     field_image(pred[i, 0], lo, hi), gap, field_image(err, 0.0, hi - lo)]  # fmt: skip
+            parts = [
+                field_image(shown, lo, hi),
+                gap,
+                field_image(x1[i, 0], lo, hi),
+                gap,
+                field_image(pred[i, 0], lo, hi),
+                gap,
+                field_image(err, 0.0, hi - lo),
+            ]
             out[f"val/field_{i}"] = torch.cat(parts, dim=2).cpu()
         return out
 
     def checkpoint_meta(self) -> dict[str, Any]:
         return {
-            "model_name": self.cfg.model.name, "in_channels": self.channels,
-            "field_size": [self.train_set.height, self.train_set.width], "dataset": str(self.dataset),
-            "fold": self.fold, "stats": self.stats.to_dict(), "stats_key": self.train_set.stats_key,
+            "model_name": self.cfg.model.name,
+            "in_channels": self.channels,
+            "field_size": [self.train_set.height, self.train_set.width],
+            "dataset": str(self.dataset),
+            "fold": self.fold,
+            "stats": self.stats.to_dict(),
+            "stats_key": self.train_set.stats_key,
             "observed": self.cfg.reconstruction.observed,
             "normalization": {"method": "zscore", "offset": list(self.stats.mean), "scale": list(self.stats.std)},
-        }  # fmt: skip
+        }
 
     def run_info(self, scored: list[int] | None = None) -> dict[str, Any]:
-        return {"dataset": str(self.dataset), "fold": self.fold, "fields_train": len(self.train_set),
-                "fields_val": len(self.val_set), "field_size": [self.train_set.height, self.train_set.width],
-                "observed": self.cfg.reconstruction.observed, "data_range": self.stats.data_range}  # fmt: skip
+        return {
+            "dataset": str(self.dataset),
+            "fold": self.fold,
+            "fields_train": len(self.train_set),
+            "fields_val": len(self.val_set),
+            "field_size": [self.train_set.height, self.train_set.width],
+            "observed": self.cfg.reconstruction.observed,
+            "data_range": self.stats.data_range,
+        }

@@ -72,9 +72,11 @@ def check_crop_size(cfg: Config) -> None:
     except (OSError, ValueError, AttributeError):
         return  # a missing or damaged dataset is reported where it is opened
     if isinstance(crop, int) and crop != cfg.data.crop_size:
-        raise ConfigError(f"data.crop_size: {cfg.data.crop_size} was set, but dataset '{dataset}' holds {crop}-px "
-                          f"patches, which are what trains; leave data.crop_size out (or set {crop}), or prepare "
-                          f"the dataset again with data.crop_size {cfg.data.crop_size}")  # fmt: skip
+        raise ConfigError(
+            f"data.crop_size: {cfg.data.crop_size} was set, but dataset '{dataset}' holds {crop}-px "
+            f"patches, which are what trains; leave data.crop_size out (or set {crop}), or prepare "
+            f"the dataset again with data.crop_size {cfg.data.crop_size}"
+        )
 
 
 def check_folds(dataset: Path, folds: int) -> None:

@@ -17,9 +17,15 @@ def _plt():
 
 
 def save_panel(
-    path: Path, rgb: np.ndarray, truth: np.ndarray | None, pred: np.ndarray, classes: list[str], palette: list[str],
-    ignore_index: int, title: str = "",
-) -> None:  # fmt: skip
+    path: Path,
+    rgb: np.ndarray,
+    truth: np.ndarray | None,
+    pred: np.ndarray,
+    classes: list[str],
+    palette: list[str],
+    ignore_index: int,
+    title: str = "",
+) -> None:
     """rgb (H, W, 3) uint8; truth/pred (H, W) class indices. Input, truth (if any) and prediction side by side."""
     from matplotlib.patches import Patch
 
@@ -64,8 +70,15 @@ def save_confusion(path: Path, cm: np.ndarray, classes: list[str]) -> None:
     ax.set_ylabel("true")
     for i in range(n):
         for j in range(n):
-            ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=7,
-                    color="white" if norm[i, j] > 0.5 else "black")  # fmt: skip
+            ax.text(
+                j,
+                i,
+                f"{int(cm[i, j])}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if norm[i, j] > 0.5 else "black",
+            )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)

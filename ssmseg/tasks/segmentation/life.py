@@ -30,8 +30,10 @@ class SegmentationLife:
     def builtin_dataset(self, cfg: Config) -> Path:
         """The synthetic scene of ``data.synthetic`` (hyperspectral or rgb), cut into patches."""
         if cfg.data.synthetic == "sinusoids":
-            raise ConfigError("data.synthetic: sinusoids are fields for task.name reconstruction; "
-                              "use hyperspectral or rgb for segmentation")  # fmt: skip
+            raise ConfigError(
+                "data.synthetic: sinusoids are fields for task.name reconstruction; "
+                "use hyperspectral or rgb for segmentation"
+            )
         return prepare_synthetic(cfg, cfg.data.synthetic).out
 
     def check_config(self, cfg: Config) -> None:
@@ -89,8 +91,9 @@ class SegmentationLife:
         return run_baseline(cfg, dataset, fold, out)
 
     def step_sweep(self, run: Path) -> StepSweep:
-        raise UsageError(f"'{run}' is a segmentation run; sweep-steps needs a reconstruction run "
-                         "(task.name: reconstruction)")  # fmt: skip
+        raise UsageError(
+            f"'{run}' is a segmentation run; sweep-steps needs a reconstruction run (task.name: reconstruction)"
+        )
 
 
 LIFE = SegmentationLife()

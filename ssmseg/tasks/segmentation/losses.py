@@ -50,8 +50,14 @@ def build_loss(cfg: LossConfig, ignore_index: int, weight: torch.Tensor | None =
         # The mean written as sum / labelled weight: a batch without a labelled pixel gives 0, not the NaN of
         # torch's mean (which the divergence guard would report as a diverged run).
         w = None if weight is None else weight.to(logits.device)
-        total = F.cross_entropy(logits.float(), target, weight=w, ignore_index=ignore_index,
-                                label_smoothing=cfg.label_smoothing, reduction="sum")  # fmt: skip
+        total = F.cross_entropy(
+            logits.float(),
+            target,
+            weight=w,
+            ignore_index=ignore_index,
+            label_smoothing=cfg.label_smoothing,
+            reduction="sum",
+        )
         valid = target != ignore_index
         count = valid.sum() if w is None else w[target.masked_fill(~valid, 0)][valid].sum()
         return total / count.clamp_min(1e-12)

@@ -37,10 +37,15 @@ def metrics_from_confusion(
     expected = (support * predicted).sum() / total**2 if total else 0.0
     kappa = (oa - expected) / (1 - expected) if total and expected < 1 else 0.0
     per_class = {
-        name: {"iou": _f(iou[i]), "precision": _f(precision[i]), "recall": _f(recall[i]), "f1": _f(f1[i]),
-               "support": int(support[i])}
+        name: {
+            "iou": _f(iou[i]),
+            "precision": _f(precision[i]),
+            "recall": _f(recall[i]),
+            "f1": _f(f1[i]),
+            "support": int(support[i]),
+        }
         for i, name in enumerate(names)
-    }  # fmt: skip
+    }
     return {
         "oa": float(oa),
         "miou": float(np.nanmean(np.where(present, iou, np.nan))) if present.any() else 0.0,

@@ -48,15 +48,19 @@ class SegmentationTask:
         self.classes: list[str] = self.manifest["classes"]
         self.train_counts = part_counts(self.train_set)
         if not any(self.train_counts):
-            raise InputError(f"'{dataset}' has no labelled pixel in its training patches; check the masks and "
-                             "prep.class_map/ignore_values, then prepare it again")  # fmt: skip
+            raise InputError(
+                f"'{dataset}' has no labelled pixel in its training patches; check the masks and "
+                "prep.class_map/ignore_values, then prepare it again"
+            )
         weights = None
         if cfg.loss.class_weights == "auto":
             weights = class_weights_from_counts(self.train_counts)
         elif isinstance(cfg.loss.class_weights, list):
             if len(cfg.loss.class_weights) != self.num_classes:
-                raise ConfigError(f"loss.class_weights has {len(cfg.loss.class_weights)} values for "
-                                  f"{self.num_classes} classes; give one per class or 'auto'")  # fmt: skip
+                raise ConfigError(
+                    f"loss.class_weights has {len(cfg.loss.class_weights)} values for "
+                    f"{self.num_classes} classes; give one per class or 'auto'"
+                )
             weights = torch.tensor(cfg.loss.class_weights)
         self.loss_fn = build_loss(cfg.loss, self.ignore_index, weights)
 
@@ -118,18 +122,34 @@ class SegmentationTask:
     def checkpoint_meta(self) -> dict[str, Any]:
         m, ds = self.manifest, self.train_set
         return {
-            "model_name": self.cfg.model.name, "in_channels": ds.bands, "num_classes": self.num_classes,
-            "classes": self.classes, "palette": m["palette"], "ignore_index": self.ignore_index,
-            "dataset": str(self.dataset), "fold": self.fold, "labels": m["labels"], "band_names": m.get("band_names"),
-            "class_counts_train": self.train_counts, "nodata": m["sources"][0]["image"]["nodata"],
-            "normalization": {"method": m["normalize"], "stats_key": ds.stats_key,
-                              "offset": ds.offset.ravel().tolist(), "scale": ds.scale.ravel().tolist()},
-        }  # fmt: skip
+            "model_name": self.cfg.model.name,
+            "in_channels": ds.bands,
+            "num_classes": self.num_classes,
+            "classes": self.classes,
+            "palette": m["palette"],
+            "ignore_index": self.ignore_index,
+            "dataset": str(self.dataset),
+            "fold": self.fold,
+            "labels": m["labels"],
+            "band_names": m.get("band_names"),
+            "class_counts_train": self.train_counts,
+            "nodata": m["sources"][0]["image"]["nodata"],
+            "normalization": {
+                "method": m["normalize"],
+                "stats_key": ds.stats_key,
+                "offset": ds.offset.ravel().tolist(),
+                "scale": ds.scale.ravel().tolist(),
+            },
+        }
 
     def run_info(self, scored: list[int] | None = None) -> dict[str, Any]:
-        info = {"dataset": str(self.dataset), "fold": self.fold, "classes": self.classes,
-                "class_counts_train": self.train_counts,
-                "class_counts_val": part_counts(self.val_set)}  # fmt: skip
+        info = {
+            "dataset": str(self.dataset),
+            "fold": self.fold,
+            "classes": self.classes,
+            "class_counts_train": self.train_counts,
+            "class_counts_val": part_counts(self.val_set),
+        }
         if scored is not None:  # chance baselines on exactly the pixels validation scores
             info["class_counts_val_scored"] = self.val_set.class_counts(scored)
         return info

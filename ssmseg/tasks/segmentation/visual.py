@@ -32,6 +32,11 @@ def panel(
 ) -> torch.Tensor:
     """Input, truth and prediction side by side: (3, H, 3 W + 8) uint8."""
     gap = torch.full((3, image.shape[-2], 4), 255, dtype=torch.uint8)
-    parts = [false_colour(image.cpu()), gap, colorize(target.cpu(), palette, ignore_index), gap,
-             colorize(pred.cpu(), palette, ignore_index)]  # fmt: skip
+    parts = [
+        false_colour(image.cpu()),
+        gap,
+        colorize(target.cpu(), palette, ignore_index),
+        gap,
+        colorize(pred.cpu(), palette, ignore_index),
+    ]
     return torch.cat(parts, dim=2)

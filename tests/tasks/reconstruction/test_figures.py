@@ -28,10 +28,25 @@ def test_examples_panel_shows_the_best_setting(tmp_path):
     from ssmseg.tasks.reconstruction.sweep_plan import Setting
 
     steps = [1, 2, 4, 8, 16, 32, 64]
-    settings = {Setting("euler", s): {"sample": torch.rand(2, 1, 8, 8), "mean": torch.rand(2, 1, 8, 8),
-                                      "std": torch.rand(2, 1, 8, 8)} for s in steps}  # fmt: skip
-    rows = [{"solver": "euler", "steps": s, "nfe": s, "psnr_mean": 20.0 + (s == 4), "psnr_sample": 19.0 + (s == 2),
-             "solver_error": 1.0 / s} for s in steps]  # fmt: skip
+    settings = {
+        Setting("euler", s): {
+            "sample": torch.rand(2, 1, 8, 8),
+            "mean": torch.rand(2, 1, 8, 8),
+            "std": torch.rand(2, 1, 8, 8),
+        }
+        for s in steps
+    }
+    rows = [
+        {
+            "solver": "euler",
+            "steps": s,
+            "nfe": s,
+            "psnr_mean": 20.0 + (s == 4),
+            "psnr_sample": 19.0 + (s == 2),
+            "solver_error": 1.0 / s,
+        }
+        for s in steps
+    ]
     examples = {"settings": settings, "truth": torch.rand(2, 1, 8, 8), "observed": torch.rand(2, 1, 8, 8) < 0.2}
     titles = examples_panel(tmp_path / "ex.png", rows, [], examples, {}, 4)
     assert (tmp_path / "ex.png").is_file()
