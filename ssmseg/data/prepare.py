@@ -89,6 +89,24 @@ def input_hash(cfg: Config, sources: list[str]) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+def reuse_or_claim(out: Path, digest: str, force: bool) -> PrepResult | None:
+    """The finished dataset at ``out`` when it was prepared from these inputs (``digest``), else None after
+    claiming ``out``: only a dataset that prep wrote is ever replaced (with ``force`` when its inputs differ);
+    anything else is refused."""
+    existing = mf.read_if_complete(out)
+    if existing is not None and existing.get("input_hash") == digest:
+        return PrepResult(out, True, existing)
+    outputs.claim(
+        out,
+        "dataset",
+        digest,
+        force,
+        mismatch=f"'{out}' holds a dataset prepared from other inputs; "
+        "pass --force to replace it or choose another --out",
+    )
+    return None
+
+
 def prepare(cfg: Config, out: Path, force: bool = False) -> PrepResult:
     """Write the dataset folder ``out`` from ``cfg.prep``; nothing is written when any input is bad."""
     with raster_env(), contextlib.ExitStack() as stack:
@@ -115,18 +133,9 @@ def _prepare(cfg: Config, out: Path, force: bool, stack: contextlib.ExitStack) -
             )
     hashes = [sha256_file(p) for pair in pairs for p in (pair.image, pair.mask)]
     digest = input_hash(cfg, hashes)
-    existing = mf.read_if_complete(out)
-    if existing is not None and existing.get("input_hash") == digest:
-        return PrepResult(out, True, existing)
-    # Only a dataset that prep wrote is ever replaced (with --force when its inputs differ); anything else is refused.
-    outputs.claim(
-        out,
-        "dataset",
-        digest,
-        force,
-        mismatch=f"'{out}' holds a dataset prepared from other inputs; "
-        "pass --force to replace it or choose another --out",
-    )
+    done = reuse_or_claim(out, digest, force)
+    if done is not None:
+        return done
     mapping = label_mapping(prep, masks)
     unknown = unknown_values(mapping, masks)
     if unknown:

@@ -24,7 +24,7 @@ from ssmseg.data import manifest as mf
 from ssmseg.data.fields import FieldSource, field_stats, read_field_sources, sinusoid_fields
 from ssmseg.data.io import sha256_file
 from ssmseg.data.pairing import no_match
-from ssmseg.data.prepare import PrepResult
+from ssmseg.data.prepare import PrepResult, reuse_or_claim
 from ssmseg.errors import ConfigError, InputError
 
 
@@ -75,18 +75,9 @@ def prepare_fields(cfg: Config, out: Path, force: bool = False, synthetic: bool 
     digest = hashlib.sha256(
         json.dumps({"settings": settings, "sources": hashes, "format": mf.FORMAT_VERSION}, sort_keys=True).encode()
     ).hexdigest()
-    existing = mf.read_if_complete(out)
-    if existing is not None and existing.get("input_hash") == digest:
-        return PrepResult(out, True, existing)
-    # Only a dataset that prep wrote is ever replaced (with --force when its inputs differ); anything else is refused.
-    outputs.claim(
-        out,
-        "dataset",
-        digest,
-        force,
-        mismatch=f"'{out}' holds a dataset prepared from other inputs; "
-        "pass --force to replace it or choose another --out",
-    )
+    done = reuse_or_claim(out, digest, force)
+    if done is not None:
+        return done
     notes = [
         f"'{src.path}': {src.dropped} of {src.tiles} tiles touch nodata or NaN pixels and were left out"
         for src in sources
