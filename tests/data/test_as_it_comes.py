@@ -20,6 +20,7 @@ from ssmseg.data.pairing import find_pairs
 from ssmseg.data.prepare import prepare
 from ssmseg.errors import InputError
 from tests.data.helpers import prep_config, scene
+from tests.data.test_shared_data import DUBAI_PALETTE
 
 PALETTE = {"#3C1098": "building", "#8429F6": "land", "#6EC1E4": "road"}
 COLOURS = [(60, 16, 152), (132, 41, 246), (110, 193, 228)]
@@ -108,14 +109,7 @@ def test_prep_check_pairs_the_dubai_tiles_as_shipped(shared_data, tmp_path):
             (tmp_path / tile / kind).mkdir(parents=True)
             for name in ("image_part_001", "image_part_002"):
                 shutil.copy(src / tile / kind / f"{name}.{ext}", tmp_path / tile / kind / f"{name}.{ext}")
-    palette = {
-        "#3C1098": "building",
-        "#8429F6": "land",
-        "#6EC1E4": "road",
-        "#FEDD3A": "vegetation",
-        "#E2A929": "water",
-        "#9B9B9B": "unlabeled",
-    }
+    palette = DUBAI_PALETTE
     prep = {
         "images": [str(tmp_path / "*" / "images" / "*.jpg")],
         "masks": [str(tmp_path / "*" / "masks" / "*.png")],
