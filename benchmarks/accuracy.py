@@ -46,6 +46,11 @@ UNET_RESET = [
 ]
 
 
+def sets(*pairs: str) -> list[str]:
+    """``--set`` before each ``key=value``."""
+    return [a for kv in pairs for a in ("--set", kv)]
+
+
 def ssmseg(args: list[str], cwd: Path, threads: int) -> tuple[float, float]:
     """Run one ssmseg command in a fresh process: (wall seconds, peak resident MB)."""
     code = f"{PEAK}; import sys; sys.argv = ['ssmseg', *{args!r}]; from ssmseg.cli.app import main; main()"
@@ -113,25 +118,17 @@ def hyperspectral(args: argparse.Namespace, work: Path) -> dict[str, list[dict]]
         return {}
     dataset = work / "salinas_a"
     ssmseg(["prep", "--preset", "salinas_a", "--out", str(dataset)], source, args.threads)
+    runs = f"runtime.out_dir={work / 'runs'}"
+    quick = ["train.epochs=30"] if args.quick else []
     common = [
         "--folds",
         "3",
-        "--set",
-        f"data.dataset={dataset}",
-        "--set",
-        f"runtime.out_dir={work / 'runs'}",
-        "--set",
-        f"runtime.threads={args.threads}",
-        "--set",
-        "cv.baselines=true",
+        *sets(f"data.dataset={dataset}", runs, f"runtime.threads={args.threads}", "cv.baselines=true", *quick),
     ]
-    if args.quick:
-        common += ["--set", "train.epochs=30"]
     results = {}
     for model, extra in (("ssmu_net", []), ("unet", UNET_RESET)):
-        sets = [a for kv in extra for a in ("--set", kv)]
         wall, peak = ssmseg(
-            ["cv", "--preset", "hyperspectral", *common, *sets, "--set", f"runtime.name={model}"], ROOT, args.threads
+            ["cv", "--preset", "hyperspectral", *common, *sets(*extra, f"runtime.name={model}")], ROOT, args.threads
         )
         rows = fold_rows(work / "runs" / model)
         show("Salinas-A (3-fold block cv)", model, rows, wall, peak)
@@ -149,50 +146,25 @@ def aerial(args: argparse.Namespace, work: Path) -> dict[str, dict]:
         print(f"\naerial: skipped, no Dubai tiles at {source}")
         return {}
     dataset = work / "dubai"
-    tiles = [
-        f"prep.images=['{source}/tile_*/images/*.jpg']",
-        f"prep.masks=['{source}/tile_*/masks/*.png']",
-        f"prep.split.test=['{source}/tile_[5-6]/images/*.jpg']",
-    ]
-    wall, _ = ssmseg(
-        ["prep", "--preset", "aerial", "--out", str(dataset), *(a for t in tiles for a in ("--set", t))],
-        ROOT,
-        args.threads,
-    )
+    # the preset names its tiles relative to the Dubai folder: prep runs there, as its header says
+    wall, _ = ssmseg(["prep", "--preset", "aerial", "--out", str(dataset)], source, args.threads)
     print(f"\naerial: Dubai tiles 1-4 train/val, 5-6 held out (prep {wall:.0f} s)")
-    common = [
-        "--set",
-        f"data.dataset={dataset}",
-        "--set",
-        f"runtime.out_dir={work / 'runs'}",
-        "--set",
-        f"runtime.threads={args.threads}",
-    ]
-    if args.quick:
-        common += ["--set", "train.time_limit=3"]
+    common = sets(f"data.dataset={dataset}", f"runtime.out_dir={work / 'runs'}", f"runtime.threads={args.threads}")
+    common += sets(*(["train.time_limit=3"] if args.quick else []))
     results, baselines = {}, None
     for model in ("unet", "cmt_unet"):
         run = work / "runs" / f"aerial_{model}"
         load0 = Path("/proc/loadavg").read_text().split()[0]
         wall, peak = ssmseg(
-            [
-                "train",
-                "--preset",
-                "aerial",
-                *common,
-                "--set",
-                f"model.name={model}",
-                "--set",
-                f"runtime.name=aerial_{model}",
-            ],
+            ["train", "--preset", "aerial", *common, *sets(f"model.name={model}", f"runtime.name=aerial_{model}")],
             ROOT,
             args.threads,
         )
         load1 = Path("/proc/loadavg").read_text().split()[0]
         out = work / "eval" / model
-        fit = [] if baselines else ["--set", "eval.baselines=true"]  # fitted once: the same pixels for both models
+        fit = [] if baselines else ["eval.baselines=true"]  # fitted once: the same pixels for both models
         ewall, _ = ssmseg(
-            ["eval", str(run), "--out", str(out), *fit, "--set", f"runtime.threads={args.threads}"], ROOT, args.threads
+            ["eval", str(run), "--out", str(out), *sets(*fit, f"runtime.threads={args.threads}")], ROOT, args.threads
         )
         results[model] = show_aerial(model, run, out, wall, peak, ewall, f"{load0} -> {load1}", baselines)
         baselines = baselines or results[model]["baselines"]
