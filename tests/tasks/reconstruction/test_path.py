@@ -131,3 +131,28 @@ def test_clean_loss_pools_fields_by_mean_mse_or_mean_log_mse():
     assert drops[0] == pytest.approx(drops[1], rel=0.02)
     with pytest.raises(ValueError, match="valid: mse, log_mse"):
         clean_loss(clean, x1, observed, scale, pooling="sum")
+
+
+def test_the_field_loss_key_reaches_the_training_step(tmp_path):
+    """reconstruction.field_loss acts: the same model, batch and draws give the mean of per-field MSEs with mse
+    and the mean of their logs with log_mse, which (Jensen, fields with unequal errors) lies strictly below the
+    log of the mean."""
+    from ssmseg.config import build_config
+    from ssmseg.data.builtin import prepare_sinusoids
+    from ssmseg.tasks.reconstruction.path import LOG_MSE_FLOOR
+    from ssmseg.tasks.reconstruction.task import ReconstructionTask
+
+    base = {
+        "task": {"name": "reconstruction"},
+        "prep": {"fields": {"count": 20, "size": 16}},
+        "model": {"name": "field_unet", "width": 8, "depth": 2},
+    }
+    losses = {}
+    for pooling in ("mse", "log_mse"):
+        cfg = build_config(explicit={**base, "reconstruction": {"field_loss": pooling}})
+        task = ReconstructionTask(cfg, prepare_sinusoids(cfg, tmp_path / "ds").out)
+        torch.manual_seed(0)
+        model = task.build_model()
+        batch = {"field": torch.rand(4, 1, 16, 16, generator=torch.Generator().manual_seed(1))}
+        losses[pooling] = float(task.training_step(model, batch, torch.Generator().manual_seed(2)).loss)
+    assert losses["log_mse"] < math.log(losses["mse"] + LOG_MSE_FLOOR) - 1e-4
