@@ -35,23 +35,23 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # as benchmarks/accuracy.py: BLAS on one thread, before numpy loads
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import statistics  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import json
+import statistics
+from pathlib import Path
+from typing import Any
 
-import torch  # noqa: E402
+import torch
 
-from ssmseg import outputs  # noqa: E402
-from ssmseg.config import build_config  # noqa: E402
-from ssmseg.data.datasets import PatchDataset  # noqa: E402
-from ssmseg.engine import checkpoint as ckpt  # noqa: E402
-from ssmseg.experiments.cv import run_cv  # noqa: E402
-from ssmseg.experiments.train import cap_warmup, check_config, train  # noqa: E402
-from ssmseg.tasks.segmentation.baseline import baseline_scores  # noqa: E402
-from ssmseg.tasks.segmentation.evaluate import load_model, metric_protocol, patch_confusion  # noqa: E402
-from ssmseg.tasks.segmentation.metrics import metrics_from_confusion  # noqa: E402
+from ssmseg import outputs
+from ssmseg.config import build_config
+from ssmseg.data.datasets import PatchDataset
+from ssmseg.engine import checkpoint as ckpt
+from ssmseg.experiments.cv import run_cv
+from ssmseg.experiments.train import cap_warmup, check_config, train
+from ssmseg.tasks.segmentation.baseline import baseline_scores
+from ssmseg.tasks.segmentation.evaluate import load_model, metric_protocol, patch_confusion
+from ssmseg.tasks.segmentation.metrics import metrics_from_confusion
 
 METHODS = {"logistic": "logistic", "forest": "random_forest"}
 
@@ -144,7 +144,10 @@ def show(name: str, args: argparse.Namespace, rows: list[dict[str, Any]], summar
         )
     drift = max(abs(r["last"] - r["last_history"]) for r in rows)
     print(f"  check: eval-protocol val mIoU of latest.pt vs the loop's own, max |diff| {drift:.2e}")
-    print(f"  SCORE (min over folds of seed-mean plateau - logistic) {summary['score']:+.4f}, mean {summary['tie_break']:+.4f}")
+    print(
+        f"  SCORE (min over folds of seed-mean plateau - logistic) {summary['score']:+.4f}, "
+        f"mean {summary['tie_break']:+.4f}"
+    )
 
 
 def selection(args: argparse.Namespace, root: Path) -> None:
@@ -192,8 +195,10 @@ def heldout(args: argparse.Namespace, root: Path) -> None:
             f"{r['forest']:6.4f} {r['miou'] - r['logistic']:+7.4f} {r['train_s']:7.1f}"
         )
     below = [(r["seed"], r["fold"]) for r in rows if r["miou"] < r["logistic"]]
-    print(f"  below logistic regression in (seed, fold): {below or 'none'}; mean mIoU "
-          f"{statistics.fmean(r['miou'] for r in rows):.4f}")
+    print(
+        f"  below logistic regression in (seed, fold): {below or 'none'}; mean mIoU "
+        f"{statistics.fmean(r['miou'] for r in rows):.4f}"
+    )
 
 
 def main() -> None:

@@ -4,6 +4,7 @@ knows nothing about classes, masks or fields."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import resource
@@ -20,6 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ssmseg.config import save_config
 from ssmseg.config.schema import Config
 from ssmseg.engine import checkpoint as ckpt
+from ssmseg.engine.ema import WeightEMA, trained_weights
 from ssmseg.engine.logging import RunLogger
 from ssmseg.engine.optim import LENGTH_DEPENDENT, EpochSchedule
 from ssmseg.engine.precision import autocast
@@ -41,7 +43,8 @@ class DivergedError(SsmsegError):
 @dataclass
 class FitState:
     """Everything the loop needs besides the data; ``meta`` goes into every checkpoint as it is, ``info``
-    into history.json's ``run`` header."""
+    into history.json's ``run`` header; ``ema`` (``train.ema``) the moving average that validation and the
+    checkpoints' ``model`` use."""
 
     task: Task
     model: nn.Module
@@ -53,6 +56,7 @@ class FitState:
     start_epoch: int = 0
     best: dict[str, Any] = field(default_factory=lambda: {"value": None, "epoch": None})
     history: list[dict[str, Any]] = field(default_factory=list)
+    ema: WeightEMA | None = None
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -60,9 +64,14 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 def checkpoint_state(st: FitState, epoch: int) -> dict[str, Any]:
+    """``model``: the weights validation scored (the average with ``train.ema``; then ``ema`` holds the
+    optimiser's own weights for resume)."""
+    weights = {k: v.detach().cpu() for k, v in unwrap(st.model).state_dict().items()}
+    average = {} if st.ema is None else {"model": st.ema.averaged(), "ema": st.ema.checkpoint(weights)}
     return {
         **st.meta,
-        "model": {k: v.detach().cpu() for k, v in unwrap(st.model).state_dict().items()},
+        "model": weights,
+        **average,
         "optimizer": st.optimizer.state_dict(),
         "schedule": st.schedule.state_dict(),
         "scaler": st.scaler.state_dict(),
@@ -74,7 +83,9 @@ def checkpoint_state(st: FitState, epoch: int) -> dict[str, Any]:
 
 
 def restore(st: FitState, state: dict[str, Any]) -> None:
-    unwrap(st.model).load_state_dict(state["model"])
+    unwrap(st.model).load_state_dict(trained_weights(state))
+    if st.ema is not None:
+        st.ema.load(state)
     st.optimizer.load_state_dict(state["optimizer"])
     st.schedule.load_state_dict(state["schedule"])
     st.scaler.load_state_dict(state["scaler"])
@@ -147,6 +158,8 @@ def run_epoch(st: FitState, loader, cfg: Config, rt: Runtime, epoch: int, train:
                     n_grads += 1
                     st.scaler.step(st.optimizer)
                     st.scaler.update()
+                    if st.ema is not None:
+                        st.ema.update(unwrap(model))
                     st.optimizer.zero_grad(set_to_none=True)
             loss = out.loss.detach()
             watch = torch.maximum(watch, torch.where(torch.isfinite(loss), loss.float(), math.inf))
@@ -176,6 +189,7 @@ def _header(st: FitState, cfg: Config, stop_reason: str) -> dict[str, Any]:
         "monitor": cfg.train.monitor,
         "mode": cfg.train.mode,
         "min_delta": cfg.train.min_delta,
+        "ema": cfg.train.ema,
         "metric_names": list(st.task.metric_names),
         "best": st.best,
         "stop_reason": stop_reason,
@@ -244,7 +258,8 @@ def fit(st: FitState, train_loader, val_loader, cfg: Config, rt: Runtime, run_di
             start = time.perf_counter()
             tr = run_epoch(st, train_loader, cfg, rt, epoch, train=True)
             seconds = time.perf_counter() - start
-            va = run_epoch(st, val_loader, cfg, rt, epoch, train=False)
+            with averaged(st):
+                va = run_epoch(st, val_loader, cfg, rt, epoch, train=False)
             val_seconds = time.perf_counter() - start - seconds
             grad = {k: tr.pop(k) for k in ("grad_norm_mean", "grad_norm_max")}
             rec = {
@@ -325,10 +340,15 @@ def _log_examples(st: FitState, loader, cfg: Config, rt: Runtime, logger: RunLog
     if batch is None:
         return
     st.model.eval()
-    with torch.no_grad(), autocast(rt.device, cfg.runtime.precision):
+    with averaged(st), torch.no_grad(), autocast(rt.device, cfg.runtime.precision):
         images = st.task.examples(unwrap(st.model), _to_device(batch, rt.device))
     for tag, image in images.items():
         logger.image(tag, image, epoch)
+
+
+def averaged(st: FitState) -> contextlib.AbstractContextManager:
+    """The weights validation scores: the moving average with ``train.ema``, else the model as it is."""
+    return contextlib.nullcontext() if st.ema is None else st.ema.applied(unwrap(st.model))
 
 
 def _index_of(history: list[dict[str, Any]], epoch: int) -> int:

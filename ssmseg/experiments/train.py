@@ -27,7 +27,8 @@ from ssmseg.data.builtin import resolve_dataset
 from ssmseg.data.datasets import describe_part
 from ssmseg.data.sampling import EpochSampler
 from ssmseg.engine import checkpoint as ckpt
-from ssmseg.engine.loop import DivergedError, FitState, fit, restore
+from ssmseg.engine.ema import WeightEMA
+from ssmseg.engine.loop import DivergedError, FitState, fit, restore, unwrap
 from ssmseg.engine.optim import EpochSchedule, build_optimizer
 from ssmseg.engine.precision import make_scaler
 from ssmseg.engine.precision import resolve as resolve_precision
@@ -196,7 +197,9 @@ def train(
         schedule = EpochSchedule(
             cfg.schedule, cfg.optim.lr, cfg.train.epochs, cfg.train.mode, cfg.train.extend_schedule
         )
-        st = FitState(task, model, optimizer, schedule, make_scaler(rt.device, cfg.runtime.precision), meta, info)
+        scaler = make_scaler(rt.device, cfg.runtime.precision)
+        ema = None if cfg.train.ema is None else WeightEMA(unwrap(model), cfg.train.ema)
+        st = FitState(task, model, optimizer, schedule, scaler, meta, info, ema=ema)
         if state is not None:
             restore(st, state)
         if rt.is_main:

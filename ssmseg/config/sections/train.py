@@ -63,6 +63,15 @@ class TrainConfig(Section):
         "more than this, so selection keeps the earlier (simpler) model unless a later one is better by more than "
         "validation noise. 0: any improvement. history.json records it.",
     )
+    ema: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="Exponential moving average of the weights: its decay per optimiser step (e.g. 0.99: about the "
+        "last 100 steps; bias-corrected, so the initial weights never count). Validation, best.pt and every "
+        "checkpoint's model (what eval, cv, export and --init use) are the average; training goes on with the "
+        "optimiser's weights, which the checkpoints also keep for --resume. Empty: off.",
+    )
     save_interval: int = Field(1, ge=1, description="Write latest.pt every this many epochs.")
     time_limit: float | None = Field(
         None,
