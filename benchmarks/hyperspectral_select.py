@@ -3,6 +3,7 @@ classical baselines on the same val pixels (figures printed and written, no asse
 
     python benchmarks/hyperspectral_select.py NAME [--set key=value ...] [--seeds 0 1 2] [--folds 3]
         [--data /work/data/salinas_a] [--out runs/hyperspectral_select] [--preset hyperspectral] [--heldout]
+    python benchmarks/hyperspectral_select.py --compare [--out runs/hyperspectral_select]
 
 Without ``--heldout`` (selection): for each seed and fold, exactly the training ``ssmseg cv --preset PRESET``
 runs for that fold (``experiments.train.train(cfg, fold=k)``: train split outside fold k, epoch chosen on the
@@ -21,6 +22,10 @@ given. The held-out fold is never scored. Per fold and seed it reports, all on t
 The decision rule (docs/experiment_log.md, fixed before the runs): per fold, the seed-mean of
 ``plateau - logistic``; a candidate's score is the minimum over folds (ties: the mean over folds). The summary
 prints it; the rule itself is applied by the reader across candidates.
+
+``--compare`` prints every candidate under OUT (the ``summary.json`` each selection wrote) ranked by the rule,
+against the candidate named ``preset``, and the TTA candidate (the preset's per-fold gap plus its seed-mean TTA
+gain at the last epoch).
 
 With ``--heldout`` (the one held-out run of the chosen recipe): ``ssmseg cv`` per seed with cv.baselines, and
 per fold and seed the held-out mIoU against logistic regression and the forest on the same held-out pixels.
@@ -162,7 +167,9 @@ def selection(args: argparse.Namespace, root: Path) -> None:
             done.write_text(json.dumps(row, indent=1))
             rows.append(row)
     summary = summarise(rows, args.folds)
-    (root / "summary.json").write_text(json.dumps({"sets": args.set, "preset": args.preset, **summary}, indent=1))
+    (root / "summary.json").write_text(
+        json.dumps({"sets": args.set, "preset": args.preset, "seeds": args.seeds, **summary}, indent=1)
+    )
     show(root.name, args, rows, summary)
 
 
@@ -201,9 +208,34 @@ def heldout(args: argparse.Namespace, root: Path) -> None:
     )
 
 
+def compare(out: Path) -> None:
+    """Every candidate's rule score (and per-fold seed-mean gaps with their sd over seeds), best first."""
+    found = {p.parent.name: json.loads(p.read_text()) for p in sorted(out.resolve().glob("*/summary.json"))}
+    if "preset" in found:  # eval.tta: the preset's runs, scored with TTA at the last epoch
+        pf = found["preset"]["per_fold"]
+        gaps = {f: {**m, "plateau_gap": m["plateau_gap"] + m["tta_gain_last"]} for f, m in pf.items()}
+        found["preset + eval.tta"] = {
+            "sets": ["eval.tta=true"],
+            "per_fold": gaps,
+            "score": min(g["plateau_gap"] for g in gaps.values()),
+            "tie_break": statistics.fmean(g["plateau_gap"] for g in gaps.values()),
+        }
+    ranked = sorted(found.items(), key=lambda kv: (kv[1]["score"], kv[1]["tie_break"]), reverse=True)
+    print(f"{'candidate':<24} {'score':>7} {'mean':>7}  per fold: seed-mean plateau - logistic (sd over seeds)")
+    for name, s in ranked:
+        folds = " ".join(
+            f"{m['plateau_gap']:+.4f} ({m['plateau_gap_sd']:.4f})" for _, m in sorted(s["per_fold"].items())
+        )
+        print(f"{name:<24} {s['score']:+7.4f} {s['tie_break']:+7.4f}  {folds}  {' '.join(s['sets'])}")
+    if "preset" in found:
+        best, ref = ranked[0], found["preset"]
+        ships = best[0] != "preset" and best[1]["score"] > ref["score"]
+        print(f"rule: {best[0] if ships else 'preset'} ({'beats' if ships else 'no candidate beats'} the preset)")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("name", help="candidate name (its folder under --out)")
+    p.add_argument("name", nargs="?", help="candidate name (its folder under --out)")
     p.add_argument("--set", action="append", default=[], help="key=value over the preset; repeatable")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--folds", type=int, default=3)
@@ -211,7 +243,12 @@ def main() -> None:
     p.add_argument("--data", type=Path, default=Path("/work/data/salinas_a"))
     p.add_argument("--out", type=Path, default=Path("runs/hyperspectral_select"))
     p.add_argument("--heldout", action="store_true", help="the one held-out cv of the chosen recipe")
+    p.add_argument("--compare", action="store_true", help="rank the candidates under --out by the rule")
     args = p.parse_args()
+    if args.compare:
+        return compare(args.out)
+    if args.name is None:
+        p.error("give a candidate NAME (or --compare)")
     args.data = args.data.resolve()
     root = (args.out / args.name).resolve()
     root.mkdir(parents=True, exist_ok=True)
