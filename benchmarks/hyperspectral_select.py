@@ -20,8 +20,8 @@ given. The held-out fold is never scored. Per fold and seed it reports, all on t
   scored on the same val pixels as the model.
 
 The decision rule (docs/experiment_log.md, fixed before the runs): per fold, the seed-mean of
-``plateau - logistic``; a candidate's score is the minimum over folds (ties: the mean over folds). The summary
-prints it; the rule itself is applied by the reader across candidates.
+``plateau - logistic``; a candidate's score is the minimum over folds (ties: the mean over folds); the best
+candidate ships only if its score is above the preset's. Each run prints its score; ``--compare`` ranks them.
 
 ``--compare`` prints every candidate under OUT (the ``summary.json`` each selection wrote) ranked by the rule,
 against the candidate named ``preset``, and the TTA candidate (the preset's per-fold gap plus its seed-mean TTA
