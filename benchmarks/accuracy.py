@@ -2,25 +2,32 @@
 
     python benchmarks/accuracy.py [--quick] [--data ../shared/data] [--threads 1] [--out DIR]
 
+Sized for 2 idle CPU cores: the two models of each protocol run side by side, one process each with
+``--threads`` torch threads (1 by default), so the full run takes about one aerial time limit plus the hyperspectral
+cv, prep and the evals: an estimate is printed at the start (from the presets' time limits and earlier
+measurements) and the total wall time at the end. Each command runs in a fresh process (its peak resident memory
+is read from /proc) with its output in ``OUT/logs/``. On a loaded machine both processes share what is left: the
+time limits still hold, but each model gets fewer epochs.
+
 Hyperspectral protocol: Salinas-A (``presets/salinas_a.yaml``) prepared with its 3-fold spatial block split,
-then ``ssmseg cv --preset hyperspectral --folds 3`` for ssmu_net and for a unet of the same budget (same
-epochs, optimiser, loss and augmentation), with ``cv.baselines`` fitting logistic regression and a random
-forest on each fold's training part and scoring them on exactly the pixels the network is scored on. Each
-command runs in a fresh process (its peak resident memory is read from /proc). Printed per model: training
-wall time per fold (epochs, validation included), mean training samples/s, peak memory, held-out OA and
-mIoU per fold, per-class IoU (mean over folds), the baselines' held-out mIoU on the same pixels and the gap
-to logistic regression (the gate: at or above it in every fold).
+then ``ssmseg cv --preset hyperspectral --folds 3`` for ssmu_net and, side by side, for a unet of the same budget
+(same epochs, optimiser, loss and augmentation), with ``cv.baselines`` fitting logistic regression and a random
+forest on each fold's training part and scoring them on exactly the pixels the network is scored on. Printed
+per model: training wall time per fold (epochs, validation included), mean training samples/s, peak memory,
+held-out OA and mIoU per fold, per-class IoU (mean over folds), the baselines' held-out mIoU on the same pixels
+and the gap to logistic regression (the gate: at or above it in every fold).
 
 Aerial protocol (``presets/aerial.yaml``): the Dubai tiles prepared once, tiles 1-4 split into train/val by
-spatial blocks and tiles 5-6 whole as the test split (held-out scenes); unet and cmt_unet each trained with
-the preset (``train.time_limit`` minutes, the schedule fitted to it), then ``ssmseg eval RUN --set
-eval.baselines=true``: the model and the baselines (fitted on the training split of tiles 1-4) on exactly the
-same test pixels, each labelled pixel once. Printed per model: training wall time and epochs, samples/s, peak
-memory, held-out OA/mIoU, per-class IoU, the baselines on the same pixels and the gap to the random forest
-(the gate: at or above it).
+spatial blocks and tiles 5-6 whole as the test split (held-out scenes); unet and cmt_unet trained side by side
+with the preset (``train.time_limit`` minutes each, the schedule fitted to it), then, also side by side,
+``ssmseg eval RUN`` of both, the unet's with ``eval.baselines=true``: the model and the baselines (fitted on
+the training split of tiles 1-4) on exactly the same test pixels, each labelled pixel once; the cmt_unet's
+is scored on the same pixels and compared with those baselines. Printed per model: training wall time and
+epochs, samples/s, peak memory, the load average while it trained, held-out OA/mIoU, per-class IoU, the
+baselines on the same pixels and the gap to the random forest (the gate: at or above it).
 
 ``--quick`` trains 30 epochs instead of the preset's count for the cubes and 3 minutes instead of the preset's
-time limit for the aerial models (a smoke run of the protocol, not its result).
+time limit for the aerial models (a smoke run of the protocol, not its result; within 10 minutes on 2 idle cores).
 """
 
 from __future__ import annotations
@@ -37,6 +44,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PEAK = "import atexit, pathlib; atexit.register(lambda: print('VmHWM', next(l.split()[1] for l in \
 pathlib.Path('/proc/self/status').read_text().splitlines() if l.startswith('VmHWM'))))"
+# Minutes of the stages without a time limit, for the estimate printed at the start (measured with 1 thread per
+# process on 2 shared cores, so on idle cores they are upper bounds): the hyperspectral cv from the preset's header
+# (1.8 min for 3 folds at load 3-6), the rest from this script (docs/experiment_log.md, issue 21).
+MEASURED = {
+    "full": {"hyperspectral": 2.0, "aerial_prep": 1.0, "aerial_eval": 6.0},
+    "quick": {"hyperspectral": 1.0, "aerial_prep": 1.0, "aerial_eval": 6.0},
+}
 UNET_RESET = [
     "model.name=unet",
     "model.d_state=16",
@@ -51,17 +65,45 @@ def sets(*pairs: str) -> list[str]:
     return [a for kv in pairs for a in ("--set", kv)]
 
 
-def ssmseg(args: list[str], cwd: Path, threads: int) -> tuple[float, float]:
-    """Run one ssmseg command in a fresh process: (wall seconds, peak resident MB)."""
+def start(args: list[str], cwd: Path, threads: int, log: Path) -> subprocess.Popen:
+    """Start one ssmseg command in a fresh process, its output to ``log``."""
     code = f"{PEAK}; import sys; sys.argv = ['ssmseg', *{args!r}]; from ssmseg.cli.app import main; main()"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(threads)}
-    start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if proc.returncode:
-        raise RuntimeError(f"ssmseg {' '.join(args)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-    peak = next((int(ln.split()[1]) for ln in proc.stdout.splitlines() if ln.startswith("VmHWM")), 0)
-    return wall, peak / 1024
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as out:  # a file, not a pipe: two processes side by side never block on a full pipe
+        return subprocess.Popen([sys.executable, "-c", code], cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def side_by_side(commands: list[tuple[list[str], Path]], threads: int, logs: list[Path]) -> list[tuple[float, float]]:
+    """Run ssmseg commands at the same time, one process each: per command (wall seconds, peak resident MB)."""
+    began = time.perf_counter()
+    procs = [start(args, cwd, threads, log) for (args, cwd), log in zip(commands, logs, strict=True)]
+    ended: dict[int, float] = {}
+    while len(ended) < len(procs):  # each command's own wall time, not the slowest one's
+        for i, proc in enumerate(procs):
+            if i not in ended and proc.poll() is not None:
+                ended[i] = time.perf_counter() - began
+        time.sleep(0.2)
+    results, failed = [], []
+    for i, (proc, (args, _), log) in enumerate(zip(procs, commands, logs, strict=True)):
+        text = log.read_text()
+        if proc.returncode:
+            failed.append(f"ssmseg {' '.join(args)} failed (log {log}):\n{text[-3000:]}")
+        peak = next((int(ln.split()[1]) for ln in text.splitlines() if ln.startswith("VmHWM")), 0)
+        results.append((ended[i], peak / 1024))
+    if failed:
+        raise RuntimeError("\n".join(failed))
+    return results
+
+
+def ssmseg(args: list[str], cwd: Path, threads: int, log: Path) -> tuple[float, float]:
+    """Run one ssmseg command in a fresh process: (wall seconds, peak resident MB)."""
+    return side_by_side([(args, cwd)], threads, [log])[0]
+
+
+def loadavg() -> str:
+    path = Path("/proc/loadavg")
+    return " ".join(path.read_text().split()[:3]) if path.exists() else "?"
 
 
 def fold_rows(cv_dir: Path) -> list[dict]:
@@ -117,19 +159,31 @@ def hyperspectral(args: argparse.Namespace, work: Path) -> dict[str, list[dict]]
         print(f"hyperspectral: skipped, no Salinas-A at {source}")
         return {}
     dataset = work / "salinas_a"
-    ssmseg(["prep", "--preset", "salinas_a", "--out", str(dataset)], source, args.threads)
+    ssmseg(
+        ["prep", "--preset", "salinas_a", "--out", str(dataset)],
+        source,
+        args.threads,
+        work / "logs" / "prep_salinas_a.log",
+    )
     runs = f"runtime.out_dir={work / 'runs'}"
-    quick = ["train.epochs=30"] if args.quick else []
     common = [
         "--folds",
         "3",
-        *sets(f"data.dataset={dataset}", runs, f"runtime.threads={args.threads}", "cv.baselines=true", *quick),
+        *sets(f"data.dataset={dataset}", runs, f"runtime.threads={args.threads}", "cv.baselines=true", *quick(args)[0]),
     ]
+    models = (("ssmu_net", []), ("unet", UNET_RESET))
+    load0 = loadavg()
+    done = side_by_side(
+        [
+            (["cv", "--preset", "hyperspectral", *common, *sets(*extra, f"runtime.name={m}")], ROOT)
+            for m, extra in models
+        ],
+        args.threads,
+        [work / "logs" / f"cv_{m}.log" for m, _ in models],
+    )
+    print(f"\nSalinas-A: ssmu_net and unet side by side, load {load0} -> {loadavg()}")
     results = {}
-    for model, extra in (("ssmu_net", []), ("unet", UNET_RESET)):
-        wall, peak = ssmseg(
-            ["cv", "--preset", "hyperspectral", *common, *sets(*extra, f"runtime.name={model}")], ROOT, args.threads
-        )
+    for (model, _), (wall, peak) in zip(models, done, strict=True):
         rows = fold_rows(work / "runs" / model)
         show("Salinas-A (3-fold block cv)", model, rows, wall, peak)
         results[model] = rows
@@ -139,40 +193,64 @@ def hyperspectral(args: argparse.Namespace, work: Path) -> dict[str, list[dict]]
 
 
 def aerial(args: argparse.Namespace, work: Path) -> dict[str, dict]:
-    """Dubai tiles 1-4 (train/val) -> tiles 5-6 (held-out test split), unet and cmt_unet, baselines on the same
-    pixels."""
+    """Dubai tiles 1-4 (train/val) -> tiles 5-6 (held-out test split), unet and cmt_unet trained side by side,
+    then evaluated side by side, the baselines on the same pixels."""
     source = Path(args.data).resolve() / "aerial" / "dubai"
     if not source.is_dir():
         print(f"\naerial: skipped, no Dubai tiles at {source}")
         return {}
-    dataset = work / "dubai"
+    dataset, logs = work / "dubai", work / "logs"
     # the preset names its tiles relative to the Dubai folder: prep runs there, as its header says
-    wall, _ = ssmseg(["prep", "--preset", "aerial", "--out", str(dataset)], source, args.threads)
+    wall, _ = ssmseg(
+        ["prep", "--preset", "aerial", "--out", str(dataset)], source, args.threads, logs / "prep_dubai.log"
+    )
     print(f"\naerial: Dubai tiles 1-4 train/val, 5-6 held out (prep {wall:.0f} s)")
     common = sets(f"data.dataset={dataset}", f"runtime.out_dir={work / 'runs'}", f"runtime.threads={args.threads}")
-    common += sets(*(["train.time_limit=3"] if args.quick else []))
+    common += sets(*quick(args)[1])
+    models = ("unet", "cmt_unet")
+    runs = {m: work / "runs" / f"aerial_{m}" for m in models}
+    load0 = loadavg()
+    trained = side_by_side(
+        [
+            (["train", "--preset", "aerial", *common, *sets(f"model.name={m}", f"runtime.name=aerial_{m}")], ROOT)
+            for m in models
+        ],
+        args.threads,
+        [logs / f"train_{m}.log" for m in models],
+    )
+    load1 = loadavg()
+    # the unet's eval fits the baselines; the cmt_unet's is scored on the same test pixels and compared with them
+    fit = {"unet": ["eval.baselines=true"], "cmt_unet": []}
+    evals = side_by_side(
+        [
+            (
+                [
+                    "eval",
+                    str(runs[m]),
+                    "--out",
+                    str(work / "eval" / m),
+                    *sets(*fit[m], f"runtime.threads={args.threads}"),
+                ],
+                ROOT,
+            )
+            for m in models
+        ],
+        args.threads,
+        [logs / f"eval_{m}.log" for m in models],
+    )
+    print(
+        f"aerial: unet and cmt_unet trained side by side (load {load0} -> {load1}), then evaluated side by side "
+        f"(load at the end {loadavg()})"
+    )
     results, baselines = {}, None
-    for model in ("unet", "cmt_unet"):
-        run = work / "runs" / f"aerial_{model}"
-        load0 = Path("/proc/loadavg").read_text().split()[0]
-        wall, peak = ssmseg(
-            ["train", "--preset", "aerial", *common, *sets(f"model.name={model}", f"runtime.name=aerial_{model}")],
-            ROOT,
-            args.threads,
-        )
-        load1 = Path("/proc/loadavg").read_text().split()[0]
-        out = work / "eval" / model
-        fit = [] if baselines else ["eval.baselines=true"]  # fitted once: the same pixels for both models
-        ewall, _ = ssmseg(
-            ["eval", str(run), "--out", str(out), *sets(*fit, f"runtime.threads={args.threads}")], ROOT, args.threads
-        )
-        results[model] = show_aerial(model, run, out, wall, peak, ewall, f"{load0} -> {load1}", baselines)
-        baselines = baselines or results[model]["baselines"]
+    for m, (wall, peak), (ewall, _) in zip(models, trained, evals, strict=True):
+        results[m] = show_aerial(m, runs[m], work / "eval" / m, wall, peak, ewall, baselines)
+        baselines = baselines or results[m]["baselines"]
     return results
 
 
 def show_aerial(
-    model: str, run: Path, out: Path, wall: float, peak: float, eval_wall: float, load: str, fitted: dict | None
+    model: str, run: Path, out: Path, wall: float, peak: float, eval_wall: float, fitted: dict | None
 ) -> dict:
     """One model's aerial figures; ``fitted``: the baselines another model's eval fitted on the same test pixels."""
     history = json.loads((run / "history.json").read_text())
@@ -183,7 +261,7 @@ def show_aerial(
     best = (history.get("best") or {}).get("epoch")
     print(
         f"\naerial / {model}: training {train_s / 60:.1f} min ({len(epochs)} epochs, best {best}, "
-        f"{history.get('stop_reason')}), command wall {wall:.0f} s, load {load}, peak RSS {peak:.0f} MB, "
+        f"{history.get('stop_reason')}), command wall {wall:.0f} s, peak RSS {peak:.0f} MB, "
         f"{sum(e['samples_per_s'] for e in epochs) / len(epochs):.1f} samples/s; eval "
         f"{eval_wall:.0f} s"
     )
@@ -200,22 +278,61 @@ def show_aerial(
     return {"oa": m["oa"], "miou": m["miou"], "baselines": methods, "train_s": train_s, "epochs": len(epochs)}
 
 
+def quick(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """The overrides of ``--quick``: (hyperspectral cv, aerial training)."""
+    return (["train.epochs=30"], ["train.time_limit=3"]) if args.quick else ([], [])
+
+
+def estimate(args: argparse.Namespace) -> float:
+    """Print the expected wall time on 2 idle cores, stage by stage: the presets' time limits (read from them,
+    with the ``--quick`` overrides) and, for the stages without one, earlier measurements; return minutes."""
+    sys.path.insert(0, str(ROOT))
+    from ssmseg.config.loading import build_config
+
+    hyper, air = (build_config(p, overrides=o) for p, o in zip(("hyperspectral", "aerial"), quick(args), strict=True))
+    mode = "quick" if args.quick else "full"
+    folds, limit = hyper.cv.folds, hyper.train.time_limit
+    stages = [
+        (
+            f"Salinas-A prep and {folds}-fold cv, ssmu_net and unet side by side (at most {folds} x {limit:g} min, "
+            "train.time_limit per fold)",
+            MEASURED[mode]["hyperspectral"],
+        ),
+        ("Dubai prep", MEASURED[mode]["aerial_prep"]),
+        (
+            "unet and cmt_unet trained side by side (the preset's train.time_limit; the last epoch may run past it)",
+            air.train.time_limit,
+        ),
+        ("both evals of tiles 5-6 side by side, the baselines fitted in the unet's", MEASURED[mode]["aerial_eval"]),
+    ]
+    total = sum(m for _, m in stages)
+    print(f"estimated wall time on 2 idle cores: {total:.0f} min")
+    for what, minutes in stages:
+        print(f"  {minutes:5.1f} min  {what}")
+    return total
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="30 epochs per fold instead of the preset's")
+    parser.add_argument("--quick", action="store_true", help="30 epochs per fold, 3-minute aerial trainings")
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"), help="the shared data folder")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per run (1 on a shared machine)")
-    parser.add_argument("--out", default=None, help="keep the datasets and runs here (default: a temporary folder)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per process (1: two processes, 2 cores)")
+    parser.add_argument(
+        "--out", default=None, help="keep the datasets, runs and logs here (default: a temporary folder)"
+    )
     args = parser.parse_args()
-    load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else "?"
-    print(f"benchmarks/accuracy.py{' --quick' if args.quick else ''}: {args.threads} thread(s), load {load}")
+    began = time.perf_counter()
+    print(
+        f"benchmarks/accuracy.py{' --quick' if args.quick else ''}: {args.threads} thread(s) per process, "
+        f"load {loadavg()}"
+    )
+    estimate(args)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.out).resolve() if args.out else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         hyperspectral(args, work)
         aerial(args, work)
-    load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else "?"
-    print(f"load at the end {load}")
+    print(f"\ntotal wall time {(time.perf_counter() - began) / 60:.1f} min; load at the end {loadavg()}")
 
 
 if __name__ == "__main__":
