@@ -22,6 +22,7 @@ import csv
 import json
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -210,22 +211,69 @@ def _scoring(cfg: Config) -> dict[str, Any]:
     return {"exclude_classes": list(cfg.eval.exclude_classes), "boundary_ignore": cfg.eval.boundary_ignore}
 
 
-def _fit_and_score(
-    train, test, bc, seed: int, fold: int | None, dataset: Path, threads: int | None, scoring: dict[str, Any]
-):
-    classes, ignore, n = list(train.manifest["classes"]), train.ignore_index, train.num_classes
-    exclude, radius = scoring["exclude_classes"], scoring["boundary_ignore"]
-    unknown = [c for c in exclude if c not in classes]
-    if unknown:
-        raise ConfigError(
-            f"eval.exclude_classes: {', '.join(map(repr, unknown))} not among the classes of "
-            f"'{dataset}' ({', '.join(classes)})"
+@dataclass
+class Fitted:
+    """The baselines fitted on a training split: the models, the forest's features, and how they were fitted."""
+
+    models: dict[str, Any]
+    features: Features
+    fit_seconds: dict[str, float]
+    feature_seconds: float
+    labelled: int  # labelled training pixels
+    used: int  # of them drawn to fit logistic and random_forest
+    counts: np.ndarray  # (K,) class counts of every labelled training pixel
+    notes: list[str]
+
+    @property
+    def forest(self) -> bool:
+        return "random_forest" in self.models
+
+    def pixel_features(self, image: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(bands, h, w) normalised image and flat indices ``keep`` -> (n, bands) spectra and, for the forest,
+        (n, context) local statistics computed over the whole image."""
+        spectra = image.reshape(image.shape[0], -1)[:, keep].T
+        if not self.forest:
+            return spectra, None
+        return spectra, self.features.context(image).reshape(self.features.n_context, -1)[:, keep].T
+
+    def predict(self, method: str, spectra: np.ndarray, context: np.ndarray | None) -> np.ndarray:
+        x = np.concatenate([spectra, context], 1) if method == "random_forest" else spectra
+        return self.models[method].predict(x)
+
+    def describe(self, fitted_on: str, seed: int, cap: int) -> str:
+        return (
+            f"majority on the class counts of all {self.labelled:,} labelled training pixels of the {fitted_on}; "
+            f"logistic and random_forest (and the forest's principal components) on {self.used:,} of them, drawn "
+            f"at random without replacement (seed {seed}, baseline.max_train_pixels {cap:,})"
         )
+
+
+def score_methods(
+    fitted: Fitted, cms: dict[str, np.ndarray], predict_seconds: dict[str, float], classes: list[str], exclude
+) -> dict[str, dict[str, Any]]:
+    """Each method's metrics from its confusion matrix, with its fit and predict seconds (logged)."""
+    methods = {}
+    for method, cm in cms.items():
+        metrics = metrics_from_confusion(cm, classes, exclude)
+        seconds = fitted.fit_seconds[method] + predict_seconds[method]
+        methods[method] = {
+            **metrics,
+            "confusion_matrix": cm.tolist(),
+            "fit_seconds": fitted.fit_seconds[method],
+            "predict_seconds": predict_seconds[method],
+            "seconds": seconds,
+        }
+        info(f"{method}: mIoU {metrics['miou']:.4f}, OA {metrics['oa']:.4f}, {seconds:.1f} s (fit and predict)")
+    return methods
+
+
+def fit_baselines(train, bc, seed: int, fold: int | None, dataset: Path, threads: int | None) -> Fitted:
+    """Fit ``bc.methods`` on at most ``bc.max_train_pixels`` labelled pixels of ``train`` (a PatchDataset)."""
     rng = np.random.default_rng(seed)
     notes: list[str] = []
     forest = "random_forest" in bc.methods
     started = time.perf_counter()
-    picks, counts, labelled = _sample_training(train, bc.max_train_pixels, rng, ignore)
+    picks, counts, labelled = _sample_training(train, bc.max_train_pixels, rng, train.ignore_index)
     spectra, targets, chosen = [], [], []
     for i, flat in picks.items():
         item = train[i]
@@ -256,6 +304,23 @@ def _fit_and_score(
         models[method] = _fit(method, x_spec, x_ctx, y, counts, bc, seed, threads, notes)
         fit_seconds[method] = time.perf_counter() - t0
         info(f"{method}: fitted in {fit_seconds[method]:.1f} s")
+    return Fitted(models, feats, fit_seconds, feature_seconds, labelled, len(y), counts, notes)
+
+
+def _fit_and_score(
+    train, test, bc, seed: int, fold: int | None, dataset: Path, threads: int | None, scoring: dict[str, Any]
+):
+    classes, ignore, n = list(train.manifest["classes"]), train.ignore_index, train.num_classes
+    exclude, radius = scoring["exclude_classes"], scoring["boundary_ignore"]
+    unknown = [c for c in exclude if c not in classes]
+    if unknown:
+        raise ConfigError(
+            f"eval.exclude_classes: {', '.join(map(repr, unknown))} not among the classes of "
+            f"'{dataset}' ({', '.join(classes)})"
+        )
+    fitted = fit_baselines(train, bc, seed, fold, dataset, threads)
+    models, notes, forest = fitted.models, fitted.notes, fitted.forest
+    feats, labelled, counts = fitted.features, fitted.labelled, fitted.counts
 
     cms = {m: np.zeros((n, n), np.int64) for m in bc.methods}
     predict_seconds = dict.fromkeys(bc.methods, 0.0)
@@ -267,9 +332,9 @@ def _fit_and_score(
         xs = np.concatenate([b[0] for b in buffer])
         xc = np.concatenate([b[1] for b in buffer]) if forest else None
         truth = np.concatenate([b[2] for b in buffer])
-        for method, model in models.items():
+        for method in models:
             t0 = time.perf_counter()
-            pred = model.predict(np.concatenate([xs, xc], 1) if method == "random_forest" else xs)
+            pred = fitted.predict(method, xs, xc)
             predict_seconds[method] += time.perf_counter() - t0
             cms[method] += np.bincount(truth * n + pred, minlength=n * n).reshape(n, n)
         buffer.clear()
@@ -286,8 +351,7 @@ def _fit_and_score(
             scored &= ~boundary_band(mask[None], radius, ignore)[0]
             keep = np.flatnonzero(scored)
             if len(keep):
-                ctx = feats.context(image).reshape(feats.n_context, -1)[:, keep].T if forest else None
-                buffer.append((image.reshape(image.shape[0], -1)[:, keep].T, ctx, lab[keep].astype(np.int64)))
+                buffer.append((*fitted.pixel_features(image, keep), lab[keep].astype(np.int64)))
                 pending += len(keep)
                 test_pixels += len(keep)
             if pending >= PREDICT_CHUNK:
@@ -301,18 +365,7 @@ def _fit_and_score(
             f"the {part} of '{dataset}' holds no labelled pixel to score; prepare it with other split settings"
         )
 
-    methods = {}
-    for method in bc.methods:
-        metrics = metrics_from_confusion(cms[method], classes, exclude)
-        seconds = fit_seconds[method] + predict_seconds[method]
-        methods[method] = {
-            **metrics,
-            "confusion_matrix": cms[method].tolist(),
-            "fit_seconds": fit_seconds[method],
-            "predict_seconds": predict_seconds[method],
-            "seconds": seconds,
-        }
-        info(f"{method}: mIoU {metrics['miou']:.4f}, OA {metrics['oa']:.4f}, {seconds:.1f} s (fit and predict)")
+    methods = score_methods(fitted, cms, predict_seconds, classes, exclude)
     support = next(iter(cms.values())).sum(1)  # the scored pixels per true class (the same for every method)
     scored_majority = {"class": classes[int(support.argmax())], "oa": float(support.max() / support.sum())}
     fitted_on = "train split" if fold is None else f"train split outside fold {fold}"
@@ -327,9 +380,7 @@ def _fit_and_score(
         "boundary band excluded), as ssmseg eval counts them",
         "ignore_index": ignore,
         "normalisation": f"{train.manifest['normalize']} with statistics '{train.stats_key}' (training pixels)",
-        "fitted": f"majority on the class counts of all {labelled:,} labelled training pixels of the {fitted_on}; "
-        f"logistic and random_forest (and the forest's principal components) on {len(y):,} of them, drawn at "
-        f"random without replacement (seed {seed}, baseline.max_train_pixels {bc.max_train_pixels:,})",
+        "fitted": fitted.describe(fitted_on, seed, bc.max_train_pixels),
         "scored_pixels": f"{test_pixels:,}: every scored pixel of the {scored_on} predicted by every method, none "
         f"subsampled (in chunks of {PREDICT_CHUNK:,} pixels)",
     }
@@ -342,7 +393,7 @@ def _fit_and_score(
         "protocol": protocol,
         "train_pixels": {
             "labelled": labelled,
-            "used": len(y),
+            "used": fitted.used,
             "max_train_pixels": bc.max_train_pixels,
             "seed": seed,
             "class_counts": counts.tolist(),
@@ -355,7 +406,7 @@ def _fit_and_score(
             "windows": bc.windows,
             "context_components": 0 if feats.basis is None else len(feats.basis),
         },
-        "feature_seconds": feature_seconds,
+        "feature_seconds": fitted.feature_seconds,
         "methods": methods,
         "notes": notes,
     }
