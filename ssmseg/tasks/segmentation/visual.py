@@ -8,10 +8,11 @@ from ssmseg.data.labels import parse_color
 
 
 def false_colour(image: torch.Tensor, bands: tuple[int, int, int] | None = None) -> torch.Tensor:
-    """(C, H, W) -> (3, H, W) uint8, 2-98 percentile stretch per channel; three evenly spaced bands by default."""
+    """(C, H, W) -> (3, H, W) uint8, 2-98 percentile stretch per channel; three evenly spaced bands by default
+    (one band: gray; two: the first as red, the second as green and blue)."""
     c = image.shape[0]
     if bands is None:
-        bands = (0, 0, 0) if c == 1 else (c - 1, c // 2, 0) if c > 3 else (0, 1, 2)
+        bands = (0, c - 1, c - 1) if c < 3 else (c - 1, c // 2, 0) if c > 3 else (0, 1, 2)
     rgb = image[list(bands)].float()
     flat = rgb.flatten(1)
     lo, hi = flat.quantile(0.02, dim=1)[:, None, None], flat.quantile(0.98, dim=1)[:, None, None]
