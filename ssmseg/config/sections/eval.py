@@ -51,8 +51,9 @@ class EvalConfig(Section):
     save_png: bool = Field(False, description="Also write each scene's prediction as a colour PNG.")
     baselines: bool = Field(
         False,
-        description="Test-split eval: also fit the classical baselines (baseline.*) on the run's training pixels and "
-        "score them on the same test pixels; written under `baselines` in metrics.json.",
+        description="Also fit the classical baselines (baseline.*) on the run's training pixels and score them on "
+        "the same pixels as the model: the test split's, or with --input the masks' (needs --mask); written under "
+        "`baselines` in metrics.json (and per scene).",
     )
     exclude_classes: list[str] = Field(
         [],

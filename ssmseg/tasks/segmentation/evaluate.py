@@ -192,7 +192,7 @@ def run_model(
     protocol = metric_protocol(cfg, state)
     with raster_env():
         if inputs:
-            return _scenes(cfg, state, model, device, out, inputs, masks, protocol)
+            return _scenes(cfg, state, model, device, out, inputs, masks, protocol, dataset)
         return _test_split(cfg, state, model, device, out, dataset, protocol)
 
 
@@ -348,20 +348,31 @@ def scene_files(name: str, save_png: bool) -> list[str]:
     ]
 
 
-def _scenes(cfg: Config, state, model, device, out: Path, inputs, masks, protocol) -> EvalResult:
+def _scenes(cfg: Config, state, model, device, out: Path, inputs, masks, protocol, dataset=None) -> EvalResult:
     names = scene_names(inputs)
     notes: list[str] = []
     for k, path in enumerate(inputs):
         _check_scene(cfg, state, path, masks[k] if masks else None, notes)
+    baselines = None
+    if cfg.eval.baselines:  # the classical yardstick on the same scene pixels, fitted on the run's training split
+        if not masks:
+            raise ConfigError(
+                "eval.baselines scores the baselines on the pixels of the masks; give a --mask for every --input, "
+                "or leave eval.baselines out"
+            )
+        from ssmseg.tasks.segmentation.scene_baseline import SceneBaselines
+
+        baselines = SceneBaselines(cfg, state, Path(dataset or state["dataset"]))
     done: list[dict[str, Any]] = []
     try:
         for k, path in enumerate(inputs):
-            cm, unknown = _scene(cfg, state, model, device, out, path, masks[k] if masks else None, names[k])
+            mask = masks[k] if masks else None
+            cm, unknown = _scene(cfg, state, model, device, out, path, mask, names[k], baselines)
             if unknown:
                 notes.append(_unknown_note(masks[k], unknown, state))
-            done.append(
-                {"scene": names[k], "input": str(path), "mask": str(masks[k]) if masks else None, "confusion": cm}
-            )
+            done.append({"scene": names[k], "input": str(path), "mask": str(mask) if masks else None, "confusion": cm})
+            if baselines is not None:
+                done[-1]["baselines"] = baselines.take()
     except BaseException as exc:
         if not done:
             raise
@@ -400,7 +411,10 @@ def _scenes(cfg: Config, state, model, device, out: Path, inputs, masks, protoco
             "blend": cfg.eval.blend,
             "outputs": dict(zip(names, map(str, inputs), strict=True)),
         }
-        metrics = _write_metrics(out, cm, state, {**scored, **protocol}, {"per_scene": per_scene})
+        extra = {"per_scene": per_scene}
+        if baselines is not None:
+            extra["baselines"] = baselines.summary([d["baselines"] for d in done])
+        metrics = _write_metrics(out, cm, state, {**scored, **protocol}, extra)
         outputs.append("metrics_per_scene.csv")
     return EvalResult(out, metrics, outputs, notes)
 
@@ -421,9 +435,29 @@ def _write_per_scene(out: Path, done: list[dict[str, Any]], state, protocol) -> 
                 "confusion_matrix": d["confusion"].astype(int).tolist(),
             }
         )
+        if "baselines" in d:  # on the same pixels of the scene
+            rows[-1]["baselines"] = {
+                name: {
+                    k: v
+                    for k, v in metrics_from_confusion(bcm, classes, protocol["exclude_classes"]).items()
+                    if k in PICK
+                }
+                for name, bcm in d["baselines"].items()
+            }
+    methods = list(rows[0].get("baselines", {})) if rows else []
     with open(out / "metrics_per_scene.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["scene", "input", "mask", "pixels", *PICK, *(f"iou/{c}" for c in classes)])
+        w.writerow(
+            [
+                "scene",
+                "input",
+                "mask",
+                "pixels",
+                *PICK,
+                *(f"iou/{c}" for c in classes),
+                *(f"{m}/{k}" for m in methods for k in ("oa", "miou")),
+            ]
+        )
         for r in rows:
             iou = r["per_class_iou"]
             w.writerow(
@@ -434,6 +468,7 @@ def _write_per_scene(out: Path, done: list[dict[str, Any]], state, protocol) -> 
                     r["pixels"],
                     *(r[k] for k in PICK),
                     *("" if iou[c] is None else iou[c] for c in classes),
+                    *(r["baselines"][m][k] for m in methods for k in ("oa", "miou")),
                 ]
             )
     return rows
@@ -450,10 +485,10 @@ def _unknown_note(mask: Path, unknown: dict[int, int], state: dict[str, Any]) ->
 
 
 def _scene(
-    cfg: Config, state, model, device, out: Path, path: Path, mask_path: Path | None, name: str
+    cfg: Config, state, model, device, out: Path, path: Path, mask_path: Path | None, name: str, baselines=None
 ) -> tuple[np.ndarray, dict[int, int]]:
     """Predict one scene into ``<name>_pred.tif`` (and confidence, PNG, overview); its confusion matrix and the
-    mask's pixel counts of values that are no class."""
+    mask's pixel counts of values that are no class. ``baselines`` (``SceneBaselines``) scores the same pixels."""
     import rasterio
     import rasterio.shutil
     from rasterio.windows import Window
@@ -527,6 +562,8 @@ def _scene(
                     truth, band = halo[inner], boundary_band(halo, radius, ignore)[inner]
                     keep = (truth != ignore) & strip.valid & ~band
                     cm += np.bincount(truth[keep].astype(np.int64) * n + labels[keep], minlength=n * n).reshape(n, n)
+                    if baselines is not None:
+                        baselines.add(src, norm, strip.row0, truth, keep)
         _overview(out, name, src, out / f"{name}_pred.tif", mask, mapping, state)
         if cfg.eval.save_png:  # GDAL streams the paletted GeoTIFF into a PNG keeping its colour table
             with geotiff.written(out / f"{name}_pred.png"):
