@@ -27,7 +27,9 @@ epochs, samples/s, peak memory, the load average while it trained, held-out OA/m
 baselines on the same pixels and the gap to the random forest (the gate: at or above it).
 
 ``--quick`` trains 30 epochs instead of the preset's count for the cubes and 3 minutes instead of the preset's
-time limit for the aerial models (a smoke run of the protocol, not its result; within 10 minutes on 2 idle cores).
+time limit for the aerial models, and the aerial random forest has 10 trees instead of 50 (a smoke run of the
+protocol, not its result; within 10 minutes on 2 idle cores). The stage table at the end gives each stage's wall
+time and its estimate on 2 idle cores (the slowest process's CPU time; a time-limited training's wall time).
 """
 
 from __future__ import annotations
@@ -40,10 +42,15 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
-PEAK = "import atexit, pathlib; atexit.register(lambda: print('VmHWM', next(l.split()[1] for l in \
-pathlib.Path('/proc/self/status').read_text().splitlines() if l.startswith('VmHWM'))))"
+# Run in each child at exit: its peak resident memory (kB) and CPU seconds (user + system, with its children's).
+PEAK = (
+    "import atexit, os, pathlib; atexit.register(lambda: print('VmHWM', next(l.split()[1] for l in "
+    "pathlib.Path('/proc/self/status').read_text().splitlines() if l.startswith('VmHWM')), 'CPU', "
+    "sum(os.times()[:4])))"
+)
 # Minutes of the stages without a time limit, for the estimate printed at the start (measured with 1 thread per
 # process on 2 shared cores, so on idle cores they are upper bounds): the hyperspectral cv from the preset's header
 # (1.8 min for 3 folds at load 3-6), the rest from this script (docs/experiment_log.md, issue 21).
@@ -74,8 +81,21 @@ def start(args: list[str], cwd: Path, threads: int, log: Path) -> subprocess.Pop
         return subprocess.Popen([sys.executable, "-c", code], cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
-def side_by_side(commands: list[tuple[list[str], Path]], threads: int, logs: list[Path]) -> list[tuple[float, float]]:
-    """Run ssmseg commands at the same time, one process each: per command (wall seconds, peak resident MB)."""
+class Ran(NamedTuple):
+    wall: float  # seconds from the start of the stage to this command's end
+    peak_mb: float  # peak resident memory
+    cpu: float  # CPU seconds (user + system, its own and its children's): about its wall time on an idle core
+
+
+STAGES: list[tuple[str, float, float]] = []  # (stage, wall seconds, estimate on 2 idle cores)
+
+
+def side_by_side(
+    commands: list[tuple[list[str], Path]], threads: int, logs: list[Path], stage: str, limited: bool = False
+) -> list[Ran]:
+    """Run ssmseg commands at the same time, one process each, as one stage of the protocol. The stage's estimate
+    on 2 idle cores is its slowest command's CPU time, or with ``limited`` (trainings that stop at a time limit
+    whatever the load) its wall time."""
     began = time.perf_counter()
     procs = [start(args, cwd, threads, log) for (args, cwd), log in zip(commands, logs, strict=True)]
     ended: dict[int, float] = {}
@@ -89,16 +109,18 @@ def side_by_side(commands: list[tuple[list[str], Path]], threads: int, logs: lis
         text = log.read_text()
         if proc.returncode:
             failed.append(f"ssmseg {' '.join(args)} failed (log {log}):\n{text[-3000:]}")
-        peak = next((int(ln.split()[1]) for ln in text.splitlines() if ln.startswith("VmHWM")), 0)
-        results.append((ended[i], peak / 1024))
+        line = next((ln.split() for ln in text.splitlines() if ln.startswith("VmHWM")), ["", 0, "", 0])
+        results.append(Ran(ended[i], int(line[1]) / 1024, float(line[3])))
     if failed:
         raise RuntimeError("\n".join(failed))
+    wall = max(r.wall for r in results)
+    STAGES.append((stage, wall, wall if limited else max(r.cpu for r in results)))
     return results
 
 
-def ssmseg(args: list[str], cwd: Path, threads: int, log: Path) -> tuple[float, float]:
-    """Run one ssmseg command in a fresh process: (wall seconds, peak resident MB)."""
-    return side_by_side([(args, cwd)], threads, [log])[0]
+def ssmseg(args: list[str], cwd: Path, threads: int, log: Path, stage: str) -> Ran:
+    """Run one ssmseg command in a fresh process, as one stage."""
+    return side_by_side([(args, cwd)], threads, [log], stage)[0]
 
 
 def loadavg() -> str:
@@ -129,8 +151,11 @@ def fold_rows(cv_dir: Path) -> list[dict]:
     return rows
 
 
-def show(dataset: str, model: str, rows: list[dict], wall: float, peak: float) -> None:
-    print(f"\n{dataset} / {model}: cv wall {wall:.0f} s (prep excluded), peak RSS {peak:.0f} MB")
+def show(dataset: str, model: str, rows: list[dict], ran: Ran) -> None:
+    print(
+        f"\n{dataset} / {model}: cv wall {ran.wall:.0f} s (CPU {ran.cpu:.0f} s; prep excluded), "
+        f"peak RSS {ran.peak_mb:.0f} MB"
+    )
     print(
         f"{'fold':>4} {'epoch':>5} {'train s':>8} {'samp/s':>7} {'OA':>6} {'mIoU':>6} {'logit':>6} {'forest':>6} "
         f"{'gap':>7}"
@@ -164,6 +189,7 @@ def hyperspectral(args: argparse.Namespace, work: Path) -> dict[str, list[dict]]
         source,
         args.threads,
         work / "logs" / "prep_salinas_a.log",
+        "Salinas-A prep",
     )
     runs = f"runtime.out_dir={work / 'runs'}"
     common = [
@@ -180,12 +206,13 @@ def hyperspectral(args: argparse.Namespace, work: Path) -> dict[str, list[dict]]
         ],
         args.threads,
         [work / "logs" / f"cv_{m}.log" for m, _ in models],
+        "Salinas-A cv, ssmu_net and unet side by side",
     )
     print(f"\nSalinas-A: ssmu_net and unet side by side, load {load0} -> {loadavg()}")
     results = {}
-    for (model, _), (wall, peak) in zip(models, done, strict=True):
+    for (model, _), ran in zip(models, done, strict=True):
         rows = fold_rows(work / "runs" / model)
-        show("Salinas-A (3-fold block cv)", model, rows, wall, peak)
+        show("Salinas-A (3-fold block cv)", model, rows, ran)
         results[model] = rows
     a, b = (sum(r["miou"] for r in results[m]) / 3 for m in ("ssmu_net", "unet"))
     print(f"\nssmu_net - unet (same budget), mean held-out mIoU: {a - b:+.4f}")
@@ -201,10 +228,14 @@ def aerial(args: argparse.Namespace, work: Path) -> dict[str, dict]:
         return {}
     dataset, logs = work / "dubai", work / "logs"
     # the preset names its tiles relative to the Dubai folder: prep runs there, as its header says
-    wall, _ = ssmseg(
-        ["prep", "--preset", "aerial", "--out", str(dataset)], source, args.threads, logs / "prep_dubai.log"
+    prep = ssmseg(
+        ["prep", "--preset", "aerial", "--out", str(dataset)],
+        source,
+        args.threads,
+        logs / "prep_dubai.log",
+        "Dubai prep",
     )
-    print(f"\naerial: Dubai tiles 1-4 train/val, 5-6 held out (prep {wall:.0f} s)")
+    print(f"\naerial: Dubai tiles 1-4 train/val, 5-6 held out (prep {prep.wall:.0f} s)")
     common = sets(f"data.dataset={dataset}", f"runtime.out_dir={work / 'runs'}", f"runtime.threads={args.threads}")
     common += sets(*quick(args)[1])
     models = ("unet", "cmt_unet")
@@ -217,10 +248,12 @@ def aerial(args: argparse.Namespace, work: Path) -> dict[str, dict]:
         ],
         args.threads,
         [logs / f"train_{m}.log" for m in models],
+        "aerial trainings side by side",
+        limited=True,
     )
     load1 = loadavg()
     # the unet's eval fits the baselines; the cmt_unet's is scored on the same test pixels and compared with them
-    fit = {"unet": ["eval.baselines=true"], "cmt_unet": []}
+    fit = {"unet": ["eval.baselines=true", *quick(args)[2]], "cmt_unet": []}
     evals = side_by_side(
         [
             (
@@ -237,21 +270,20 @@ def aerial(args: argparse.Namespace, work: Path) -> dict[str, dict]:
         ],
         args.threads,
         [logs / f"eval_{m}.log" for m in models],
+        "aerial evals side by side",
     )
     print(
         f"aerial: unet and cmt_unet trained side by side (load {load0} -> {load1}), then evaluated side by side "
         f"(load at the end {loadavg()})"
     )
     results, baselines = {}, None
-    for m, (wall, peak), (ewall, _) in zip(models, trained, evals, strict=True):
-        results[m] = show_aerial(m, runs[m], work / "eval" / m, wall, peak, ewall, baselines)
+    for m, train, ev in zip(models, trained, evals, strict=True):
+        results[m] = show_aerial(m, runs[m], work / "eval" / m, train, ev, baselines)
         baselines = baselines or results[m]["baselines"]
     return results
 
 
-def show_aerial(
-    model: str, run: Path, out: Path, wall: float, peak: float, eval_wall: float, fitted: dict | None
-) -> dict:
+def show_aerial(model: str, run: Path, out: Path, train: Ran, ev: Ran, fitted: dict | None) -> dict:
     """One model's aerial figures; ``fitted``: the baselines another model's eval fitted on the same test pixels."""
     history = json.loads((run / "history.json").read_text())
     epochs = history["epochs"]
@@ -261,9 +293,9 @@ def show_aerial(
     best = (history.get("best") or {}).get("epoch")
     print(
         f"\naerial / {model}: training {train_s / 60:.1f} min ({len(epochs)} epochs, best {best}, "
-        f"{history.get('stop_reason')}), command wall {wall:.0f} s, peak RSS {peak:.0f} MB, "
-        f"{sum(e['samples_per_s'] for e in epochs) / len(epochs):.1f} samples/s; eval "
-        f"{eval_wall:.0f} s"
+        f"{history.get('stop_reason')}), command wall {train.wall:.0f} s (CPU {train.cpu:.0f} s), peak RSS "
+        f"{train.peak_mb:.0f} MB, {sum(e['samples_per_s'] for e in epochs) / len(epochs):.1f} samples/s; eval "
+        f"{ev.wall:.0f} s (CPU {ev.cpu:.0f} s, peak RSS {ev.peak_mb:.0f} MB)"
     )
     rows = [(model, m["oa"], m["miou"]), *((k, v["oa"], v["miou"]) for k, v in methods.items())]
     pixels = sum(map(sum, m["confusion_matrix"]))
@@ -278,9 +310,9 @@ def show_aerial(
     return {"oa": m["oa"], "miou": m["miou"], "baselines": methods, "train_s": train_s, "epochs": len(epochs)}
 
 
-def quick(args: argparse.Namespace) -> tuple[list[str], list[str]]:
-    """The overrides of ``--quick``: (hyperspectral cv, aerial training)."""
-    return (["train.epochs=30"], ["train.time_limit=3"]) if args.quick else ([], [])
+def quick(args: argparse.Namespace) -> tuple[list[str], list[str], list[str]]:
+    """The overrides of ``--quick``: (hyperspectral cv, aerial training, aerial eval)."""
+    return (["train.epochs=30"], ["train.time_limit=3"], ["baseline.trees=10"]) if args.quick else ([], [], [])
 
 
 def estimate(args: argparse.Namespace) -> float:
@@ -289,7 +321,9 @@ def estimate(args: argparse.Namespace) -> float:
     sys.path.insert(0, str(ROOT))
     from ssmseg.config.loading import build_config
 
-    hyper, air = (build_config(p, overrides=o) for p, o in zip(("hyperspectral", "aerial"), quick(args), strict=True))
+    hyper, air = (
+        build_config(p, overrides=o) for p, o in zip(("hyperspectral", "aerial"), quick(args)[:2], strict=True)
+    )
     mode = "quick" if args.quick else "full"
     folds, limit = hyper.cv.folds, hyper.train.time_limit
     stages = [
@@ -321,7 +355,7 @@ def main() -> None:
         "--out", default=None, help="keep the datasets, runs and logs here (default: a temporary folder)"
     )
     args = parser.parse_args()
-    began = time.perf_counter()
+    began, load0 = time.perf_counter(), loadavg()
     print(
         f"benchmarks/accuracy.py{' --quick' if args.quick else ''}: {args.threads} thread(s) per process, "
         f"load {loadavg()}"
@@ -332,7 +366,14 @@ def main() -> None:
         work.mkdir(parents=True, exist_ok=True)
         hyperspectral(args, work)
         aerial(args, work)
-    print(f"\ntotal wall time {(time.perf_counter() - began) / 60:.1f} min; load at the end {loadavg()}")
+    print(f"\n{'stage':<46} {'wall s':>7} {'idle s':>7}")
+    for stage, wall, idle in STAGES:
+        print(f"{stage:<46} {wall:7.0f} {idle:7.0f}")
+    print(
+        f"total wall time {(time.perf_counter() - began) / 60:.1f} min at load {load0} -> {loadavg()}; on 2 idle "
+        f"cores about {sum(idle for *_, idle in STAGES) / 60:.1f} min (idle s: each stage at its slowest process's "
+        "CPU time, the time-limited trainings at their wall time)"
+    )
 
 
 if __name__ == "__main__":
