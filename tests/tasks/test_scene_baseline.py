@@ -115,6 +115,9 @@ def test_scene_baselines_score_the_models_pixels_with_whole_scene_features(scene
         rows = list(csv.DictReader(f))
     assert [float(r["random_forest/miou"]) for r in rows] == [base["methods"]["random_forest"]["miou"]] * 2
     assert metrics["per_scene"][0]["baselines"]["logistic"]["oa"] == pytest.approx(base["methods"]["logistic"]["oa"])
+    assert (
+        metrics["per_scene"][1]["baselines"]["random_forest"]["confusion_matrix"] == expected["random_forest"].tolist()
+    )
 
 
 def test_scene_baselines_need_masks(scene, tmp_path, always_first):

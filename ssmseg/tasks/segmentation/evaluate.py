@@ -437,12 +437,7 @@ def _write_per_scene(out: Path, done: list[dict[str, Any]], state, protocol) -> 
         )
         if "baselines" in d:  # on the same pixels of the scene
             rows[-1]["baselines"] = {
-                name: {
-                    k: v
-                    for k, v in metrics_from_confusion(bcm, classes, protocol["exclude_classes"]).items()
-                    if k in PICK
-                }
-                for name, bcm in d["baselines"].items()
+                name: _scene_scores(bcm, classes, protocol) for name, bcm in d["baselines"].items()
             }
     methods = list(rows[0].get("baselines", {})) if rows else []
     with open(out / "metrics_per_scene.csv", "w", newline="") as f:
@@ -472,6 +467,12 @@ def _write_per_scene(out: Path, done: list[dict[str, Any]], state, protocol) -> 
                 ]
             )
     return rows
+
+
+def _scene_scores(cm: np.ndarray, classes: list[str], protocol: dict[str, Any]) -> dict[str, Any]:
+    """One baseline on one scene: OA, mIoU, mean F1, kappa and its confusion matrix."""
+    m = metrics_from_confusion(cm, classes, protocol["exclude_classes"])
+    return {**{k: m[k] for k in PICK}, "confusion_matrix": cm.astype(int).tolist()}
 
 
 def _unknown_note(mask: Path, unknown: dict[int, int], state: dict[str, Any]) -> str:
