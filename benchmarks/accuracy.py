@@ -51,12 +51,14 @@ PEAK = (
     "pathlib.Path('/proc/self/status').read_text().splitlines() if l.startswith('VmHWM')), 'CPU', "
     "sum(os.times()[:4])))"
 )
-# Minutes of the stages without a time limit, for the estimate printed at the start (measured with 1 thread per
-# process on 2 shared cores, so on idle cores they are upper bounds): the hyperspectral cv from the preset's header
-# (1.8 min for 3 folds at load 3-6), the rest from this script (docs/experiment_log.md, issue 21).
+# Minutes of the stages without a time limit on 2 idle cores, for the estimate printed at the start: the
+# hyperspectral cv from the preset's header (1.8 min wall for 3 folds at load 3-6: an upper bound), the rest the
+# slowest process's CPU time measured by this script (docs/experiment_log.md, issue 21, 2026-12-06): --quick
+# 25 s cv, 10 s Dubai prep, evals 122 s (forest of 10 trees); the full evals 190 s (unet with the 50-tree
+# baselines; cmt_unet beside it 132 s).
 MEASURED = {
-    "full": {"hyperspectral": 2.0, "aerial_prep": 1.0, "aerial_eval": 6.0},
-    "quick": {"hyperspectral": 1.0, "aerial_prep": 1.0, "aerial_eval": 6.0},
+    "full": {"hyperspectral": 2.0, "aerial_prep": 0.2, "aerial_eval": 3.2},
+    "quick": {"hyperspectral": 0.5, "aerial_prep": 0.2, "aerial_eval": 2.0},
 }
 UNET_RESET = [
     "model.name=unet",
@@ -340,7 +342,8 @@ def estimate(args: argparse.Namespace) -> float:
         ("both evals of tiles 5-6 side by side, the baselines fitted in the unet's", MEASURED[mode]["aerial_eval"]),
     ]
     total = sum(m for _, m in stages)
-    print(f"estimated wall time on 2 idle cores: {total:.0f} min")
+    worst = total - stages[0][1] + folds * limit
+    print(f"estimated wall time on 2 idle cores: {total:.0f} min ({worst:.0f} if every cv fold ran to its time limit)")
     for what, minutes in stages:
         print(f"  {minutes:5.1f} min  {what}")
     return total
