@@ -166,3 +166,17 @@ def test_rgb_byte_prediction_keeps_crs_and_transform(shared_data, tmp_path):
         assert b.crs == a.crs and b.transform == a.transform and b.shape == a.shape
         collar = (a.read() == 0).all(0)
         assert (b.read(1)[collar] == 255).all()
+
+
+def test_inputs_without_crs_are_said_once(tmp_path):
+    from ssmseg.tasks.segmentation.evaluate import _one_crs_note
+
+    tail = " has no CRS: the prediction is written without georeference"
+    notes = ["'a.tif' is smaller than eval.window 32", *(f"'s{i}.jpg'{tail}" for i in range(18))]
+    said = _one_crs_note(notes)
+    assert said == [
+        notes[0],
+        "18 inputs have no CRS ('s0.jpg', 's1.jpg', 's2.jpg' and 15 more): their predictions "
+        "are written without georeference",
+    ]
+    assert _one_crs_note(notes[:2]) == notes[:2]  # one input: its own line, as before

@@ -339,6 +339,18 @@ def _check_scene(cfg: Config, state, path: Path, mask_path: Path | None, notes: 
             notes.append(f"'{path}' has no CRS: the prediction is written without georeference")
 
 
+def _one_crs_note(notes: list[str]) -> list[str]:
+    """Several inputs without a CRS (photographs, PNG/JPEG tiles) are said once, not once per scene."""
+    tail = " has no CRS: the prediction is written without georeference"
+    plain = [n[: -len(tail)] for n in notes if n.endswith(tail)]
+    if len(plain) < 2:
+        return notes
+    shown = ", ".join(plain[:3]) + (f" and {len(plain) - 3} more" if len(plain) > 3 else "")
+    return [n for n in notes if not n.endswith(tail)] + [
+        f"{len(plain)} inputs have no CRS ({shown}): their predictions are written without georeference"
+    ]
+
+
 def scene_files(name: str, save_png: bool) -> list[str]:
     return [
         f"{name}_pred.tif",
@@ -353,6 +365,7 @@ def _scenes(cfg: Config, state, model, device, out: Path, inputs, masks, protoco
     notes: list[str] = []
     for k, path in enumerate(inputs):
         _check_scene(cfg, state, path, masks[k] if masks else None, notes)
+    notes = _one_crs_note(notes)
     baselines = None
     if cfg.eval.baselines:  # the classical yardstick on the same scene pixels, fitted on the run's training split
         if not masks:
