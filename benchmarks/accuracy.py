@@ -105,12 +105,16 @@ def side_by_side(
         for i, proc in enumerate(procs):
             if i not in ended and proc.poll() is not None:
                 ended[i] = time.perf_counter() - began
+                if proc.returncode:  # one failed: stop the others rather than wait out their time limits
+                    for other in procs:
+                        if other.poll() is None:
+                            other.terminate()
         time.sleep(0.2)
     results, failed = [], []
     for i, (proc, (args, _), log) in enumerate(zip(procs, commands, logs, strict=True)):
         text = log.read_text()
         if proc.returncode:
-            failed.append(f"ssmseg {' '.join(args)} failed (log {log}):\n{text[-3000:]}")
+            failed.append(f"ssmseg {' '.join(args)} failed or was stopped (log {log}):\n{text[-3000:]}")
         line = next((ln.split() for ln in text.splitlines() if ln.startswith("VmHWM")), ["", 0, "", 0])
         results.append(Ran(ended[i], int(line[1]) / 1024, float(line[3])))
     if failed:
