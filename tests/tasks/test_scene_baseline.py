@@ -15,7 +15,7 @@ from ssmseg.data.datasets import PatchDataset
 from ssmseg.data.io import open_source
 from ssmseg.data.prepare import prepare
 from ssmseg.engine import checkpoint as ckpt
-from ssmseg.errors import ConfigError
+from ssmseg.errors import ConfigError, InputError
 from ssmseg.experiments.evaluate import evaluate
 from ssmseg.tasks.segmentation import evaluate as seg_eval
 from ssmseg.tasks.segmentation.baseline import fit_baselines
@@ -124,6 +124,10 @@ def test_scene_baselines_need_masks(scene, tmp_path, always_first):
     root, _, path = scene
     with pytest.raises(ConfigError, match=r"give a --mask for every --input, or leave eval\.baselines out"):
         evaluate(cfg(), path, tmp_path / "out", [root / "img" / "t.tif"], [], None)
+    assert not (tmp_path / "out").exists()
+    image, mask = root / "img" / "t.tif", root / "msk" / "t.tif"
+    with pytest.raises(InputError, match=r"dataset '.*gone', which is not there; give it with --dataset"):
+        evaluate(cfg(), path, tmp_path / "out", [image], [mask], tmp_path / "gone")
     assert not (tmp_path / "out").exists()
 
 

@@ -35,6 +35,11 @@ class SceneBaselines:
         from ssmseg.data.datasets import PatchDataset
 
         fold = state.get("fold")
+        if not (dataset / "manifest.json").is_file():
+            raise InputError(
+                f"eval.baselines fits the baselines on the training split of the run's dataset '{dataset}', which is "
+                "not there; give it with --dataset, or leave eval.baselines out"
+            )
         train = PatchDataset(dataset, "train", fold)
         expected = (state.get("normalization") or {}).get("stats_key")
         if train.stats_key != expected or list(train.manifest["classes"]) != list(state["classes"]):
