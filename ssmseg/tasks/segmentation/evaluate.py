@@ -32,6 +32,7 @@ from ssmseg.tasks.segmentation.checks import check_test_data
 from ssmseg.tasks.segmentation.figures import save_confusion, save_panel
 from ssmseg.tasks.segmentation.inference import Normaliser, owned_mask, predict_batch, predict_scene, window_starts
 from ssmseg.tasks.segmentation.metrics import boundary_band, metrics_from_confusion
+from ssmseg.tasks.segmentation.scene_metrics import PICK, write_per_scene
 from ssmseg.tasks.segmentation.visual import false_colour
 
 
@@ -98,9 +99,6 @@ def _check_bands(src: Source, state: dict[str, Any]) -> None:
         raise InputError(
             f"'{src.info.path}' band order {names[:4]}... differs from training {trained[:4]}...; reorder the bands"
         )
-
-
-PICK = ("oa", "miou", "mean_f1", "kappa")
 
 
 def metric_protocol(cfg: Config, state: dict[str, Any]) -> dict[str, Any]:
@@ -393,7 +391,7 @@ def _scenes(cfg: Config, state, model, device, out: Path, inputs, masks, protoco
             (out / name).unlink(missing_ok=True)
         missing = [{"scene": names[k], "input": str(p)} for k, p in enumerate(inputs) if k >= len(done)]
         if masks:
-            _write_per_scene(out, done, state, protocol)
+            write_per_scene(out, done, state, protocol)
         stopped = "Ctrl-C" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
         note = {
             "complete": False,
@@ -416,7 +414,7 @@ def _scenes(cfg: Config, state, model, device, out: Path, inputs, masks, protoco
         )
     outputs = [f"{n}_pred.tif" for n in names]
     if masks:
-        per_scene = _write_per_scene(out, done, state, protocol)
+        per_scene = write_per_scene(out, done, state, protocol)
         scored = {
             "split": "scenes",
             "inputs": [str(p) for p in inputs],
@@ -430,62 +428,6 @@ def _scenes(cfg: Config, state, model, device, out: Path, inputs, masks, protoco
         metrics = _write_metrics(out, cm, state, {**scored, **protocol}, extra)
         outputs.append("metrics_per_scene.csv")
     return EvalResult(out, metrics, outputs, notes)
-
-
-def _write_per_scene(out: Path, done: list[dict[str, Any]], state, protocol) -> list[dict[str, Any]]:
-    """``metrics_per_scene.csv``: one row per scene (its own confusion matrix), beside the pooled metrics."""
-    classes, rows = state["classes"], []
-    for d in done:
-        m = metrics_from_confusion(d["confusion"], classes, protocol["exclude_classes"])
-        rows.append(
-            {
-                "scene": d["scene"],
-                "input": d["input"],
-                "mask": d["mask"],
-                "pixels": int(d["confusion"].sum()),
-                **{k: m[k] for k in PICK},
-                "per_class_iou": {c: v["iou"] for c, v in m["per_class"].items()},
-                "confusion_matrix": d["confusion"].astype(int).tolist(),
-            }
-        )
-        if "baselines" in d:  # on the same pixels of the scene
-            rows[-1]["baselines"] = {
-                name: _scene_scores(bcm, classes, protocol) for name, bcm in d["baselines"].items()
-            }
-    methods = list(rows[0].get("baselines", {})) if rows else []
-    with open(out / "metrics_per_scene.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(
-            [
-                "scene",
-                "input",
-                "mask",
-                "pixels",
-                *PICK,
-                *(f"iou/{c}" for c in classes),
-                *(f"{m}/{k}" for m in methods for k in ("oa", "miou")),
-            ]
-        )
-        for r in rows:
-            iou = r["per_class_iou"]
-            w.writerow(
-                [
-                    r["scene"],
-                    r["input"],
-                    r["mask"],
-                    r["pixels"],
-                    *(r[k] for k in PICK),
-                    *("" if iou[c] is None else iou[c] for c in classes),
-                    *(r["baselines"][m][k] for m in methods for k in ("oa", "miou")),
-                ]
-            )
-    return rows
-
-
-def _scene_scores(cm: np.ndarray, classes: list[str], protocol: dict[str, Any]) -> dict[str, Any]:
-    """One baseline on one scene: OA, mIoU, mean F1, kappa and its confusion matrix."""
-    m = metrics_from_confusion(cm, classes, protocol["exclude_classes"])
-    return {**{k: m[k] for k in PICK}, "confusion_matrix": cm.astype(int).tolist()}
 
 
 def _unknown_note(mask: Path, unknown: dict[int, int], state: dict[str, Any]) -> str:
