@@ -49,6 +49,7 @@ SPECIFIC = (
     "ss2d",
     "sinc",
     "spectral_head",
+    "spectral_context",
     "spectral_init",
     "spectral_train",
     "spatial_gate",
@@ -80,6 +81,7 @@ MODELS: dict[str, Entry] = {
             m.ss2d,
             m.spectral_head,
             m.spatial_gate,
+            spectral_context=m.spectral_context,
         ),
         {"width": 8, "depth": 2, "d_state": 4, "n_filters": 4},
         "per-pixel linear classifier + gated spatial path: sinc band-pass filter bank, UNet with SS2D Mamba blocks",
@@ -89,6 +91,7 @@ MODELS: dict[str, Entry] = {
             "sinc",
             "ss2d",
             "spectral_head",
+            "spectral_context",
             "spectral_init",
             "spectral_train",
             "spatial_gate",
@@ -219,6 +222,11 @@ def build_model(cfg: ModelConfig, in_channels: int, num_classes: int, tiny: bool
         raise ConfigError(
             "model.linear_epochs trains the spectral head alone, which model.spectral_head: false "
             "removes; set linear_epochs to 0 or keep the spectral head"
+        )
+    if cfg.spectral_context and not cfg.spectral_head:
+        raise ConfigError(
+            "model.spectral_context widens the spectral head, which model.spectral_head: false removes; "
+            "set spectral_context to 0 or keep the spectral head"
         )
     if tiny:
         cfg = cfg.model_copy(update=entry.tiny)

@@ -9,6 +9,8 @@ context only adds what training finds). ``model.linear_epochs`` trains the spect
 many epochs before the spatial path joins, so the checkpoint chosen on validation data can be the linear
 classifier when spatial context does not help on unseen ground (it hurts across a spatial split on small
 training areas): :meth:`SSMUNet.set_linear_phase` is told how many training samples that is.
+``model.spectral_context: k`` makes the head read the bands and their k x k local mean
+(:func:`~ssmseg.models.layers.context.spectral_features`): the classical spectral-spatial linear classifier.
 
 Ablation switches: ``model.sinc: false`` feeds the raw bands alone to the embedding; ``model.ss2d: false``
 replaces each SS2D block by its scan-free twin (``ConvMixBlock``)."""
@@ -19,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ssmseg.models.layers.context import spectral_features
 from ssmseg.models.layers.conv import ConvBlock, Up, context_block, norm
 from ssmseg.models.layers.sinc import SincBandFilters
 
@@ -41,6 +44,7 @@ class SSMUNet(nn.Module):
         spatial_gate: float = 0.0,
         sinc_samples: int | None = 2,
         scan_from: int = 2,
+        spectral_context: int = 0,
     ) -> None:
         super().__init__()
         kernel = min(15, max(3, in_channels // 2 * 2 - 1))
@@ -62,7 +66,10 @@ class SSMUNet(nn.Module):
         self.drop = nn.Dropout2d(dropout)
         self.head = nn.Conv2d(chans[0], num_classes, 1)
         # The per-pixel linear classifier on the bands, and the gate through which spatial logits add to it.
-        self.spectral = nn.Conv2d(in_channels, num_classes, 1) if spectral_head else None
+        # spectral_context k > 0: the head reads [bands, k x k mean of the bands] (2 * bands channels).
+        self.spectral_context = int(spectral_context)
+        head_in = in_channels * (2 if self.spectral_context else 1)
+        self.spectral = nn.Conv2d(head_in, num_classes, 1) if spectral_head else None
         self.gate = nn.Parameter(torch.tensor(float(spatial_gate))) if spectral_head else None
         # Training samples seen, and how many of them train the spectral path alone (state: saved and resumed).
         self.register_buffer("seen", torch.zeros((), dtype=torch.long))
@@ -106,7 +113,7 @@ class SSMUNet(nn.Module):
             self.seen += x.shape[0]
         if self.spectral is None:
             return self.spatial_logits(x)
-        logits = self.spectral(x)
+        logits = self.spectral(spectral_features(x, self.spectral_context))
         if linear_only:  # the spatial path is not run at all: the linear phase costs a 1x1 convolution
             return logits + 0.0 * self.gate  # (the gate keeps a gradient, zero, when the head is frozen)
         return logits + self.gate * self.spatial_logits(x)

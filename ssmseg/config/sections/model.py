@@ -57,6 +57,12 @@ class ModelConfig(Section):
         description="SSMU-Net: a per-pixel linear classifier on the normalised bands (a 1x1 convolution) whose "
         "logits the spatial path adds to through a learned gate; false: the spatial path's logits alone (ablation).",
     )
+    spectral_context: Literal[0, 3, 5, 7] = Field(
+        0,
+        description="SSMU-Net's spectral head: 0: a linear classifier of the pixel's bands; k (3, 5 or 7): of the "
+        "bands and their k x k mean around the pixel (the local mean spectrum, count-normalised at the patch's "
+        "borders), the classical spectral-spatial classifier of homogeneous fields (twice the head's weights).",
+    )
     spectral_init: Literal["fit", "random"] = Field(
         "fit",
         description="SSMU-Net's spectral head at the start: fit (the logistic regression of a sample of the "

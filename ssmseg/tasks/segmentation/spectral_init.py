@@ -3,7 +3,9 @@
 The spectral head of SSMU-Net (``model.spectral_head``) is a 1x1 convolution of the normalised bands, i.e. a
 per-pixel linear classifier. ``model.spectral_init: fit`` sets it to the multinomial logistic regression that
 ``ssmseg baseline`` fits (standardised spectrum, L2, lbfgs), on a sample of the training part's labelled
-pixels only, so the model starts at the classical floor and training moves on from there.
+pixels only, so the model starts at the classical floor and training moves on from there. With
+``model.spectral_context: k`` the head reads [bands, k x k mean of the bands] and the regression is fitted on
+exactly those features, computed per patch by the same function as the model's.
 """
 
 from __future__ import annotations
@@ -15,22 +17,26 @@ import torch
 from torch import nn
 
 from ssmseg.data.datasets import PatchDataset
+from ssmseg.models.layers.context import spectral_features
 from ssmseg.tasks.segmentation.inference import owned_mask
 
 MAX_PIXELS = 50_000  # labelled training pixels drawn for the fit
 
 
-def training_pixels(ds: PatchDataset, max_pixels: int = MAX_PIXELS, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(N, bands) normalised spectra and (N,) labels of labelled training pixels, at most ``max_pixels``
-    drawn at random (patches read in a seeded order until enough are found). Each pixel counts once, in the
-    patch that owns it, as ``ssmseg baseline`` fits its logistic regression: overlapping patches would
-    otherwise weight the pixels near patch centres twice."""
+def training_pixels(
+    ds: PatchDataset, max_pixels: int = MAX_PIXELS, seed: int = 0, context: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """(N, F) features (F = bands: the normalised spectra; with ``context`` k > 0, F = 2 bands: the spectra
+    and their k x k means over the patch, as the model's head reads them) and (N,) labels of labelled training
+    pixels, at most ``max_pixels`` drawn at random (patches read in a seeded order until enough are found).
+    Each pixel counts once, in the patch that owns it, as ``ssmseg baseline`` fits its logistic regression:
+    overlapping patches would otherwise weight the pixels near patch centres twice."""
     rng = np.random.default_rng(seed)
     patches = ds.manifest["patches"]
     xs, ys, total = [], [], 0
     for i in rng.permutation(len(ds)):
         item = ds[int(i)]
-        image, mask = item["image"].numpy(), item["mask"].numpy()
+        image, mask = spectral_features(item["image"][None], context)[0].numpy(), item["mask"].numpy()
         keep = (mask != ds.ignore_index) & owned_mask(patches[ds.indices[int(i)]], mask.shape)
         xs.append(image[:, keep].T)
         ys.append(mask[keep])
@@ -69,9 +75,10 @@ def fit_linear(x: np.ndarray, y: np.ndarray, num_classes: int, max_iter: int = 3
     return weight, bias
 
 
-def init_spectral_head(head: nn.Conv2d, ds: PatchDataset, seed: int = 0) -> None:
-    """Set a (bands -> classes) 1x1 convolution to the logistic regression of ``ds``'s labelled pixels."""
-    x, y = training_pixels(ds, seed=seed)
+def init_spectral_head(head: nn.Conv2d, ds: PatchDataset, seed: int = 0, context: int = 0) -> None:
+    """Set a (features -> classes) 1x1 convolution to the logistic regression of ``ds``'s labelled pixels on
+    ``spectral_features(patch, context)`` (the bands, or with ``context`` k the bands and their k x k means)."""
+    x, y = training_pixels(ds, seed=seed, context=context)
     weight, bias = fit_linear(x, y, head.out_channels)
     with torch.no_grad():
         head.weight.copy_(torch.as_tensor(weight, dtype=head.weight.dtype)[:, :, None, None])

@@ -67,7 +67,7 @@ class SegmentationTask:
     def build_model(self) -> nn.Module:
         model = build_model(self.cfg.model, self.train_set.bands, self.num_classes)
         if getattr(model, "spectral", None) is not None and self.cfg.model.spectral_init == "fit":
-            init_spectral_head(model.spectral, self.train_set, self.cfg.runtime.seed)
+            init_spectral_head(model.spectral, self.train_set, self.cfg.runtime.seed, self.cfg.model.spectral_context)
             model.spectral.requires_grad_(self.cfg.model.spectral_train)
         if self.cfg.model.linear_epochs and hasattr(model, "set_linear_phase"):
             model.set_linear_phase(self.cfg.model.linear_epochs * self.samples_per_epoch())
