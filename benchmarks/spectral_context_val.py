@@ -2,13 +2,14 @@
 val split outside each held-out fold only (the held-out fold is never read), no network.
 
     python benchmarks/spectral_context_val.py [--data /work/data/salinas_a] [--ks 0 3 5] [--folds 3]
-        [--preset hyperspectral] [--seed 0]
+        [--preset hyperspectral] [--seed 0] [--scored val|heldout]
 
 Per fold: the training pixels ``ssmseg baseline`` draws (same sample, seed, StandardScaler, default C,
 ``baseline.max_iter``), features ``spectral_features(patch, k)`` computed on each normalised patch as
 SSMU-Net's head with ``model.spectral_context: k`` computes them, and the val mIoU under the eval protocol
 (each owned labelled pixel once, boundary band, ``eval.exclude_classes``). k = 0 is the pixel-only baseline and
 must equal ``baseline_scores(..., scored="val")``'s logistic mIoU (printed beside it as a check).
+``--scored heldout`` scores the held-out folds instead: a diagnostic after the held-out cv, never a selection.
 """
 
 from __future__ import annotations
@@ -39,9 +40,9 @@ def feats(item, k: int) -> np.ndarray:
     return f.reshape(f.shape[0], -1)
 
 
-def one_fold(cfg, data: Path, fold: int, ks: list[int]) -> dict[int, float]:
+def one_fold(cfg, data: Path, fold: int, ks: list[int], scored: str = "val") -> dict[int, float]:
     bc, scoring = cfg.baseline, _scoring(cfg)
-    train, val = _parts(data, fold, "val")
+    train, val = _parts(data, fold, scored)
     n, ignore = train.num_classes, train.ignore_index
     picks, _, _ = _sample_training(train, bc.max_train_pixels, np.random.default_rng(cfg.runtime.seed), ignore)
     out = {}
@@ -74,6 +75,7 @@ def main() -> None:
     p.add_argument("--folds", type=int, default=3)
     p.add_argument("--preset", default="hyperspectral")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scored", choices=["val", "heldout"], default="val", help="heldout: a diagnostic only")
     args = p.parse_args()
     data = args.data.resolve()
     cfg = build_config(
@@ -81,8 +83,8 @@ def main() -> None:
     )
     rows = {}
     for fold in range(args.folds):
-        rows[fold] = one_fold(cfg, data, fold, args.ks)
-        check = baseline_scores(cfg, data, fold, scored="val")["methods"]["logistic"]["miou"]
+        rows[fold] = one_fold(cfg, data, fold, args.ks, args.scored)
+        check = baseline_scores(cfg, data, fold, scored=args.scored)["methods"]["logistic"]["miou"]
         print(
             f"fold {fold}: "
             + ", ".join(f"k={k} {v:.4f} ({v - rows[fold][0]:+.4f})" for k, v in rows[fold].items())
@@ -91,7 +93,7 @@ def main() -> None:
     for k in args.ks:
         gains = [rows[f][k] - rows[f][0] for f in rows]
         print(
-            f"k={k}: val gain over pixel-only per fold {' '.join(f'{g:+.4f}' for g in gains)}, mean "
+            f"k={k}: {args.scored} gain over pixel-only per fold {' '.join(f'{g:+.4f}' for g in gains)}, mean "
             f"{statistics.fmean(gains):+.4f}; >= 0 in every fold: {min(gains) >= 0}"
         )
 
