@@ -33,7 +33,7 @@ def test_fast_preset_with_another_segmentation_model_runs_forward(model):
     assert out.shape == (1, 3, cfg.data.crop_size, cfg.data.crop_size)
 
 
-@pytest.mark.parametrize("preset", ["fields_fast", "fields"])
+@pytest.mark.parametrize("preset", ["fields_fast", "fields", "fields_bands"])
 @pytest.mark.parametrize("model", model_names("reconstruction"))
 def test_fields_presets_with_either_field_model_run_forward(preset, model):
     cfg = build_config(preset=preset, overrides=[f"model.name={model}", "model.width=16", "model.depth=2"])
