@@ -8,20 +8,13 @@ import json
 import pytest
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from ssmseg.config import build_config
-from ssmseg.data.sampling import EpochSampler
 from ssmseg.engine import checkpoint as ckpt
-from ssmseg.engine import loop
 from ssmseg.engine.ema import WeightEMA
-from ssmseg.engine.loop import FitState, fit, restore
-from ssmseg.engine.optim import EpochSchedule, build_optimizer
-from ssmseg.engine.precision import make_scaler
-from ssmseg.engine.runtime import Runtime
 from ssmseg.errors import ConfigError
-from ssmseg.experiments.train import with_task_defaults
-from tests.engine.test_task_engine import ToyRegression
+from tests.engine.test_task_engine import ToyRegression, interrupt_training_at
+from tests.engine.test_task_engine import _fit as fit_toy
 
 
 class Counter(nn.Module):
@@ -69,36 +62,8 @@ def test_the_decay_is_checked():
 
 
 def _fit(run_dir, ema=0.8, epochs=6, state=None):
-    task = ToyRegression()
-    cfg = build_config(
-        explicit={
-            "train": {"epochs": epochs, "ema": ema},
-            "optim": {"lr": 0.1, "grad_clip": None},
-            "data": {"batch_size": 8},
-            "schedule": {"name": "constant"},
-            "runtime": {"device": "cpu"},
-        }
-    )
-    cfg = with_task_defaults(cfg, task)
-    torch.manual_seed(0)
-    model = task.build_model()
-    schedule = EpochSchedule(cfg.schedule, cfg.optim.lr, epochs, cfg.train.mode)
-    average = None if ema is None else WeightEMA(model, ema)
-    st = FitState(
-        task,
-        model,
-        build_optimizer(cfg.optim, model),
-        schedule,
-        make_scaler(torch.device("cpu"), "fp32"),
-        {},
-        ema=average,
-    )
-    if state is not None:
-        restore(st, state)
-    train = DataLoader(task.train_set, batch_size=8, sampler=EpochSampler(64, 0))
-    val = DataLoader(task.val_set, batch_size=8, sampler=EpochSampler(32, 0, shuffle=False))
-    fit(st, train, val, cfg, Runtime(torch.device("cpu")), run_dir)
-    return st, task
+    st, _ = fit_toy(ToyRegression(), run_dir, epochs=epochs, state=state, ema=ema)
+    return st, st.task
 
 
 def _val_mse(task, weights):
@@ -131,17 +96,10 @@ def test_without_ema_checkpoints_hold_the_trained_weights_only(tmp_path):
 
 def test_a_run_with_ema_resumes_exactly(tmp_path, monkeypatch):
     full, _ = _fit(tmp_path / "full")
-    original = loop.run_epoch
-
-    def stop_at_epoch_3(st, loader, cfg, rt, epoch, train):
-        if epoch == 3 and train:
-            raise KeyboardInterrupt
-        return original(st, loader, cfg, rt, epoch, train)
-
-    monkeypatch.setattr(loop, "run_epoch", stop_at_epoch_3)
+    restore_loop = interrupt_training_at(monkeypatch, 3)
     with pytest.raises(KeyboardInterrupt):
         _fit(tmp_path / "cut")
-    monkeypatch.setattr(loop, "run_epoch", original)
+    restore_loop()
     resumed, _ = _fit(tmp_path / "cut", state=ckpt.load(tmp_path / "cut" / "checkpoints" / "latest.pt"))
     machine = ("seconds", "val_seconds", "samples_per_s", "peak_memory_mb")
     assert [{k: v for k, v in r.items() if k not in machine} for r in resumed.history] == [

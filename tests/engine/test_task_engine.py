@@ -14,6 +14,7 @@ from ssmseg.config import build_config
 from ssmseg.data.sampling import EpochSampler
 from ssmseg.engine import checkpoint as ckpt
 from ssmseg.engine import loop
+from ssmseg.engine.ema import WeightEMA
 from ssmseg.engine.loop import DivergedError, FitState, fit, restore
 from ssmseg.engine.optim import EpochSchedule, build_optimizer
 from ssmseg.engine.precision import make_scaler
@@ -71,10 +72,25 @@ class ToyRegression:
         return {"dataset": "random tensors"}
 
 
-def _fit(task, run_dir, epochs=6, state=None):
+def interrupt_training_at(monkeypatch, epoch: int):
+    """Make the loop raise KeyboardInterrupt when training epoch ``epoch`` (0-based) starts; returns a function
+    that puts the real loop back (for the resumed run)."""
+    original = loop.run_epoch
+
+    def run_epoch(st, loader, cfg, rt, at, train):
+        if at == epoch and train:
+            raise KeyboardInterrupt
+        return original(st, loader, cfg, rt, at, train)
+
+    monkeypatch.setattr(loop, "run_epoch", run_epoch)
+    return lambda: monkeypatch.setattr(loop, "run_epoch", original)
+
+
+def _fit(task, run_dir, epochs=6, state=None, ema=None):
+    """``task`` trained through the engine's loop; ``ema``: train.ema's decay (None: off)."""
     cfg = build_config(
         explicit={
-            "train": {"epochs": epochs},
+            "train": {"epochs": epochs, "ema": ema},
             "optim": {"lr": 0.1, "grad_clip": None},
             "data": {"batch_size": 8},
             "schedule": {"name": "constant"},
@@ -86,7 +102,10 @@ def _fit(task, run_dir, epochs=6, state=None):
     model = task.build_model()
     schedule = EpochSchedule(cfg.schedule, cfg.optim.lr, epochs, cfg.train.mode)
     scaler = make_scaler(torch.device("cpu"), "fp32")
-    st = FitState(task, model, build_optimizer(cfg.optim, model), schedule, scaler, {"toy": True}, task.run_info())
+    average = None if ema is None else WeightEMA(model, ema)
+    st = FitState(
+        task, model, build_optimizer(cfg.optim, model), schedule, scaler, {"toy": True}, task.run_info(), ema=average
+    )
     if state is not None:
         restore(st, state)
     train = DataLoader(task.train_set, batch_size=8, sampler=EpochSampler(64, 0))
@@ -120,18 +139,11 @@ def test_regression_minimises_its_monitor_and_writes_a_self_describing_history(t
 
 def test_regression_resumes_exactly(tmp_path, monkeypatch):
     full, _ = _fit(ToyRegression(), tmp_path / "full")
-    original = loop.run_epoch
-
-    def stop_at_epoch_3(st, loader, cfg, rt, epoch, train):
-        if epoch == 3 and train:
-            raise KeyboardInterrupt
-        return original(st, loader, cfg, rt, epoch, train)
-
-    monkeypatch.setattr(loop, "run_epoch", stop_at_epoch_3)
+    restore_loop = interrupt_training_at(monkeypatch, 3)
     with pytest.raises(KeyboardInterrupt):
         _fit(ToyRegression(), tmp_path / "cut")
     assert json.loads((tmp_path / "cut" / "history.json").read_text())["stop_reason"] == "interrupted"
-    monkeypatch.setattr(loop, "run_epoch", original)
+    restore_loop()
     resumed, _ = _fit(
         ToyRegression(), tmp_path / "cut", state=ckpt.load(tmp_path / "cut" / "checkpoints" / "latest.pt")
     )

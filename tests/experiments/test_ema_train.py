@@ -7,25 +7,18 @@ import pytest
 import torch
 
 from ssmseg.engine import checkpoint as ckpt
-from ssmseg.engine import loop
 from ssmseg.experiments.train import train
+from tests.engine.test_task_engine import interrupt_training_at
 from tests.experiments.test_train import strip_timing, tiny
 
 
 def test_an_interrupted_ema_run_resumes_exactly(synthetic_dataset, tmp_path, monkeypatch):
     ema = {"train": {"epochs": 4, "ema": 0.9}}
     full = train(tiny(synthetic_dataset, tmp_path, "full", **ema))
-    original = loop.run_epoch
-
-    def interrupt_at_epoch_2(st, loader, cfg, rt, epoch, train):
-        if epoch == 2 and train:
-            raise KeyboardInterrupt
-        return original(st, loader, cfg, rt, epoch, train)
-
-    monkeypatch.setattr(loop, "run_epoch", interrupt_at_epoch_2)
+    restore_loop = interrupt_training_at(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         train(tiny(synthetic_dataset, tmp_path, "cut", **ema))
-    monkeypatch.setattr(loop, "run_epoch", original)
+    restore_loop()
     resumed = train(tiny(synthetic_dataset, tmp_path, "cut", **ema), resume=tmp_path / "cut")
     assert strip_timing(resumed.history) == strip_timing(full.history)
     a = ckpt.load(tmp_path / "full" / "checkpoints" / "latest.pt")

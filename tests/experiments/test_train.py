@@ -19,6 +19,7 @@ from ssmseg.engine.loop import DivergedError
 from ssmseg.experiments.train import train
 from ssmseg.tasks.segmentation import task as seg_task
 from tests.conftest import REPO
+from tests.engine.test_task_engine import interrupt_training_at
 
 
 def tiny(dataset, out, name, **over):
@@ -68,19 +69,12 @@ def test_ssmu_net_learns_beyond_the_majority_baseline(synthetic_dataset, tmp_pat
 
 def test_interrupted_run_resumes_exactly(synthetic_dataset, tmp_path, monkeypatch):
     full = train(tiny(synthetic_dataset, tmp_path, "full"))
-    original = loop.run_epoch
-
-    def interrupt_at_epoch_2(st, loader, cfg, rt, epoch, train):
-        if epoch == 2 and train:
-            raise KeyboardInterrupt
-        return original(st, loader, cfg, rt, epoch, train)
-
-    monkeypatch.setattr(loop, "run_epoch", interrupt_at_epoch_2)
+    restore_loop = interrupt_training_at(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         train(tiny(synthetic_dataset, tmp_path, "cut"))
     latest = ckpt.load(tmp_path / "cut" / "checkpoints" / "latest.pt")
     assert latest["epoch"] == 1  # epochs 0 and 1 done
-    monkeypatch.setattr(loop, "run_epoch", original)
+    restore_loop()
     resumed = train(tiny(synthetic_dataset, tmp_path, "cut"), resume=tmp_path / "cut")
     assert strip_timing(resumed.history) == strip_timing(full.history)
     a = ckpt.load(tmp_path / "full" / "checkpoints" / "latest.pt")["model"]
