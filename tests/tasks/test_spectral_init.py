@@ -8,6 +8,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from ssmseg.config.schema import ModelConfig
 from ssmseg.models import build_model
@@ -45,7 +46,8 @@ def test_the_task_starts_the_head_at_the_training_pixels_regression(synthetic_da
     task = SegmentationTask(cfg, synthetic_dataset)
     model = task.build_model()
     x, y = training_pixels(task.train_set)
-    weight, bias = fit_linear(x, y, task.num_classes)
+    with threadpool_limits(limits=1, user_api="blas"):  # as the task fits it (an unconverged fit moves with BLAS)
+        weight, bias = fit_linear(x, y, task.num_classes)
     np.testing.assert_allclose(model.spectral.weight[:, :, 0, 0].detach().numpy(), weight, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(model.spectral.bias.detach().numpy(), bias, rtol=1e-4, atol=1e-4)
     assert model.spectral.weight.requires_grad == train_head and model.gate.requires_grad
@@ -63,3 +65,25 @@ def test_training_pixels_count_each_pixel_once(synthetic_dataset):
     owned = sum(int((ds.labels(i)[:8, :8] != ds.ignore_index).sum()) for i in range(len(ds)))
     _, y = training_pixels(ds, max_pixels=10**9)
     assert len(y) == owned
+
+
+@pytest.mark.parametrize(("threads", "blas"), [(None, 1), ("auto", 1), (2, 2)])
+def test_the_fit_runs_on_runtime_threads_blas_threads(synthetic_dataset, monkeypatch, threads, blas):
+    """BLAS's thread count changes the fit's rounding, so the fit is pinned as `ssmseg baseline` pins it:
+    runtime.threads when given as a number, else one thread (never the library's all-cores default)."""
+    from threadpoolctl import threadpool_info
+
+    from ssmseg.config import build_config
+    from ssmseg.tasks.segmentation import spectral_init
+    from ssmseg.tasks.segmentation.task import SegmentationTask
+
+    seen = []
+
+    def spy(x, y, k, max_iter=300):
+        seen.append({i["internal_api"]: i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
+        return fit_linear(x, y, k, max_iter)
+
+    monkeypatch.setattr(spectral_init, "fit_linear", spy)
+    cfg = build_config(preset="fast", explicit={"runtime": {"threads": threads}})
+    SegmentationTask(cfg, synthetic_dataset).build_model()
+    assert seen and all(set(n.values()) == {blas} for n in seen), seen

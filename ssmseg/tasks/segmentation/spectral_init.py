@@ -75,11 +75,19 @@ def fit_linear(x: np.ndarray, y: np.ndarray, num_classes: int, max_iter: int = 3
     return weight, bias
 
 
-def init_spectral_head(head: nn.Conv2d, ds: PatchDataset, seed: int = 0, context: int = 0) -> None:
+def init_spectral_head(
+    head: nn.Conv2d, ds: PatchDataset, seed: int = 0, context: int = 0, threads: int | None = None
+) -> None:
     """Set a (features -> classes) 1x1 convolution to the logistic regression of ``ds``'s labelled pixels on
-    ``spectral_features(patch, context)`` (the bands, or with ``context`` k the bands and their k x k means)."""
+    ``spectral_features(patch, context)`` (the bands, or with ``context`` k the bands and their k x k means).
+    ``threads``: BLAS threads of the fit (None: 1), as ``ssmseg baseline`` fits it."""
+    from threadpoolctl import threadpool_limits
+
     x, y = training_pixels(ds, seed=seed, context=context)
-    weight, bias = fit_linear(x, y, head.out_channels)
+    # BLAS's thread count changes the fit's rounding (measured: 5e-14 in the weights between 1 and 2 threads),
+    # and a run is only repeatable if the fit is: runtime.threads pins it, as it pins torch.
+    with threadpool_limits(limits=threads or 1, user_api="blas"):
+        weight, bias = fit_linear(x, y, head.out_channels)
     with torch.no_grad():
         head.weight.copy_(torch.as_tensor(weight, dtype=head.weight.dtype)[:, :, None, None])
         head.bias.copy_(torch.as_tensor(bias, dtype=head.bias.dtype))

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from ssmseg.config import Config
 from ssmseg.data.datasets import PatchDataset
 from ssmseg.data.sampling import balanced_weights
+from ssmseg.engine.runtime import explicit_threads
 from ssmseg.engine.task import StepOut
 from ssmseg.errors import ConfigError, InputError
 from ssmseg.models import build_model
@@ -67,7 +68,13 @@ class SegmentationTask:
     def build_model(self) -> nn.Module:
         model = build_model(self.cfg.model, self.train_set.bands, self.num_classes)
         if getattr(model, "spectral", None) is not None and self.cfg.model.spectral_init == "fit":
-            init_spectral_head(model.spectral, self.train_set, self.cfg.runtime.seed, self.cfg.model.spectral_context)
+            init_spectral_head(
+                model.spectral,
+                self.train_set,
+                self.cfg.runtime.seed,
+                self.cfg.model.spectral_context,
+                explicit_threads(self.cfg.runtime),
+            )
             model.spectral.requires_grad_(self.cfg.model.spectral_train)
         if self.cfg.model.linear_epochs and hasattr(model, "set_linear_phase"):
             model.set_linear_phase(self.cfg.model.linear_epochs * self.samples_per_epoch())
