@@ -95,3 +95,10 @@ def _summary(manifest: dict) -> None:
     for k, name in enumerate(manifest["classes"]):
         table.add_row(name, *(str(manifest["class_counts"][key][k]) for key in keys))
     Console().print(table)
+    cv_train = manifest.get("cv_train_counts")
+    if cv_train:  # what `ssmseg cv` trains on when it holds out each fold (datasets of older versions lack it)
+        parts = []
+        for key, row in cv_train.items():
+            lacks = [manifest["classes"][k] for k, n in enumerate(row) if not n]
+            parts.append(f"{key} {sum(row)} px" + (f" (no {', '.join(lacks)})" if lacks else ""))
+        typer.echo(f"cv training part (the train split outside the fold): {'; '.join(parts)}")

@@ -24,7 +24,15 @@ from ssmseg.data.io import Source, raster_env, sha256_file, window_transform
 from ssmseg.data.labels import color_hex
 from ssmseg.data.npyfile import NpyPatches, NpyWriter
 from ssmseg.data.pairing import crs_note, find_pairs, label_mapping, open_pair, unknown_error, unknown_values
-from ssmseg.data.splits import SPLITS, apply_buffer, assign_folds, assign_splits, find_leaks
+from ssmseg.data.splits import (
+    SPLITS,
+    apply_buffer,
+    assign_folds,
+    assign_splits,
+    cover_folds,
+    find_leaks,
+    untrainable,
+)
 from ssmseg.data.stats import SAMPLE_TARGET, BandStats
 from ssmseg.data.tiling import Block, block_problem, make_blocks, overlap_pixels, owned_windows
 from ssmseg.errors import ConfigError, InputError
@@ -242,6 +250,8 @@ def _write(cfg, tmp, images, masks, mapping, windows, owned, unit_of, forced, ov
     mode = prep.split.mode
     unit_split[~forced] = assign_splits(unit_counts[~forced], prep.split.ratios, prep.split.seed, mode)
     unit_fold = assign_folds(unit_counts, unit_split, prep.split.folds, prep.split.seed, mode)
+    # every fold's training part holds every class found outside the fold, as far as the data allows
+    unit_split = cover_folds(unit_counts, unit_split, unit_fold, prep.split.folds, prep.split.seed, prep.split.ratios)
     patches = [
         {
             "source": s,
@@ -263,7 +273,7 @@ def _write(cfg, tmp, images, masks, mapping, windows, owned, unit_of, forced, ov
         notes.append(f"split.mode random: {len(leaks)} val/test patches overlap training patches (leakage)")
     elif leaks:
         raise RuntimeError(f"internal error: spatial split leaks ({leaks[0]})")
-    counts = _class_counts(patches, Y, n_classes, prep.split.folds, mapping.ignore_index)
+    counts, cv_train = _class_counts(patches, Y, n_classes, prep.split.folds, mapping.ignore_index)
     wanted = [r > 0 for r in prep.split.ratios]
     wanted[SPLITS.index("test")] |= bool(forced.any())
     for split in SPLITS:
@@ -271,6 +281,8 @@ def _write(cfg, tmp, images, masks, mapping, windows, owned, unit_of, forced, ov
             missing = [mapping.classes[k] for k in range(n_classes) if counts[split][k] == 0]
             if missing:
                 notes.append(f"classes missing from the {split} split: {', '.join(missing)}")
+    heldout = {f: counts[f"fold_{f}"] for f in range(prep.split.folds)}
+    notes += untrainable(mapping.classes, {f: cv_train[f"fold_{f}"] for f in heldout}, heldout)
     try:
         _check_splits(patches, counts, prep, wanted, notes)
         stats = _stats(patches, X, V, prep.split.folds, prep.split.seed)
@@ -294,6 +306,7 @@ def _write(cfg, tmp, images, masks, mapping, windows, owned, unit_of, forced, ov
         "normalize": prep.normalize,
         "split": {**prep.split.model_dump(mode="json"), "buffer": buffer, "overlap": overlap},
         "class_counts": counts,
+        "cv_train_counts": cv_train,
         "stats": stats,
         "patches": patches,
         "prep": prep.model_dump(mode="json"),
@@ -331,14 +344,21 @@ def _check_splits(patches, counts, prep, wanted, notes) -> None:
 
 
 def _class_counts(patches, Y, n_classes, folds, ignore):
+    """Labelled pixels per class of each split and fold (``class_counts``), and of each fold's cv training part,
+    the train split outside fold k (``cv_train_counts``, keyed fold_k)."""
     counts = {k: np.zeros(n_classes, np.int64) for k in [*SPLITS, *(f"fold_{f}" for f in range(folds))]}
+    cv_train = {f"fold_{f}": np.zeros(n_classes, np.int64) for f in range(folds)}
     for i, p in enumerate(patches):
         lab = Y[i][: p["own"][0], : p["own"][1]]  # owned pixels: overlapping windows count each pixel once
         binc = np.bincount(lab[lab != ignore], minlength=n_classes)[:n_classes]
         counts[p["split"]] += binc
         if p["fold"] >= 0:
             counts[f"fold_{p['fold']}"] += binc
-    return {k: v.tolist() for k, v in counts.items()}
+            if p["split"] == "train":
+                for f in range(folds):
+                    if f != p["fold"]:
+                        cv_train[f"fold_{f}"] += binc
+    return {k: v.tolist() for k, v in counts.items()}, {k: v.tolist() for k, v in cv_train.items()}
 
 
 def _stats(patches, X, V, folds, seed):

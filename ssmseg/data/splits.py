@@ -2,8 +2,11 @@
 
 Assignment is stratified: first every class is given to every split that lacks it, from the blocks that
 hold it, as far as the data allows; then the remaining blocks go to the split furthest below its share of
-labelled pixels. ``find_leaks`` proves the result: no labelled pixel of a val/test patch lies inside any
-training patch's window.
+labelled pixels. Folds are drawn over the non-test units the same way, independently of train/val, so
+``cover_folds`` then moves the fewest val units into train (each with a train unit back to val where that keeps
+the shares) until every fold's training part (the train units outside it) holds every class found outside the
+fold, as far as the data allows. ``find_leaks`` proves the result: no labelled pixel of a val/test patch lies
+inside any training patch's window.
 """
 
 from __future__ import annotations
@@ -86,6 +89,108 @@ def assign_folds(counts: np.ndarray, split: np.ndarray, k: int, seed: int, mode:
         )
     folds[eligible] = stratified_assign(counts[eligible], [1.0 / k] * k, seed + 1, mode, "folds")
     return folds
+
+
+def _trained(counts: np.ndarray, split: np.ndarray, folds: np.ndarray, k: int) -> np.ndarray:
+    """(k + 1, classes) bool: class in the train units outside fold f (row f), and in the train split (row k)."""
+    train = split == SPLITS.index("train")
+    rows = [counts[train & (folds >= 0) & (folds != f)].sum(0) > 0 for f in range(k)]
+    return np.array([*rows, counts[train].sum(0) > 0])
+
+
+def _validated(counts: np.ndarray, split: np.ndarray, folds: np.ndarray, k: int) -> np.ndarray:
+    """(k + 1,) bool: labelled val pixels outside fold f (entry f), and in the val split (entry k)."""
+    val = (split == SPLITS.index("val")) & (counts.sum(1) > 0)
+    parts = [bool((val & (folds >= 0) & (folds != f)).any()) for f in range(k)]
+    return np.array([*parts, bool(val.any())])
+
+
+def training_gaps(counts: np.ndarray, split: np.ndarray, folds: np.ndarray, k: int) -> list[tuple[int, int]]:
+    """(fold, class) for every class found in the non-test units outside a fold but in none of its train units."""
+    outside = [counts[(folds >= 0) & (folds != f)].sum(0) > 0 for f in range(k)]
+    trained = _trained(counts, split, folds, k)
+    return [(f, c) for f in range(k) for c in range(counts.shape[1]) if outside[f][c] and not trained[f, c]]
+
+
+def cover_folds(
+    counts: np.ndarray, split: np.ndarray, folds: np.ndarray, k: int, seed: int, ratios: tuple[float, ...]
+) -> np.ndarray:
+    """The split per unit, repaired so that every fold's training part holds every class found outside the fold.
+
+    For each gap (rarest class first) one val unit outside the fold that holds the class moves to train (the one
+    closing most gaps, then with most pixels of it); a train unit then moves back to val when that keeps every
+    class covered and brings val closer to its share (the same fold, a class val lacks, the nearest size first).
+    A move that would leave a fold (or the whole split) without labelled val pixels is not made. Gaps no move can
+    close (the class lies in one fold only) stay: ``untrainable`` words them. counts (units, classes)."""
+    split = split.copy()
+    rng = np.random.default_rng(seed + 2)
+    val = SPLITS.index("val")
+    share = ratios[val] / max(ratios[SPLITS.index("train")] + ratios[val], 1e-9)  # of the non-test pixels
+    target = share * int(counts[folds >= 0].sum())
+    need_val = _validated(counts, split, folds, k)
+    moved_in: set[int] = set()
+    skipped: set[tuple[int, int]] = set()
+    order = {int(c): r for r, c in enumerate(np.argsort(counts.sum(0), kind="stable"))}
+    while gaps := sorted(set(training_gaps(counts, split, folds, k)) - skipped, key=lambda g: (order[g[1]], g[0])):
+        f, c = gaps[0]
+        cands = np.flatnonzero((split == val) & (folds >= 0) & (folds != f) & (counts[:, c] > 0))
+        ranked = sorted(
+            (-sum(bool(counts[u, h] > 0) and folds[u] != g for g, h in gaps), -int(counts[u, c]), tie, int(u))
+            for u, tie in zip(cands, rng.random(len(cands)), strict=True)
+        )
+        for *_, u in ranked:
+            if _move(counts, split, folds, k, u, moved_in, need_val, target, rng):
+                moved_in.add(u)
+                break
+        else:
+            skipped.add((f, c))
+    return split
+
+
+def _move(counts, split, folds, k, u, moved_in, need_val, target, rng) -> bool:
+    """Move val unit ``u`` into train, and a train unit back to val where that restores a class val lost, brings
+    val closer to its share or keeps the val parts labelled; False (nothing moved) when they cannot stay labelled."""
+    train, val = SPLITS.index("train"), SPLITS.index("val")
+    size = counts.sum(1)
+    had = counts[split == val].sum(0) > 0
+    split[u] = train
+    covered = _trained(counts, split, folds, k)
+    needed = not (_validated(counts, split, folds, k) >= need_val).all()
+    off = abs(size[split == val].sum() - target)
+    lacks = counts[split == val].sum(0) == 0
+    best, best_key = None, None
+    for v in np.flatnonzero((split == train) & (folds >= 0) & (size > 0)):
+        if v == u or int(v) in moved_in:
+            continue
+        split[v] = val
+        keeps = (_trained(counts, split, folds, k) >= covered).all()
+        labelled = (_validated(counts, split, folds, k) >= need_val).all()
+        closer = abs(size[split == val].sum() - target) < off
+        split[v] = train
+        restores = int((had & lacks & (counts[v] > 0)).sum())
+        if keeps and labelled and (restores or closer or needed):
+            adds = int((lacks & (counts[v] > 0)).sum())
+            key = (-restores, folds[v] != folds[u], -adds, abs(size[v] - size[u]), rng.random())
+            if best_key is None or key < best_key:
+                best, best_key = int(v), key
+    if best is not None:
+        split[best] = val
+    elif needed:
+        split[u] = val
+        return False
+    return True
+
+
+def untrainable(classes: list[str], trained: dict[int, list[int]], heldout: dict[int, list[int]]) -> list[str]:
+    """One line per fold and class whose held-out pixels no training pixel outside the fold can teach.
+    ``trained``/``heldout``: fold -> labelled pixels per class of its training part / of the fold itself."""
+    return [
+        f"fold_{f}: {name} ({heldout[f][c]} held-out px) has no training pixels outside this fold; "
+        "no method can learn it there"
+        for f in sorted(heldout)
+        for c, name in enumerate(classes)
+        if heldout[f][c] > 0 and trained[f][c] == 0
+    ]
 
 
 def _intersect(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> tuple[int, int, int, int] | None:

@@ -65,7 +65,7 @@ def run_cv(cfg: Config, folds: int | None = None, force: bool = False) -> dict[s
     cfg = cap_warmup(cfg)
     if cfg.cv.baselines:
         life.check_baselines("cv.baselines")  # refused before the first fold trains
-    life.check_folds(dataset, k)  # every fold can train, validate and be scored, checked before the first one
+    gaps = life.check_folds(dataset, k)  # every fold can train, validate and be scored, checked before the first one
     root = cv_folder(default_run_dir(cfg), cfg, k)  # ours with this config (completed folds kept), or new
     rows = []
     for fold in range(k):
@@ -76,10 +76,14 @@ def run_cv(cfg: Config, folds: int | None = None, force: bool = False) -> dict[s
             rows.append(row)
             continue
         outputs.remove_own(fold_dir, "run")  # an unfinished fold (or --force) starts over; only what train wrote
+        for line in gaps[fold]:  # a held-out class no training pixel outside the fold can teach
+            progress.warn(line)
         try:
             with progress.scope(f"fold_{fold} ({fold + 1}/{k})"):  # named as its folder and the final table
                 result = train(cfg, fold=fold, run_dir=fold_dir)
             row = fold_row(cfg, result, dataset, fold, life)
+            if gaps[fold]:
+                row["warnings"] = gaps[fold]
             if cfg.cv.baselines:  # same training part, same held-out pixels, scored as the model
                 row["baselines"] = life.baselines(cfg, dataset, fold)
         except KeyboardInterrupt:  # in training or scoring: the fold starts over next time

@@ -7,7 +7,8 @@
 - ``builtin_dataset``: the built-in synthetic dataset a run uses when ``data.dataset`` is empty;
 - ``check_config``: what the config asks of a prepared dataset that the dataset cannot give (before any work);
 - ``prepare``: the checks a prepared dataset must pass before training, and the config that will actually run;
-- ``check_folds``: every cv fold can train, validate and be scored, checked before the first one trains;
+- ``check_folds``: every cv fold can train, validate and be scored, checked before the first one trains; returns
+  per fold the warnings cv repeats when that fold starts (a held-out class its training part lacks);
 - ``evaluate``: the test split or whole scenes (``ssmseg eval``), into a new, empty folder;
 - ``score_heldout``: cv's one score of a fold's ``best.pt`` on the fold it held out (``scores_heldout`` False:
   the task has none, and cv reports validation metrics and says so);
@@ -63,7 +64,7 @@ class TaskLife(Protocol):
 
     def prepare(self, cfg: Config, dataset: Path, manifest: dict[str, Any], fold: int | None) -> Config: ...
 
-    def check_folds(self, dataset: Path, folds: int) -> None: ...
+    def check_folds(self, dataset: Path, folds: int) -> list[list[str]]: ...
 
     def check_baselines(self, option: str) -> None: ...
 

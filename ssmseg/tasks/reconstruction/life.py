@@ -46,12 +46,13 @@ class ReconstructionLife:
             return cfg
         return cfg.model_copy(update={"data": cfg.data.model_copy(update={"crop_size": side})})
 
-    def check_folds(self, dataset: Path, folds: int) -> None:
+    def check_folds(self, dataset: Path, folds: int) -> list[list[str]]:
         from ssmseg.data.field_dataset import FieldDataset
 
         for fold in range(folds):
             for part in ("train", "val", "heldout"):
                 FieldDataset(dataset, part, fold)  # a part without fields is a one-line error naming it
+        return [[] for _ in range(folds)]  # fields have no classes a fold could lack
 
     def check_baselines(self, option: str) -> None:
         raise ConfigError(NO_BASELINES.format(option=option))

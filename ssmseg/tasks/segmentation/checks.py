@@ -13,6 +13,7 @@ from ssmseg.config.loading import validate_layers
 from ssmseg.data import manifest as mf
 from ssmseg.data.datasets import describe_part, select
 from ssmseg.data.io import sha256_file
+from ssmseg.data.splits import untrainable
 from ssmseg.errors import ConfigError, InputError
 
 
@@ -28,10 +29,13 @@ def _parts(dataset: Path, manifest: dict[str, Any], fold: int | None, heldout: b
     return {name: PatchDataset(dataset, part, fold).class_counts() for name, part in parts.items()}
 
 
-def check_training_data(dataset: Path, manifest: dict[str, Any], fold: int | None, heldout: bool = False) -> None:
-    """Every part a run (or cv fold) reads holds a labelled pixel."""
+def check_training_data(
+    dataset: Path, manifest: dict[str, Any], fold: int | None, heldout: bool = False
+) -> dict[str, list[int]]:
+    """Every part a run (or cv fold) reads holds a labelled pixel; returns the parts' labelled pixels per class."""
     names = {"training": "train", "validation": "val", "held-out": "heldout"}
-    for part, counts in _parts(dataset, manifest, fold, heldout).items():
+    parts = _parts(dataset, manifest, fold, heldout)
+    for part, counts in parts.items():
         if not sum(counts):
             where = "" if fold is None else f" of cv fold {fold}"
             what = "" if fold is None else f"; they are: {describe_part(names[part], fold)}"
@@ -41,6 +45,7 @@ def check_training_data(dataset: Path, manifest: dict[str, Any], fold: int | Non
                 "and the masks, or prepare the dataset again with a larger val share (prep.split.ratios), smaller "
                 "prep.split.block_size or fewer folds"
             )
+    return parts
 
 
 def prepare(cfg: Config, dataset: Path, manifest: dict[str, Any], fold: int | None) -> Config:
@@ -79,11 +84,15 @@ def check_crop_size(cfg: Config) -> None:
         )
 
 
-def check_folds(dataset: Path, folds: int) -> None:
-    """Every fold can be trained, validated (on the val split outside it) and scored (on its own patches)."""
+def check_folds(dataset: Path, folds: int) -> list[list[str]]:
+    """Every fold can be trained, validated (on the val split outside it) and scored (on its own patches); per
+    fold, a line for each class its held-out pixels hold and its training part lacks (no method can learn it)."""
     manifest = mf.load(dataset)
+    notes = []
     for fold in range(folds):
-        check_training_data(dataset, manifest, fold, heldout=True)
+        parts = check_training_data(dataset, manifest, fold, heldout=True)
+        notes.append(untrainable(manifest["classes"], {fold: parts["training"]}, {fold: parts["held-out"]}))
+    return notes
 
 
 def check_test_data(folder: Path, manifest: dict[str, Any], state: dict[str, Any]) -> None:

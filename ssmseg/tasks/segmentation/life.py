@@ -42,8 +42,8 @@ class SegmentationLife:
     def prepare(self, cfg: Config, dataset: Path, manifest: dict[str, Any], fold: int | None) -> Config:
         return checks.prepare(cfg, dataset, manifest, fold)
 
-    def check_folds(self, dataset: Path, folds: int) -> None:
-        checks.check_folds(dataset, folds)
+    def check_folds(self, dataset: Path, folds: int) -> list[list[str]]:
+        return checks.check_folds(dataset, folds)
 
     def check_baselines(self, option: str) -> None:
         """The classical baselines are available (``ssmseg baseline``'s, scored as the model)."""
