@@ -119,7 +119,8 @@ def cover_folds(
 
     For each gap (rarest class first) one val unit outside the fold that holds the class moves to train (the one
     closing most gaps, then with most pixels of it); a train unit then moves back to val when that keeps every
-    class covered and brings val closer to its share (the same fold, a class val lacks, the nearest size first).
+    class covered and restores a class val lost or brings val closer to its share (preferred in that order: a
+    restored class, the same fold, a class val lacks, the nearest size).
     A move that would leave a fold (or the whole split) without labelled val pixels is not made. Gaps no move can
     close (the class lies in one fold only) stay: ``untrainable`` words them. counts (units, classes)."""
     split = split.copy()
@@ -149,32 +150,32 @@ def cover_folds(
 
 def _move(counts, split, folds, k, u, moved_in, need_val, target, rng) -> bool:
     """Move val unit ``u`` into train, and a train unit back to val where that restores a class val lost, brings
-    val closer to its share or keeps the val parts labelled; False (nothing moved) when they cannot stay labelled."""
+    val closer to its share or keeps the val parts labelled; False (nothing moved) when they cannot stay labelled.
+    Every train unit is weighed at once: O(units x folds x classes)."""
     train, val = SPLITS.index("train"), SPLITS.index("val")
     size = counts.sum(1)
     had = counts[split == val].sum(0) > 0
     split[u] = train
-    covered = _trained(counts, split, folds, k)
-    needed = not (_validated(counts, split, folds, k) >= need_val).all()
-    off = abs(size[split == val].sum() - target)
+    in_train = split == train
+    outside = (folds[None, :] >= 0) & (folds[None, :] != np.arange(k)[:, None])  # (k, units)
+    parts = np.concatenate([outside & in_train[None], in_train[None]]).astype(np.int64) @ counts  # (k + 1, classes)
+    after = _validated(counts, split, folds, k)
+    needed = not (after >= need_val).all()
+    v = np.flatnonzero(in_train & (folds >= 0) & (size > 0))
+    v = v[(v != u) & ~np.isin(v, list(moved_in))]
+    left = np.concatenate([outside[:, v], np.ones((1, len(v)), bool)]).T  # (v, k + 1): the parts v leaves
+    # v may go when every class it holds keeps a train pixel in every part it leaves, and the val parts stay labelled
+    keeps = ~(left[:, :, None] & (counts[v][:, None, :] > 0) & (parts[None] == counts[v][:, None, :])).any((1, 2))
+    labelled = ((after[None] | left) >= need_val[None]).all(1)
+    val_size = size[split == val].sum()
+    closer = np.abs(val_size + size[v] - target) < abs(val_size - target)
     lacks = counts[split == val].sum(0) == 0
-    best, best_key = None, None
-    for v in np.flatnonzero((split == train) & (folds >= 0) & (size > 0)):
-        if v == u or int(v) in moved_in:
-            continue
-        split[v] = val
-        keeps = (_trained(counts, split, folds, k) >= covered).all()
-        labelled = (_validated(counts, split, folds, k) >= need_val).all()
-        closer = abs(size[split == val].sum() - target) < off
-        split[v] = train
-        restores = int((had & lacks & (counts[v] > 0)).sum())
-        if keeps and labelled and (restores or closer or needed):
-            adds = int((lacks & (counts[v] > 0)).sum())
-            key = (-restores, folds[v] != folds[u], -adds, abs(size[v] - size[u]), rng.random())
-            if best_key is None or key < best_key:
-                best, best_key = int(v), key
-    if best is not None:
-        split[best] = val
+    restores = ((counts[v] > 0) & (had & lacks)[None]).sum(1)
+    ok = keeps & labelled & ((restores > 0) | closer | needed)
+    if ok.any():
+        adds = ((counts[v] > 0) & lacks[None]).sum(1)
+        keys = (rng.random(len(v)), np.abs(size[v] - size[u]), -adds, folds[v] != folds[u], -restores)
+        split[v[ok][np.lexsort([key[ok] for key in keys])[0]]] = val
     elif needed:
         split[u] = val
         return False

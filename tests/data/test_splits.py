@@ -129,3 +129,27 @@ def test_a_class_in_one_block_is_warned_by_prep_and_again_when_cv_starts_its_fol
     text = printed.getvalue()
     assert text.count(line) == 1 and text.index(line) < text.index(f"fold_{fold} ({fold + 1}/2)")
     assert summary["folds"][fold]["warnings"] == [line] and "warnings" not in summary["folds"][1 - fold]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_the_cover_never_opens_a_gap_nor_empties_a_val_part_on_random_counts(seed):
+    rng = np.random.default_rng(seed)
+    units, classes = int(rng.integers(6, 40)), int(rng.integers(2, 7))
+    counts = rng.integers(1, 300, (units, classes)) * (rng.random((units, classes)) < rng.uniform(0.1, 0.6))
+    split = assign_splits(counts, RATIOS, seed)
+    folds = assign_folds(counts, split, 3, seed)
+    new = cover_folds(counts, split, folds, 3, seed, RATIOS)
+    before, after = set(training_gaps(counts, split, folds, 3)), set(training_gaps(counts, new, folds, 3))
+    assert after <= before  # never opens one; a gap stays only where closing it would leave a fold without val
+    names = [f"c{c}" for c in range(classes)]
+    trained = {f: counts[(folds >= 0) & (folds != f) & (new == 0)].sum(0).tolist() for f in range(3)}
+    heldout = {f: counts[folds == f].sum(0).tolist() for f in range(3)}
+    warned = untrainable(names, trained, heldout)
+    for f, c in after:  # and then it is warned wherever the fold holds the class
+        assert (f"fold_{f}: c{c} (" in " ".join(warned)) == (heldout[f][c] > 0)
+    assert (new[split == 2] == 2).all() and (split[new == 2] == 2).all()
+    for f in range(3):
+        outside = (folds >= 0) & (folds != f) & (counts.sum(1) > 0)
+        assert (split[outside] == 1).any() <= (new[outside] == 1).any()
+        was, now = (counts[outside & (s == 0)].sum(0) > 0 for s in (split, new))
+        assert (was <= now).all()  # a class trained before still is
