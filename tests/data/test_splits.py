@@ -5,6 +5,8 @@ again when ``ssmseg cv`` starts that fold."""
 from __future__ import annotations
 
 import io
+import json
+import shutil
 
 import numpy as np
 import pytest
@@ -114,6 +116,11 @@ def test_a_class_in_one_block_is_warned_by_prep_and_again_when_cv_starts_its_fol
     line = f"fold_{fold}: c3 (144 held-out px) has no training pixels outside this fold; no method can learn it there"
     assert [w for w in result.warnings if "held-out px" in w] == [line]
     assert check_folds(tmp_path / "ds", 2)[fold] == [line] and check_folds(tmp_path / "ds", 2)[1 - fold] == []
+    manifest = json.loads((tmp_path / "ds" / "manifest.json").read_text())
+    old = tmp_path / "old"  # as prep wrote it before it covered folds: no cv_train_counts
+    shutil.copytree(tmp_path / "ds", old)
+    (old / "manifest.json").write_text(json.dumps({k: v for k, v in manifest.items() if k != "cv_train_counts"}))
+    assert check_folds(old, 2)[fold] == [line + " (prepared before prep covered folds: prep into a new --out)"]
     cfg = build_config(
         explicit={
             "data": {"dataset": str(tmp_path / "ds"), "crop_size": 16, "batch_size": 4, "max_patches": 8},
