@@ -4,6 +4,7 @@ linear warmup followed by cosine, cosine with warm restarts, polynomial, reduce-
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -12,18 +13,36 @@ from torch import nn
 from ssmseg.config.schema import OptimConfig, ScheduleConfig
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    decay, no_decay = [], []
+def param_groups(
+    model: nn.Module, weight_decay: float, lr_scales: Mapping[nn.Module, float] | None = None
+) -> list[dict[str, Any]]:
+    """Decay and no-decay groups; each submodule of ``lr_scales`` with a factor other than 1 gets its own pair,
+    whose ``lr_scale`` the schedule multiplies its learning rate by (:meth:`EpochSchedule.apply`)."""
+    scaled = {id(p): f for m, f in (lr_scales or {}).items() if f != 1.0 for p in m.parameters()}
+    groups: dict[tuple[float, bool], list[nn.Parameter]] = {(1.0, False): [], (1.0, True): []}
     for _, p in model.named_parameters():
         if not p.requires_grad:
             continue
         skip = p.ndim <= 1 or getattr(p, "_no_weight_decay", False)
-        (no_decay if skip else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        groups.setdefault((scaled.get(id(p), 1.0), skip), []).append(p)
+    out = []
+    for (scale, skip), params in groups.items():
+        if scale != 1.0 and not params:
+            continue
+        group: dict[str, Any] = {"params": params, "weight_decay": 0.0 if skip else weight_decay}
+        if scale != 1.0:
+            group["lr_scale"] = scale
+        out.append(group)
+    return out
 
 
-def build_optimizer(cfg: OptimConfig, model: nn.Module) -> torch.optim.Optimizer:
-    groups = param_groups(model, cfg.weight_decay)
+def build_optimizer(
+    cfg: OptimConfig, model: nn.Module, lr_scales: Mapping[nn.Module, float] | None = None
+) -> torch.optim.Optimizer:
+    """AdamW or SGD over :func:`param_groups`; a group's initial lr is ``cfg.lr`` times its ``lr_scale``."""
+    groups = param_groups(model, cfg.weight_decay, lr_scales)
+    for group in groups:
+        group["lr"] = cfg.lr * group.get("lr_scale", 1.0)
     if cfg.name == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
@@ -155,9 +174,11 @@ class EpochSchedule:
             self.bad = 0
 
     def apply(self, optimizer: torch.optim.Optimizer, epoch: int) -> float:
+        """Sets epoch ``epoch``'s learning rate on every group, times the group's ``lr_scale`` (default 1);
+        returns the schedule's (unscaled) rate."""
         lr = self.lr(epoch)
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         return lr
 
     def state_dict(self) -> dict[str, Any]:

@@ -193,7 +193,10 @@ def train(
             **task.run_info(val_loader.dataset.indices if isinstance(val_loader.dataset, Subset) else None),
             **({"finetune": tuned} if tuned else {}),
         }
-        optimizer = build_optimizer(cfg.optim, model)
+        head = getattr(unwrap(model), "spectral", None)  # ssmu_net's spectral head: model.spectral_lr_scale
+        optimizer = build_optimizer(
+            cfg.optim, model, {head: cfg.model.spectral_lr_scale} if isinstance(head, torch.nn.Module) else None
+        )
         schedule = EpochSchedule(
             cfg.schedule, cfg.optim.lr, cfg.train.epochs, cfg.train.mode, cfg.train.extend_schedule
         )

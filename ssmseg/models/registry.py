@@ -52,6 +52,7 @@ SPECIFIC = (
     "spectral_context",
     "spectral_init",
     "spectral_train",
+    "spectral_lr_scale",
     "spatial_gate",
     "linear_epochs",
     "interp_widths",
@@ -94,6 +95,7 @@ MODELS: dict[str, Entry] = {
             "spectral_context",
             "spectral_init",
             "spectral_train",
+            "spectral_lr_scale",
             "spatial_gate",
             "linear_epochs",
         },
@@ -227,6 +229,11 @@ def build_model(cfg: ModelConfig, in_channels: int, num_classes: int, tiny: bool
         raise ConfigError(
             "model.spectral_context widens the spectral head, which model.spectral_head: false removes; "
             "set spectral_context to 0 or keep the spectral head"
+        )
+    if cfg.spectral_lr_scale != 1.0 and not cfg.spectral_head:
+        raise ConfigError(
+            "model.spectral_lr_scale scales the spectral head's learning rate, which model.spectral_head: false "
+            "removes; set spectral_lr_scale to 1 or keep the spectral head"
         )
     if tiny:
         cfg = cfg.model_copy(update=entry.tiny)

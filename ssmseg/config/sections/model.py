@@ -73,6 +73,13 @@ class ModelConfig(Section):
         description="SSMU-Net's spectral head: trained with the rest (true), or, started by `spectral_init: fit`, "
         "kept at the fitted logistic regression (false: the spatial path learns a correction to a fixed floor).",
     )
+    spectral_lr_scale: float = Field(
+        1.0,
+        gt=0,
+        description="SSMU-Net's spectral head: its learning rate is the schedule's times this factor (its own "
+        "optimiser parameter groups); below 1 keeps the head near its `spectral_init: fit` start while the rest "
+        "trains at the full rate; 1: one rate for all.",
+    )
     spatial_gate: float = Field(
         0.0,
         description="SSMU-Net with the spectral head: initial weight of the spatial logits (0: the model starts as "
