@@ -30,6 +30,16 @@ class Entry:
     ss2d_blocks: bool = False  # has SS2D blocks (their depthwise convolution needs an odd d_conv)
 
 
+# SSMU-Net's per-pixel linear path and how it trains beside the spatial one.
+SPECTRAL = (
+    "spectral_head",
+    "spectral_context",
+    "spectral_init",
+    "spectral_train",
+    "spectral_lr_scale",
+    "spatial_gate",
+    "linear_epochs",
+)
 # Keys only some models read: a value other than the default for a model that ignores it is an error.
 SPECIFIC = (
     "d_state",
@@ -48,13 +58,7 @@ SPECIFIC = (
     "window_attention",
     "ss2d",
     "sinc",
-    "spectral_head",
-    "spectral_context",
-    "spectral_init",
-    "spectral_train",
-    "spectral_lr_scale",
-    "spatial_gate",
-    "linear_epochs",
+    *SPECTRAL,
     "interp_widths",
     "bound_margin",
 )
@@ -86,19 +90,7 @@ MODELS: dict[str, Entry] = {
         ),
         {"width": 8, "depth": 2, "d_state": 4, "n_filters": 4},
         "per-pixel linear classifier + gated spatial path: sinc band-pass filter bank, UNet with SS2D Mamba blocks",
-        uses=SSM
-        | {
-            "n_filters",
-            "sinc",
-            "ss2d",
-            "spectral_head",
-            "spectral_context",
-            "spectral_init",
-            "spectral_train",
-            "spectral_lr_scale",
-            "spatial_gate",
-            "linear_epochs",
-        },
+        uses=SSM | {"n_filters", "sinc", "ss2d", *SPECTRAL},
         ss2d_blocks=True,
     ),
     "cmt_unet": Entry(
