@@ -83,19 +83,25 @@ def test_nodata_becomes_ignore_and_stays_out_of_statistics(tmp_path):
     assert max(m["stats"]["train"]["max"]) < 65535
 
 
-def test_class_remapping_and_ignored_values(tmp_path):
+def remapped_scene(tmp_path, **extra):
+    """A scene of 12 px squares of raw mask values 1, 10, 11 (classes 0, 1, 2) and 0 (ignored), whose two image
+    bands hold 3x the raw value; -> its prep config."""
     labels = np.array([[1, 10], [11, 0]], np.uint8).repeat(12, 0).repeat(12, 1)
-    write_tif(tmp_path / "img" / "s.tif", np.stack([labels * 3] * 2).astype(np.uint16))
+    write_tif(tmp_path / "img" / "s.tif", np.stack([labels.astype(np.uint16) * 3] * 2))
     write_tif(tmp_path / "msk" / "s.tif", labels)
-    cfg = prep_config(
+    return prep_config(
         tmp_path,
         crop=8,
         classes=None,
         class_map={1: 0, 10: 1, 11: 2},
         ignore_values=[0],
         split={"block_size": 8, "folds": 2},
+        **extra,
     )
-    m = prepare(cfg, tmp_path / "ds").manifest
+
+
+def test_class_remapping_and_ignored_values(tmp_path):
+    m = prepare(remapped_scene(tmp_path), tmp_path / "ds").manifest
     a = arrays(tmp_path / "ds")
     assert set(np.unique(a["labels"]).tolist()) <= {0, 1, 2, 255}
     total = np.sum([m["class_counts"][s] for s in ("train", "val", "test")], axis=0)
@@ -205,19 +211,7 @@ def test_cubes_from_npy_and_tifffile(tmp_path):
 
 def test_class_map_sends_each_raw_value_to_its_class(tmp_path):
     """Raw 1 -> class 0, raw 10 -> class 1, raw 11 -> class 2, pixel by pixel (the image encodes the raw value)."""
-    labels = np.array([[1, 10], [11, 0]], np.uint8).repeat(12, 0).repeat(12, 1)
-    write_tif(tmp_path / "img" / "s.tif", np.stack([labels.astype(np.uint16) * 3] * 2))
-    write_tif(tmp_path / "msk" / "s.tif", labels)
-    cfg = prep_config(
-        tmp_path,
-        crop=8,
-        classes=None,
-        class_map={1: 0, 10: 1, 11: 2},
-        ignore_values=[0],
-        split={"block_size": 8, "folds": 2},
-        normalize="minmax",
-    )
-    prepare(cfg, tmp_path / "ds")
+    prepare(remapped_scene(tmp_path, normalize="minmax"), tmp_path / "ds")
     a = arrays(tmp_path / "ds")
     raw = a["images"][:, 0].astype(np.int64) // 3  # the raw mask value at every pixel of every patch
     expected = {1: 0, 10: 1, 11: 2}
