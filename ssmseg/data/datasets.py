@@ -88,6 +88,13 @@ def describe_part(part: str, fold: int | None) -> str:
     }[part]
 
 
+def describe_selection(select: str, fold: int | None) -> str:
+    """What chose a run's best.pt, in words: the val part (``train.select: best``) or nothing (``last``)."""
+    if select == "last":
+        return "nothing: the last epoch (train.select: last)"
+    return describe_part("val", fold)
+
+
 class PatchDataset(Dataset):
     """Patches of one part of a prepared dataset (``select``)."""
 

@@ -189,6 +189,7 @@ def _header(st: FitState, cfg: Config, stop_reason: str) -> dict[str, Any]:
         "monitor": cfg.train.monitor,
         "mode": cfg.train.mode,
         "min_delta": cfg.train.min_delta,
+        "select": cfg.train.select,
         "ema": cfg.train.ema,
         "metric_names": list(st.task.metric_names),
         "best": st.best,
@@ -276,7 +277,8 @@ def fit(st: FitState, train_loader, val_loader, cfg: Config, rt: Runtime, run_di
             value = rec[tc.monitor]
             st.schedule.step(value)
             st.history.append(rec)
-            improved = _improved(value, st.best["value"], tc.mode, tc.min_delta)
+            # select last: every epoch replaces best.pt (patience and min_delta are refused with it by the schema)
+            improved = tc.select == "last" or _improved(value, st.best["value"], tc.mode, tc.min_delta)
             if improved:
                 st.best = {"value": value, "epoch": epoch + 1}
                 since_best = 0

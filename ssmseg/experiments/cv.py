@@ -21,7 +21,7 @@ from ssmseg import outputs, progress
 from ssmseg.config import Config
 from ssmseg.data import manifest as mf
 from ssmseg.data.builtin import resolve_dataset
-from ssmseg.data.datasets import describe_part
+from ssmseg.data.datasets import describe_part, describe_selection
 from ssmseg.engine import checkpoint as ckpt
 from ssmseg.engine.runtime import setup_runtime, shutdown
 from ssmseg.errors import ConfigError, Interrupted
@@ -93,7 +93,7 @@ def run_cv(cfg: Config, folds: int | None = None, force: bool = False) -> dict[s
             raise
         done.write_text(json.dumps(row, indent=1))
         rows.append(row)
-    summary = summarise(rows, rows[0]["monitor"], life.scores_heldout, cfg.task.name)
+    summary = summarise(rows, rows[0]["monitor"], life.scores_heldout, cfg.task.name, cfg.train.select)
     write_summary(root, summary)
     summary["run_dir"] = str(root)
     return summary
@@ -117,7 +117,7 @@ def fold_row(cfg: Config, result: RunResult, dataset: Path, fold: int, life: Tas
         "fold": fold,
         "best_epoch": best_epoch,
         "monitor": result.monitor,
-        "selected_on": describe_part("val", fold),
+        "selected_on": describe_selection(cfg.train.select, fold),
         "trained_on": describe_part("train", fold),
     }
     if not life.scores_heldout:
@@ -157,7 +157,9 @@ def _stats(values: list[float | None]) -> tuple[float | None, float | None]:
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
 
 
-def summarise(rows: list[dict[str, Any]], monitor: str, scored: bool, task: str) -> dict[str, Any]:
+def summarise(
+    rows: list[dict[str, Any]], monitor: str, scored: bool, task: str, select: str = "best"
+) -> dict[str, Any]:
     """cv_summary: every fold, mean and std of every metric (held-out first) and of the per-class IoU, and what
     selected the checkpoints and what was scored."""
     heldout = [m for m in rows[0] if m.startswith("heldout/")]
@@ -169,7 +171,7 @@ def summarise(rows: list[dict[str, Any]], monitor: str, scored: bool, task: str)
         "monitor": monitor,
         "headline": metrics[0],
         "metrics": metrics,
-        "selected_on": SELECTED_ON,
+        "selected_on": SELECTED_ON if select == "best" else describe_selection(select, None),
         "trained_on": TRAINED_ON,
         "scored_on": SCORED_ON if scored else None,
         "mean": {},

@@ -24,7 +24,7 @@ from ssmseg import __version__, outputs
 from ssmseg.config import Config, dump_config, save_config
 from ssmseg.data import manifest as mf
 from ssmseg.data.builtin import resolve_dataset
-from ssmseg.data.datasets import describe_part
+from ssmseg.data.datasets import describe_selection
 from ssmseg.data.sampling import EpochSampler
 from ssmseg.engine import checkpoint as ckpt
 from ssmseg.engine.ema import WeightEMA
@@ -171,7 +171,7 @@ def train(
             **task.checkpoint_meta(),
             "versions": versions,
             "scan_backend": backend,
-            "selected_on": describe_part("val", fold),
+            "selected_on": describe_selection(cfg.train.select, fold),
             **({"finetune": tuned} if tuned else {}),
         }
         info = {
@@ -189,7 +189,7 @@ def train(
             "train_items": len(task.train_set),
             "val_items": len(val_loader.dataset),
             "val_items_total": len(task.val_set),
-            "selected_on": describe_part("val", fold),
+            "selected_on": describe_selection(cfg.train.select, fold),
             **task.run_info(val_loader.dataset.indices if isinstance(val_loader.dataset, Subset) else None),
             **({"finetune": tuned} if tuned else {}),
         }

@@ -120,6 +120,13 @@ def test_the_fold_epoch_follows_the_min_delta_rule(synthetic_dataset, tmp_path):
         assert row["best_epoch"] == 1 and history["min_delta"] == 1e3
 
 
+def test_select_last_scores_each_fold_at_its_last_epoch_and_says_so(synthetic_dataset, tmp_path):
+    summary = run_cv(cfg_for(synthetic_dataset, tmp_path, "last", epochs=2, select="last"))
+    assert [row["best_epoch"] for row in summary["folds"]] == [2, 2]
+    assert all("train.select: last" in row["selected_on"] for row in summary["folds"])
+    assert "train.select: last" in summary["selected_on"]
+
+
 def test_more_folds_than_prepared_is_an_error(synthetic_dataset, tmp_path):
     with pytest.raises(ConfigError, match="more than the 2 folds"):
         run_cv(cfg_for(synthetic_dataset, tmp_path), folds=3)

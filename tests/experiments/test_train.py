@@ -16,6 +16,7 @@ from ssmseg.config import build_config
 from ssmseg.engine import checkpoint as ckpt
 from ssmseg.engine import loop
 from ssmseg.engine.loop import DivergedError
+from ssmseg.errors import ConfigError
 from ssmseg.experiments.train import train
 from ssmseg.tasks.segmentation import task as seg_task
 from tests.conftest import REPO
@@ -108,6 +109,28 @@ def test_a_later_epoch_replaces_the_best_only_by_more_than_min_delta(synthetic_d
     assert json.loads((result.run_dir / "history.json").read_text())["min_delta"] == margin
     assert loop._improved(0.80, 0.79, "max", 0.005) and not loop._improved(0.794, 0.79, "max", 0.005)
     assert loop._improved(0.70, 0.71, "min", 0.005) and not loop._improved(0.706, 0.71, "min", 0.005)
+
+
+def test_select_last_keeps_the_last_epoch_whatever_the_monitor_says(synthetic_dataset, tmp_path):
+    # mode max on the val loss: its best is an early epoch, so best and last differ by construction
+    over = {"monitor": "val/loss", "mode": "max"}
+    best = train(tiny(synthetic_dataset, tmp_path, "best", train=over))
+    last = train(tiny(synthetic_dataset, tmp_path, "last", train={**over, "select": "last"}))
+    assert best.best["epoch"] < 4, "the test needs a monitored best before the last epoch"
+    assert last.best["epoch"] == 4 and last.best["value"] == last.history[-1]["val/loss"]
+    assert ckpt.load(last.run_dir / "checkpoints" / "best.pt")["epoch"] == 3
+    header = json.loads((last.run_dir / "history.json").read_text())
+    assert header["select"] == "last" and header["run"]["selected_on"].startswith("nothing: the last epoch")
+
+
+@pytest.mark.parametrize("key, value", [("patience", 2), ("min_delta", 0.01)])
+def test_select_last_refuses_the_keys_that_choose_a_best_epoch(synthetic_dataset, tmp_path, key, value):
+    with pytest.raises(ConfigError) as err:
+        tiny(synthetic_dataset, tmp_path, "x", train={"select": "last", key: value})
+    assert err.value.problems == [
+        f"train.{key} chooses the best epoch, but train.select: last keeps the last one; leave train.{key} empty "
+        "(0 for min_delta) or use train.select: best"
+    ]
 
 
 def test_divergence_guard_stops_and_keeps_the_last_good_checkpoint(synthetic_dataset, tmp_path, monkeypatch):

@@ -63,6 +63,13 @@ class TrainConfig(Section):
         "more than this, so selection keeps the earlier (simpler) model unless a later one is better by more than "
         "validation noise. 0: any improvement. history.json records it.",
     )
+    select: Literal["best", "last"] = Field(
+        "best",
+        description="Which epoch best.pt keeps (the checkpoint cv scores and eval uses): best: the best val value of "
+        "train.monitor; last: the last epoch that ran, chosen on nothing (for val splits of a few hundred pixels, "
+        "where the best of many noisy epochs is mostly the noise: docs/experiment_log.md, 2026-12-06). "
+        "history.json records it.",
+    )
     ema: float | None = Field(
         None,
         gt=0,
