@@ -84,6 +84,18 @@ def test_the_files_keys_classes_and_split_are_the_datasets_own(name):
 
 
 @pytest.mark.parametrize("name", list(SHIPPED))
+def test_every_cube_preset_trains_with_the_hyperspectral_recipe(name):
+    # the recipe chosen and measured as preset hyperspectral; a dataset preset adds its files, classes, crop and
+    # block size (the larger scenes use the usual 32 px crop)
+    recipe, own = preset("hyperspectral"), preset(name)
+    assert {k: v for k, v in own.items() if k not in ("prep", "data")} == {
+        k: v for k, v in recipe.items() if k not in ("prep", "data")
+    }
+    assert own["data"]["batch_size"] == recipe["data"]["batch_size"]
+    assert own["prep"]["split"]["folds"] == recipe["prep"]["split"]["folds"]
+
+
+@pytest.mark.parametrize("name", list(SHIPPED))
 def test_prep_check_passes_the_files_as_they_ship(name, tmp_path):
     root = fake_download(name, tmp_path / "download")
     report = check_sources(rooted(config(name), root))
