@@ -190,6 +190,11 @@ def _collect(report: dict[str, Any]) -> None:
             report["headlines"].append(
                 f"{a['label']}: best {a['monitor']} {fmt(s['best_value'])} at epoch "
                 f"{s['best_epoch']} of {s['epochs_trained']} ({s['stop_reason'] or 'no stop_reason'})"
+                + (
+                    f"; best.pt is the last epoch (train.select: last), {a['monitor']} {fmt(s['final_value'])}"
+                    if s.get("select") == "last"
+                    else ""
+                )
             )
         for sub in a["evals"] + a["sweeps"]:
             take(sub, f"{a['label']}/{sub['name']}")

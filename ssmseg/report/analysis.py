@@ -141,11 +141,13 @@ def _best_index(run: Run, cur: Curves, val: np.ndarray | None) -> tuple[int | No
     if val is None:
         return None, None
     epochs = list(cur.epoch.astype(int))
-    if run.best["epoch"] in epochs and np.isfinite(val[epochs.index(run.best["epoch"])]):
+    kept_last = run.select == "last"  # history's best is then the last epoch: the monitored best is the curve's
+    if not kept_last and run.best["epoch"] in epochs and np.isfinite(val[epochs.index(run.best["epoch"])]):
         return epochs.index(run.best["epoch"]), None
     sign = 1.0 if run.mode != "min" else -1.0
     s = np.where(np.isfinite(val), sign * val, -np.inf)
-    return int(np.argmax(s)), "history.json's best epoch is missing or has no value: recomputed from the curve"
+    note = None if kept_last else "history.json's best epoch is missing or has no value: recomputed from the curve"
+    return int(np.argmax(s)), note
 
 
 def _summary(run: Run, cur: Curves, b: int | None, size: dict[str, Any]) -> dict[str, Any]:
@@ -165,6 +167,7 @@ def _summary(run: Run, cur: Curves, b: int | None, size: dict[str, Any]) -> dict
         "gap_at_best": at(train, b) - at(val, b),
         "lr_at_best": at(cur.get("lr"), b),
         "final_value": at(val, len(cur.epoch) - 1) if len(cur.epoch) else math.nan,
+        "select": run.select,
         "epochs_trained": len(cur.epoch),
         "epochs_planned": run.planned_epochs(),
         "stop_reason": run.stop_reason,

@@ -146,6 +146,7 @@ def summary_rows(a: dict[str, Any]) -> list[list[Any]]:
         ["train − validation at the best epoch", fmt(s.get("gap_at_best"))],
         ["LR at the best epoch", fmt(s.get("lr_at_best"), 3)],
         [f"last {monitor}", fmt(s.get("final_value"))],
+        *([["checkpoint kept (best.pt)", "the last epoch (train.select: last)"]] if s.get("select") == "last" else []),
         ["epochs trained", f"{s.get('epochs_trained')}{planned}"],
         *_training_rows(s),
         ["why training stopped", STOP_WORDS.get(stop, stop) if stop else "missing (no stop_reason)"],

@@ -83,6 +83,8 @@ class Run:
     evals: list[Eval] = field(default_factory=list)
     sweeps: list[Sweep] = field(default_factory=list)
     schedule_changes: list[dict[str, Any]] = field(default_factory=list)  # LR schedule records (on extension)
+    # train.select: "last" when best.pt (and ``best``) is the last epoch, not the monitored best
+    select: str = "best"
 
     def planned_epochs(self) -> int | None:
         return _int(self.info.get("epochs_planned")) or _int(cfg_get(self.config, "train.epochs"))
@@ -253,6 +255,7 @@ def read_run(path: Path) -> Run:
         missing.append(f"stop_reason is '{stop}': the report covers the {len(records)} epochs written so far")
     info = history.get("run") if isinstance(history.get("run"), dict) else {}
     run = Run(path, path.name, config, records, version, task, monitor, mode, metric_names, best, stop, info, missing)
+    run.select = "last" if history.get("select") == "last" else "best"
     run.evals, run.sweeps = _outputs_inside(path)
     run.schedule_changes = _schedule_changes(history, records)
     return run

@@ -10,6 +10,7 @@ import pytest
 from ssmseg.report.analysis import analyse_cv, analyse_eval, analyse_run, analyse_sweep
 from ssmseg.report.chance import chance_baselines, metrics_from_confusion
 from ssmseg.report.compare import compare
+from ssmseg.report.render_sections import summary_rows
 from ssmseg.report.runs import read_cv, read_eval, read_run, read_sweep
 from ssmseg.report.series import fmt, smooth
 from tests.report import shapes
@@ -70,6 +71,17 @@ def test_overfitting_after_epoch_k(tmp_path):
     late = stage(a, "decline")
     assert 25 < late["first_epoch"] <= 32 and late["last_epoch"] == 60
     assert late["mean_gap"] > stage(a, "peak")["mean_gap"]
+
+
+def test_a_run_that_kept_its_last_epoch_reports_the_monitored_best_and_what_it_kept(tmp_path):
+    hist = shapes.overfit(k=25)
+    hist["select"], hist["best"] = "last", {"value": hist["epochs"][-1]["val/miou"], "epoch": 60}
+    a = analyse(tmp_path, hist)
+    s = a["summary"]
+    assert s["best_epoch"] == 25 and s["select"] == "last" and not a["missing"]
+    assert "overfitting" in rules(a)
+    rows = dict((r[0], r[1]) for r in summary_rows(a))
+    assert rows["checkpoint kept (best.pt)"] == "the last epoch (train.select: last)"
 
 
 def test_overfitting_in_a_loss_monitored_with_mode_min(tmp_path):
