@@ -208,21 +208,33 @@ def _slowest(seconds: float, rt: Runtime) -> float:
     return float(t)
 
 
-def _fit_to_time_limit(st: FitState, cfg: Config, epoch_seconds: float, run_dir: Path, rt: Runtime) -> Config:
-    """``train.fit_schedule_to_time_limit`` after the first epoch of a new run: train.epochs lowered to what fits
-    in the limit at this epoch's pace, so the schedule ends instead of being cut; config.yaml, the checkpoints'
-    config and history.json record the fitted count (what ran)."""
+def fit_epoch(cfg: Config) -> int:
+    """0-based epoch after which ``train.fit_schedule_to_time_limit`` times the run: the first one, or the first
+    after ``model.linear_epochs`` (a linear phase runs the spectral path alone, several times faster than the
+    epochs after it, so its pace would fit too many epochs)."""
+    return max(0, min(cfg.model.linear_epochs, cfg.train.epochs - 1))
+
+
+def _fit_to_time_limit(
+    st: FitState, cfg: Config, done: int, elapsed: float, epoch_seconds: float, run_dir: Path, rt: Runtime
+) -> Config:
+    """``train.fit_schedule_to_time_limit`` after epoch ``done`` (1-based, :func:`fit_epoch`) of a new run:
+    train.epochs lowered to ``done`` plus what fits in the rest of the limit at this epoch's pace, so the schedule
+    ends instead of being cut; config.yaml, the checkpoints' config and history.json record the fitted count
+    (what ran)."""
     tc = cfg.train
-    fitted = max(1, min(tc.epochs, math.floor(tc.time_limit * 60 / max(epoch_seconds, 1e-9))))
+    left = max(0.0, tc.time_limit * 60 - elapsed)
+    fitted = max(done, min(tc.epochs, done + math.floor(left / max(epoch_seconds, 1e-9))))
     if fitted >= tc.epochs:
         info(f"train.time_limit {tc.time_limit:g} min fits all {tc.epochs} epochs ({epoch_seconds:.1f} s each)")
         return cfg
     why = {
         "why": "train.fit_schedule_to_time_limit",
         "time_limit_minutes": tc.time_limit,
-        "first_epoch_seconds": round(epoch_seconds, 3),
+        "epoch_seconds": round(epoch_seconds, 3),
+        "timed_epoch": done,
     }
-    st.schedule.fit(fitted, 1, why)
+    st.schedule.fit(fitted, done, why)
     cfg = cfg.model_copy(update={"train": tc.model_copy(update={"epochs": fitted})})
     st.meta["config"]["train"]["epochs"] = fitted
     st.info["epochs_planned"] = fitted
@@ -251,6 +263,7 @@ def fit(st: FitState, train_loader, val_loader, cfg: Config, rt: Runtime, run_di
     try:
         epoch = first
         while epoch < tc.epochs:
+            epoch_began = clock()
             # Every random draw of an epoch depends only on (seed, epoch): resume replays it exactly.
             seed_everything(cfg.runtime.seed + 7919 * epoch + rt.rank)
             if hasattr(train_loader.sampler, "set_epoch"):
@@ -300,10 +313,11 @@ def fit(st: FitState, train_loader, val_loader, cfg: Config, rt: Runtime, run_di
             if tc.patience is not None and since_best >= tc.patience:
                 stop_reason = f"early stop: {tc.monitor} did not improve for {tc.patience} epochs"
                 break
-            if fitting and epoch == 0 and cfg.schedule.name in LENGTH_DEPENDENT:
-                cfg = _fit_to_time_limit(st, cfg, _slowest(clock() - began, rt), run_dir, rt)
+            if fitting and epoch == fit_epoch(cfg) and cfg.schedule.name in LENGTH_DEPENDENT:
+                pace = _slowest(clock() - epoch_began, rt)  # the whole epoch: training, validation, checkpoints
+                cfg = _fit_to_time_limit(st, cfg, epoch + 1, _slowest(clock() - began, rt), pace, run_dir, rt)
                 tc = cfg.train
-                if rt.is_main:  # the checkpoints of epoch 1 record the fitted schedule too
+                if rt.is_main:  # the checkpoints of the timed epoch record the fitted schedule too
                     state = checkpoint_state(st, epoch)
                     ckpt.save(state, ck_dir / "latest.pt")
                     if improved:

@@ -67,6 +67,31 @@ def test_fit_schedule_to_time_limit_ends_the_cosine_inside_the_budget(synthetic_
     assert ckpt.load(result.run_dir / "checkpoints" / "latest.pt")["config"]["train"]["epochs"] == 4
 
 
+def test_the_schedule_is_fitted_at_the_first_epoch_after_the_linear_phase(synthetic_dataset, tmp_path, monkeypatch):
+    # ssmu_net's linear phase runs the spectral head alone: 5 s epochs here, then 30 s with the spatial path
+    now, original = [0.0], loop.run_epoch
+
+    def timed(st, loader, cfg, rt, epoch, train):
+        if train:
+            now[0] += 5.0 if epoch < 2 else 30.0
+        return original(st, loader, cfg, rt, epoch, train)
+
+    monkeypatch.setattr(loop, "clock", lambda: now[0])
+    monkeypatch.setattr(loop, "run_epoch", timed)
+    cfg = tiny(
+        synthetic_dataset,
+        tmp_path,
+        "linear",
+        model={"name": "ssmu_net", "width": 8, "depth": 2, "d_state": 4, "n_filters": 4, "linear_epochs": 2},
+        train={"epochs": 10, "time_limit": 2.0, "fit_schedule_to_time_limit": True},
+    )
+    result = train(cfg)
+    # timed after epoch 3 (40 s gone, 80 s left at 30 s an epoch: 2 more), not after epoch 1 (10 x 5 s would "fit")
+    assert result.stop_reason == "completed" and len(result.history) == 5 and now[0] <= 120.0
+    change = _history(result.run_dir)["schedule"]["changes"][0]
+    assert (change["at_epoch"], change["epochs_to"], change["timed_epoch"]) == (3, 5, 3)
+
+
 def test_extending_a_finished_cosine_run_continues_at_the_final_rate(synthetic_dataset, tmp_path):
     cfg = tiny(synthetic_dataset, tmp_path, "ext", train={"epochs": 4})
     done = train(cfg)

@@ -89,9 +89,10 @@ class TrainConfig(Section):
     )
     fit_schedule_to_time_limit: bool = Field(
         False,
-        description="With train.time_limit and a cosine or poly schedule: after the first epoch, lower train.epochs "
-        "to the epochs that fit in the limit at that epoch's pace, so the schedule ends instead of being cut; "
-        "config.yaml and history.json record the fitted count.",
+        description="With train.time_limit and a cosine or poly schedule: after the first epoch (SSMU-Net: the first "
+        "after model.linear_epochs, whose spectral-only epochs are faster), lower train.epochs to the epochs that "
+        "fit in the limit at that epoch's pace, so the schedule ends instead of being cut; config.yaml and "
+        "history.json record the fitted count.",
     )
     extend_schedule: Literal["continue", "restart"] = Field(
         "continue",
