@@ -79,6 +79,12 @@ def check_resume(run_dir: Path, cfg: Config, force: bool, saved: dict[str, Any] 
     nothing left to do (the caller then writes nothing), else None."""
     saved = run_config(run_dir) if saved is None else saved
     diffs = resume_differences(saved, cfg)
+    if "train.select" in diffs:  # best.pt and history's best would mix two rules: --force cannot make that true
+        before = (saved.get("train") or {}).get("select", "best")
+        raise ConfigError(
+            f"resuming '{run_dir}' cannot change train.select ({before} -> {cfg.train.select}): best.pt was kept by "
+            f"'{before}' so far; resume with train.select: {before}, or train a new run"
+        )
     if diffs and not force:
         raise ConfigError(
             f"resuming '{run_dir}' would change {', '.join(diffs[:8])}{' ...' if len(diffs) > 8 else ''} from what "

@@ -123,6 +123,19 @@ def test_select_last_keeps_the_last_epoch_whatever_the_monitor_says(synthetic_da
     assert header["select"] == "last" and header["run"]["selected_on"].startswith("nothing: the last epoch")
 
 
+def test_a_resumed_select_last_run_keeps_the_last_epoch_and_cannot_switch_rule(synthetic_dataset, tmp_path, monkeypatch):
+    over = {"monitor": "val/loss", "mode": "max", "select": "last"}
+    restore_loop = interrupt_training_at(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny(synthetic_dataset, tmp_path, "cut", train=over))
+    restore_loop()
+    switched = tiny(synthetic_dataset, tmp_path, "cut", train={**over, "select": "best"})
+    with pytest.raises(ConfigError, match=r"cannot change train\.select \(last -> best\)"):
+        train(switched, resume=tmp_path / "cut", force=True)
+    resumed = train(tiny(synthetic_dataset, tmp_path, "cut", train=over), resume=tmp_path / "cut")
+    assert resumed.best["epoch"] == 4 and ckpt.load(resumed.run_dir / "checkpoints" / "best.pt")["epoch"] == 3
+
+
 @pytest.mark.parametrize("key, value", [("patience", 2), ("min_delta", 0.01)])
 def test_select_last_refuses_the_keys_that_choose_a_best_epoch(synthetic_dataset, tmp_path, key, value):
     with pytest.raises(ConfigError) as err:
