@@ -123,7 +123,7 @@ def test_select_last_keeps_the_last_epoch_whatever_the_monitor_says(synthetic_da
     assert header["select"] == "last" and header["run"]["selected_on"].startswith("nothing: the last epoch")
 
 
-def test_a_resumed_select_last_run_keeps_the_last_epoch_and_cannot_switch_rule(synthetic_dataset, tmp_path, monkeypatch):
+def test_a_resumed_select_last_run_keeps_the_last_epoch_and_cannot_switch(synthetic_dataset, tmp_path, monkeypatch):
     over = {"monitor": "val/loss", "mode": "max", "select": "last"}
     restore_loop = interrupt_training_at(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
