@@ -57,7 +57,8 @@ def train_cmd(
     task_life(cfg.task.name).check_config(cfg)
     result = train(cfg, resume=resume, force=force)
     best = result.best
-    typer.echo(f"{result.stop_reason}; best {result.monitor} {best['value']:.4f} at epoch {best['epoch']}")
+    kept = "kept the last epoch (train.select: last):" if cfg.train.select == "last" else "best"
+    typer.echo(f"{result.stop_reason}; {kept} {result.monitor} {best['value']:.4f} at epoch {best['epoch']}")
     typer.echo(f"run folder: {result.run_dir}")
 
 
@@ -104,9 +105,15 @@ def cv_table(summary: dict, width: int) -> tuple[str, Table]:
     label = max(len(m) for m in [*metrics, "best epoch"])
     per_fold = label + 4 + (len(rows) + 2) * 11 <= width  # a cell of 0.1234 or -12.3456 with its padding
     note = "" if per_fold else f"; {len(rows)} folds do not fit {width} columns: each fold is in cv_summary.csv"
+    kept = (
+        "the last epoch of each fold (train.select: last)"
+        if str(summary.get("selected_on", "")).startswith("nothing")
+        else f"best epoch by {summary['monitor']} on the val split outside each fold"
+    )
     heading = (
-        f"cross-validation ({len(rows)} folds): best epoch by {summary['monitor']} on the val split outside "
-        "each fold; " + ("held-out fold scored once" if scored else "not scored (validation metrics)") + note
+        f"cross-validation ({len(rows)} folds): {kept}; "
+        + ("held-out fold scored once" if scored else "not scored (validation metrics)")
+        + note
     )
     table = Table()
     table.add_column("metric", no_wrap=True)

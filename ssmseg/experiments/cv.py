@@ -197,8 +197,12 @@ def summarise(
         summary["protocol"] = rows[0]["heldout"]["protocol"]
         summary["note"] = (
             "heldout/* are scores of each fold's best.pt on the fold it held out (never used to "
-            "train or select); val/* are the selection data's values at the best epoch "
-            "(optimistic)"
+            "train or select); "
+            + (
+                "val/* are the val split's values at the best epoch, which they selected (optimistic)"
+                if select == "best"
+                else "val/* are the val split's values at the last epoch (train.select: last; nothing selected)"
+            )
         )
     else:
         summary["note"] = (

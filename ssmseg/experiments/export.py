@@ -54,6 +54,7 @@ KEEP = (
     "epoch",
     "best",
     "finetune",
+    "selected_on",
 )
 
 

@@ -6,9 +6,8 @@ The per-pixel linear classifier is a path of the model (``model.spectral_head``)
 (normalised) bands gives spectral logits, and the UNet's spatial logits are added to them through a learned
 gate (``model.spatial_gate``, its initial value; 0: the model starts as the linear classifier, and spatial
 context only adds what training finds). ``model.linear_epochs`` trains the spectral path alone for that
-many epochs before the spatial path joins, so the checkpoint chosen on validation data can be the linear
-classifier when spatial context does not help on unseen ground (it hurts across a spatial split on small
-training areas): :meth:`SSMUNet.set_linear_phase` is told how many training samples that is.
+many epochs before the spatial path joins (the spatial path then starts from a head that already classifies):
+:meth:`SSMUNet.set_linear_phase` is told how many training samples that is.
 ``model.spectral_context: k`` makes the head read the bands and their k x k local mean
 (:func:`~ssmseg.models.layers.context.spectral_features`): the classical spectral-spatial linear classifier.
 

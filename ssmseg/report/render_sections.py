@@ -218,16 +218,23 @@ def run_section(
 def cv_section(a: dict[str, Any], figures: dict[str, dict[str, Any]]) -> dict[str, Any]:
     sec = section(f"Cross-validation: {a['name']}", _anchor("cv", a["name"]), a["name"], a, figures=_figs(a, figures))
     head = a["headline"] or "missing"
+    last = str(a.get("selected_on") or "").startswith("nothing")
     sec["lines"].append(
-        f"{a['path']} — headline {head}; the best epoch of each fold was selected on "
-        f"{a['selected_on'] or 'missing'} by {a['monitor'] or 'missing'}"
+        f"{a['path']} — headline {head}; "
+        + (
+            f"each fold kept its last epoch ({a['selected_on']})"
+            if last
+            else f"the best epoch of each fold was selected on {a['selected_on'] or 'missing'} by "
+            f"{a['monitor'] or 'missing'}"
+        )
     )
     if a.get("scored_on"):
         sec["lines"].append(f"held-out scores: {a['scored_on']}")
     if a.get("note"):
         sec["lines"].append(a["note"])
     keys = a["metrics"]
-    label = {k: f"{k} (selected the epoch)" if k.startswith("val/") and a["heldout"] else k for k in keys}
+    chose = "at the last epoch" if last else "selected the epoch"
+    label = {k: f"{k} ({chose})" if k.startswith("val/") and a["heldout"] else k for k in keys}
     rows = [[str(f.get("fold")), fmt(f.get("best_epoch")), *(number(f.get(k)) for k in keys)] for f in a["folds"]]
     rows.append(["mean ± std", "", *(f"{fmt(a['mean'].get(k))} ± {fmt(a['std'].get(k))}" for k in keys)])
     sec["tables"].append(table(["fold", "best epoch", *(label[k] for k in keys)], rows, "Folds", "folds"))

@@ -91,8 +91,13 @@ def rule_degradation(c: Context) -> Finding | None:
         "warning",
         f"{c.monitor} got worse after its best at epoch {c.e(c.best)}: smoothed best {fmt(c.v(top))}, mean of "
         f"the last {len(end)} epochs {fmt(c.v(final))} (worse by {fmt(drop)}, {rel:.1%}); {c.n - 1 - c.best} "
-        "epochs ran after the best: best.pt keeps the best epoch, and early stopping (train.patience) would "
-        "have stopped sooner.",
+        "epochs ran after the best: "
+        + (
+            "best.pt keeps the last epoch (train.select: last), so this run's model is the worse one; "
+            "train.select: best would keep the best."
+            if c.run.select == "last"
+            else "best.pt keeps the best epoch, and early stopping (train.patience) would have stopped sooner."
+        ),
         {
             "best_epoch": c.e(c.best),
             "smoothed_best": c.v(top),

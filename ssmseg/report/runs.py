@@ -403,7 +403,8 @@ def read_cv(path: Path) -> CV:
             "no cv_summary.json (cv still running or stopped): fold rows come from each fold's "
             "history.json at its best epoch"
         )
-        folds, mean, std, selected = [], {}, {}, None
+        folds, mean, std = [], {}, {}
+        selected = next((r.info["selected_on"] for r in fold_runs if isinstance(r.info.get("selected_on"), str)), None)
         monitor = next((r.monitor for r in fold_runs if r.monitor), None)
         for k, run in enumerate(fold_runs):
             rec = next((r for r in run.records if r["epoch"] == run.best["epoch"]), None)

@@ -17,6 +17,7 @@ from ssmseg import progress
 from ssmseg.config import build_config
 from ssmseg.data import datasets
 from ssmseg.data.datasets import PatchDataset, heldout_buffer, select
+from ssmseg.engine import checkpoint as ckpt
 from ssmseg.errors import ConfigError
 from ssmseg.experiments.cv import run_cv, summarise
 
@@ -121,10 +122,15 @@ def test_the_fold_epoch_follows_the_min_delta_rule(synthetic_dataset, tmp_path):
 
 
 def test_select_last_scores_each_fold_at_its_last_epoch_and_says_so(synthetic_dataset, tmp_path):
-    summary = run_cv(cfg_for(synthetic_dataset, tmp_path, "last", epochs=2, select="last"))
-    assert [row["best_epoch"] for row in summary["folds"]] == [2, 2]
+    # mode max on the val loss: the monitored best is an early epoch, so best and last differ
+    over = {"epochs": 3, "monitor": "val/loss", "mode": "max"}
+    best = run_cv(cfg_for(synthetic_dataset, tmp_path, "best", **over))
+    summary = run_cv(cfg_for(synthetic_dataset, tmp_path, "last", **over, select="last"))
+    assert any(row["best_epoch"] < 3 for row in best["folds"]), "the test needs a best epoch before the last"
+    assert [row["best_epoch"] for row in summary["folds"]] == [3, 3]
+    assert all(ckpt.load(tmp_path / "last" / f"fold_{k}" / "checkpoints" / "best.pt")["epoch"] == 2 for k in (0, 1))
     assert all("train.select: last" in row["selected_on"] for row in summary["folds"])
-    assert "train.select: last" in summary["selected_on"]
+    assert "train.select: last" in summary["selected_on"] and "at the last epoch" in summary["note"]
 
 
 def test_more_folds_than_prepared_is_an_error(synthetic_dataset, tmp_path):

@@ -93,6 +93,7 @@ def _check_any_size(result, source, name):
     assert result.out == source / "export" / exported["format"] and (result.out / "export.json").is_file()
     meta = load_state(result.out)  # eval's view: the metadata read back from the file
     assert meta["normalization"]["offset"] and meta["classes"] == ["c0", "c1", "c2"] and meta["model_name"] == name
+    assert meta["selected_on"] == ckpt.load(source)["selected_on"]  # what chose the checkpoint travels with it
     x = torch.randn(1, 3, 20, 28)  # a size the check did not use
     with torch.no_grad():
         want = _eager(source)(x)

@@ -79,7 +79,9 @@ def test_a_run_that_kept_its_last_epoch_reports_the_monitored_best_and_what_it_k
     a = analyse(tmp_path, hist)
     s = a["summary"]
     assert s["best_epoch"] == 25 and s["select"] == "last" and not a["missing"]
-    assert "overfitting" in rules(a)
+    assert rules(a) == ["degradation_after_best", "overfitting"]
+    worse = next(f for f in a["findings"] if f["rule"] == "degradation_after_best")
+    assert "best.pt keeps the last epoch (train.select: last)" in worse["message"]
     rows = dict((r[0], r[1]) for r in summary_rows(a))
     assert rows["checkpoint kept (best.pt)"] == "the last epoch (train.select: last)"
 

@@ -21,7 +21,7 @@ import torch
 from ssmseg import geotiff
 from ssmseg.config import Config
 from ssmseg.config.schema import ModelConfig
-from ssmseg.data.datasets import PatchDataset, describe_part, select
+from ssmseg.data.datasets import PatchDataset, describe_part, describe_selection, select
 from ssmseg.data.io import Source, open_source, raster_env
 from ssmseg.data.labels import LabelMapping, parse_color
 from ssmseg.errors import ConfigError, InputError
@@ -234,7 +234,8 @@ def patch_confusion(
 
 def selected_on(state: dict[str, Any]) -> str:
     """The data that selected the checkpoint (best.pt) of a run or cv fold."""
-    return state.get("selected_on") or describe_part("val", state.get("fold"))
+    rule = ((state.get("config") or {}).get("train") or {}).get("select", "best")
+    return state.get("selected_on") or describe_selection(rule, state.get("fold"))
 
 
 def _test_split(cfg: Config, state, model, device, out: Path, dataset: Path | None, protocol) -> EvalResult:
