@@ -11,7 +11,9 @@ time limits still hold, but each model gets fewer epochs.
 
 Hyperspectral protocol: Salinas-A (``presets/salinas_a.yaml``) prepared with its 3-fold spatial block split,
 then ``ssmseg cv --preset hyperspectral --folds 3`` for ssmu_net and, side by side, for a unet of the same budget
-(same epochs, optimiser, loss and augmentation), with ``cv.baselines`` fitting logistic regression and a random
+(same epochs, optimiser, loss and augmentation), then for ``unet_spectral`` (the same recipe, linear path
+included, with a plain UNet as the spatial path: whether the sinc bank and SS2D stages earn their cost), with
+``cv.baselines`` fitting logistic regression and a random
 forest on each fold's training part and scoring them on exactly the pixels the network is scored on. Printed
 per model: training wall time per fold (epochs, validation included), mean training samples/s, peak memory,
 held-out OA and mIoU per fold, per-class IoU (mean over folds), the baselines' held-out mIoU on the same pixels
@@ -54,11 +56,12 @@ PEAK = (
 )
 # Minutes of the stages without a time limit on 2 idle cores, for the estimate printed at the start: the
 # slowest process's CPU time measured by this script (docs/experiment_log.md, issue 21, 2026-12-06): the cv of
-# 30 epochs 25-30 s (the hyperspectral preset's count), the Dubai prep 10-12 s, the evals 122-124 s with a
-# 10-tree forest (--quick) and 190 s with the preset's 50 trees (unet with the baselines; cmt_unet beside it 132 s).
+# 30 epochs 25-30 s (the hyperspectral preset's count) and unet_spectral's after it about 20 s, the Dubai prep
+# 10-12 s, the evals 122-124 s with a 10-tree forest (--quick) and 190 s with the preset's 50 trees (unet with
+# the baselines; cmt_unet beside it 132 s).
 MEASURED = {
-    "full": {"hyperspectral": 0.5, "aerial_prep": 0.2, "aerial_eval": 3.2},
-    "quick": {"hyperspectral": 0.5, "aerial_prep": 0.2, "aerial_eval": 2.0},
+    "full": {"hyperspectral": 0.8, "aerial_prep": 0.2, "aerial_eval": 3.2},
+    "quick": {"hyperspectral": 0.8, "aerial_prep": 0.2, "aerial_eval": 2.0},
 }
 UNET_RESET = [
     "model.name=unet",
@@ -215,13 +218,22 @@ def hyperspectral(args: argparse.Namespace, work: Path) -> dict[str, list[dict]]
         "Salinas-A cv, ssmu_net and unet side by side",
     )
     print(f"\nSalinas-A: ssmu_net and unet side by side, load {load0} -> {loadavg()}")
+    # the same recipe with a plain UNet as the spatial path: whether the sinc bank and SS2D stages earn their cost
+    twin = ("unet_spectral", ["model.name=unet_spectral"])
+    done += side_by_side(
+        [(["cv", "--preset", "hyperspectral", *common, *sets(*twin[1], f"runtime.name={twin[0]}")], ROOT)],
+        args.threads,
+        [work / "logs" / f"cv_{twin[0]}.log"],
+        "Salinas-A cv, unet_spectral (the recipe with a plain UNet)",
+    )
     results = {}
-    for (model, _), ran in zip(models, done, strict=True):
+    for (model, _), ran in zip((*models, twin), done, strict=True):
         rows = fold_rows(work / "runs" / model)
         show("Salinas-A (3-fold block cv)", model, rows, ran)
         results[model] = rows
-    a, b = (sum(r["miou"] for r in results[m]) / 3 for m in ("ssmu_net", "unet"))
-    print(f"\nssmu_net - unet (same budget), mean held-out mIoU: {a - b:+.4f}")
+    mean = {m: sum(r["miou"] for r in rows) / len(rows) for m, rows in results.items()}
+    for other, what in (("unet", "a plain unet of the same budget"), ("unet_spectral", "the recipe's plain-UNet twin")):
+        print(f"\nssmu_net - {other} ({what}), mean held-out mIoU: {mean['ssmu_net'] - mean[other]:+.4f}")
     return results
 
 
@@ -334,8 +346,8 @@ def estimate(args: argparse.Namespace) -> float:
     folds, limit = hyper.cv.folds, hyper.train.time_limit
     stages = [
         (
-            f"Salinas-A prep and {folds}-fold cv, ssmu_net and unet side by side (at most {folds} x {limit:g} min, "
-            "train.time_limit per fold)",
+            f"Salinas-A prep and {folds}-fold cv, ssmu_net and unet side by side, then unet_spectral (at most "
+            f"{folds} x {limit:g} min, train.time_limit per fold)",
             MEASURED[mode]["hyperspectral"],
         ),
         ("Dubai prep", MEASURED[mode]["aerial_prep"]),

@@ -60,6 +60,16 @@ LAYOUTS = {
         ("stem.0.",),
         ("head.",),
     ),
+    "unet_spectral": Layout(
+        {
+            "spectral": ("unet.stem.0.",),
+            "encoder": ("unet.stem.", "unet.down."),
+            "decoder": ("unet.up.",),
+            "head": ("unet.head.", "spectral.", "gate"),
+        },
+        ("unet.stem.0.", "spectral."),
+        ("unet.head.", "spectral."),
+    ),
     "micro_segformer": Layout(
         {
             "spectral": ("embeds.0.0.",),

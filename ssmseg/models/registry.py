@@ -16,7 +16,7 @@ from ssmseg.models.field_flow import FieldFlow
 from ssmseg.models.field_unet import FieldUNet
 from ssmseg.models.micro_segformer import MicroSegFormer
 from ssmseg.models.ssmu_net import SSMUNet
-from ssmseg.models.unet import UNet
+from ssmseg.models.unet import SpectralUNet, UNet
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,14 @@ MODELS: dict[str, Entry] = {
         lambda m, c, k: UNet(c, k, m.width, m.depth, m.dropout),
         {"width": 8, "depth": 2},
         "plain UNet baseline",
+    ),
+    "unet_spectral": Entry(
+        lambda m, c, k: SpectralUNet(
+            c, k, m.width, m.depth, m.dropout, m.spectral_head, m.spatial_gate, spectral_context=m.spectral_context
+        ),
+        {"width": 8, "depth": 2},
+        "per-pixel linear classifier + gated spatial path: a plain UNet (SSMU-Net's cube baseline)",
+        uses=frozenset(SPECTRAL),
     ),
     "ssmu_net": Entry(
         lambda m, c, k: SSMUNet(

@@ -2,14 +2,9 @@
 down-sampled stages carry SS2D Mamba blocks for long-range spatial context.
 (B, bands, H, W) -> (B, classes, H, W).
 
-The per-pixel linear classifier is a path of the model (``model.spectral_head``): a 1x1 convolution of the
-(normalised) bands gives spectral logits, and the UNet's spatial logits are added to them through a learned
-gate (``model.spatial_gate``, its initial value; 0: the model starts as the linear classifier, and spatial
-context only adds what training finds). ``model.linear_epochs`` trains the spectral path alone for that
-many epochs before the spatial path joins (the spatial path then starts from a head that already classifies):
-:meth:`SSMUNet.set_linear_phase` is told how many training samples that is.
-``model.spectral_context: k`` makes the head read the bands and their k x k local mean
-(:func:`~ssmseg.models.layers.context.spectral_features`): the classical spectral-spatial linear classifier.
+The per-pixel linear classifier is a path of the model (``model.spectral_head``, ``spectral_context``,
+``spatial_gate``, ``linear_epochs``: :class:`~ssmseg.models.layers.spectral_path.SpectralPath`); the UNet below
+gives the spatial logits.
 
 Ablation switches: ``model.sinc: false`` feeds the raw bands alone to the embedding; ``model.ss2d: false``
 replaces each SS2D block by its scan-free twin (``ConvMixBlock``)."""
@@ -20,12 +15,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssmseg.models.layers.context import spectral_features
 from ssmseg.models.layers.conv import ConvBlock, Up, context_block, norm
 from ssmseg.models.layers.sinc import SincBandFilters
+from ssmseg.models.layers.spectral_path import SpectralPath
 
 
-class SSMUNet(nn.Module):
+class SSMUNet(SpectralPath):
     def __init__(
         self,
         in_channels: int,
@@ -65,24 +60,7 @@ class SSMUNet(nn.Module):
         self.drop = nn.Dropout2d(dropout)
         self.head = nn.Conv2d(chans[0], num_classes, 1)
         # The per-pixel linear classifier on the bands, and the gate through which spatial logits add to it.
-        # spectral_context k > 0: the head reads [bands, k x k mean of the bands] (2 * bands channels).
-        self.spectral_context = int(spectral_context)
-        head_in = in_channels * (2 if self.spectral_context else 1)
-        self.spectral = nn.Conv2d(head_in, num_classes, 1) if spectral_head else None
-        self.gate = nn.Parameter(torch.tensor(float(spatial_gate))) if spectral_head else None
-        # Training samples seen, and how many of them train the spectral path alone (state: saved and resumed).
-        self.register_buffer("seen", torch.zeros((), dtype=torch.long))
-        self.register_buffer("linear_until", torch.zeros((), dtype=torch.long))
-
-    def set_linear_phase(self, samples: int) -> None:
-        """Train the spectral path alone for the first ``samples`` training samples (0: never alone)."""
-        if samples and self.spectral is None:
-            raise ValueError("a linear phase needs the spectral head (model.spectral_head: true)")
-        self.linear_until.fill_(int(samples))
-
-    def linear_only(self) -> bool:
-        """Whether the spatial path is off now (during the linear phase, in training and evaluation alike)."""
-        return self.spectral is not None and int(self.seen) < int(self.linear_until)
+        self.init_spectral_path(in_channels, num_classes, spectral_head, spatial_gate, spectral_context)
 
     def embed_sinc(self, x: torch.Tensor) -> torch.Tensor:
         """(B, bands, H, W) -> (B, width, H, W): ``embed(cat([sinc(x), x]))`` without building the concatenation:
@@ -105,14 +83,3 @@ class SSMUNet(nn.Module):
         for up in self.up:
             y = up(y, skips.pop())
         return self.head(self.drop(y))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        linear_only = self.linear_only()
-        if self.training:
-            self.seen += x.shape[0]
-        if self.spectral is None:
-            return self.spatial_logits(x)
-        logits = self.spectral(spectral_features(x, self.spectral_context))
-        if linear_only:  # the spatial path is not run at all: the linear phase costs a 1x1 convolution
-            return logits + 0.0 * self.gate  # (the gate keeps a gradient, zero, when the head is frozen)
-        return logits + self.gate * self.spatial_logits(x)

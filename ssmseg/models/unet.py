@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssmseg.models.layers.conv import ConvBlock, Up
+from ssmseg.models.layers.spectral_path import SpectralPath
 
 
 class UNet(nn.Module):
@@ -29,3 +30,28 @@ class UNet(nn.Module):
         for up in self.up:
             y = up(y, skips.pop())
         return self.head(self.drop(y))
+
+
+class SpectralUNet(SpectralPath):
+    """A plain UNet as the spatial path beside the per-pixel linear classifier
+    (:class:`~ssmseg.models.layers.spectral_path.SpectralPath`): the baseline that tells whether SSMU-Net's sinc
+    bank and SS2D stages earn their cost over plain convolutions on a cube. (B, bands, H, W) -> (B, classes, H, W).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        width: int = 32,
+        depth: int = 3,
+        dropout: float = 0.0,
+        spectral_head: bool = True,
+        spatial_gate: float = 0.0,
+        spectral_context: int = 0,
+    ) -> None:
+        super().__init__()
+        self.unet = UNet(in_channels, num_classes, width, depth, dropout)
+        self.init_spectral_path(in_channels, num_classes, spectral_head, spatial_gate, spectral_context)
+
+    def spatial_logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.unet(x)
