@@ -347,7 +347,7 @@ def estimate(args: argparse.Namespace) -> float:
     stages = [
         (
             f"Salinas-A prep and {folds}-fold cv, ssmu_net and unet side by side, then unet_spectral (at most "
-            f"{folds} x {limit:g} min, train.time_limit per fold)",
+            f"2 x {folds} x {limit:g} min, train.time_limit per fold)",
             MEASURED[mode]["hyperspectral"],
         ),
         ("Dubai prep", MEASURED[mode]["aerial_prep"]),
@@ -358,7 +358,7 @@ def estimate(args: argparse.Namespace) -> float:
         ("both evals of tiles 5-6 side by side, the baselines fitted in the unet's", MEASURED[mode]["aerial_eval"]),
     ]
     total = sum(m for _, m in stages)
-    worst = total - stages[0][1] + folds * limit
+    worst = total - stages[0][1] + 2 * folds * limit  # the pair side by side, then unet_spectral alone
     print(f"estimated wall time on 2 idle cores: {total:.0f} min ({worst:.0f} if every cv fold ran to its time limit)")
     for what, minutes in stages:
         print(f"  {minutes:5.1f} min  {what}")

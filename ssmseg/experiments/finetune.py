@@ -82,6 +82,8 @@ LAYOUTS = {
     ),
 }
 SSM_TYPES = (SS2DBlock, SS2D, Mamba)
+# Buffers that count training (SpectralPath's samples seen and linear-phase length): never carried by --init.
+PROGRESS = ("seen", "linear_until")
 
 
 def part_parameters(model: nn.Module, name: str) -> dict[str, set[str]]:
@@ -149,6 +151,8 @@ def load_init(model: nn.Module, cfg: Config, meta: dict[str, Any]) -> InitReport
             skipped[key] = f"first layer reinitialised: {bands[0]} bands -> {bands[1]}" + (
                 " (band order differs)" if bands[0] == bands[1] else ""
             )
+        elif key in PROGRESS:
+            skipped[key] = "training progress of the source run, not a weight (this run counts its own)"
         elif key not in source:
             skipped[key] = "not in the checkpoint"
         elif tuple(source[key].shape) != tuple(value.shape):
@@ -201,8 +205,9 @@ def freeze(model: nn.Module, cfg: Config, skipped: dict[str, str] | None = None)
     frozen -= fresh
     counts = Counter()
     for name, p in model.named_parameters():
-        p.requires_grad_(name not in frozen)
-        counts["frozen" if name in frozen else "trainable"] += p.numel()
+        if name in frozen:  # only ever off: a head fixed by model.spectral_train: false stays fixed
+            p.requires_grad_(False)
+        counts["trainable" if p.requires_grad else "frozen"] += p.numel()
     if not counts["trainable"]:
         raise ConfigError(f"finetune.freeze {wanted} leaves nothing to train; freeze fewer parts")
     return {

@@ -162,7 +162,13 @@ def train(
         model = model.to(rt.device)
         parameters = count_parameters(model)
         if rt.distributed:
-            model = DistributedDataParallel(model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
+            # A linear phase (model.linear_epochs) runs the spectral head alone: the spatial path's parameters get
+            # no gradient in those steps, which DDP must be told about or its reduction fails.
+            model = DistributedDataParallel(
+                model,
+                device_ids=[rt.device.index] if rt.device.type == "cuda" else None,
+                find_unused_parameters=bool(cfg.model.linear_epochs),
+            )
         backend = choose_backend(rt.device)[0]
         versions = {"ssmseg": __version__, "torch": str(torch.__version__)}
         meta = {

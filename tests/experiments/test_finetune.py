@@ -120,6 +120,28 @@ def test_parts_and_freezing(tmp_path):
         freeze(model, _cfg(path, ["encoder", "ssm", "decoder", "head"]))
 
 
+@pytest.mark.parametrize("name", ["ssmu_net", "unet_spectral"])
+def test_init_never_carries_the_source_runs_progress_and_freeze_keeps_a_fixed_head_fixed(tmp_path, name):
+    spec = {"name": name, "width": 8, "depth": 2, "linear_epochs": 2, "spectral_train": False}
+    src = build_model(ModelConfig(**spec), 3, 3)
+    src.seen.fill_(500)  # a finished run: its linear phase long over
+    src.linear_until.fill_(40)
+    state = {"task": "segmentation", "model_name": name, "in_channels": 3, "classes": ["c0", "c1", "c2"]}
+    ckpt.save({**state, "model": src.state_dict(), "epoch": 9}, tmp_path / "src.pt")
+    cfg = build_config(explicit={"model": spec, "finetune": {"init": str(tmp_path / "src.pt"), "freeze": ["head"]}})
+    model = build_model(cfg.model, 3, 3)
+    model.set_linear_phase(8)  # what the task sets for this run, before --init loads
+    model.spectral.requires_grad_(False)  # model.spectral_train: false, as the task sets it
+    report = load_init(model, cfg, state)
+    assert int(model.seen) == 0 and int(model.linear_until) == 8 and model.linear_only()
+    assert report.skipped["seen"].startswith("training progress of the source run")
+    cfg_free = build_config(
+        explicit={"model": spec, "finetune": {"init": str(tmp_path / "src.pt"), "freeze": ["encoder"]}}
+    )
+    freeze(model, cfg_free)
+    assert not model.spectral.weight.requires_grad  # not turned back on by freezing another part
+
+
 def test_freeze_needs_an_init():
     with pytest.raises(ConfigError) as err:
         build_config(explicit={"finetune": {"freeze": ["encoder"]}})

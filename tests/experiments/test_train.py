@@ -249,6 +249,37 @@ def test_two_cpu_processes_match_one_with_the_same_global_batch(synthetic_datase
         torch.testing.assert_close(wa[k], wb[k], rtol=1e-3, atol=1e-5, msg=k)
 
 
+def test_two_cpu_processes_train_through_a_linear_phase(synthetic_dataset, tmp_path):
+    # in the linear phase the spatial path gets no gradient: DDP has to be told, or its reduction fails
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = {
+        "data.dataset": synthetic_dataset,
+        "data.crop_size": 16,
+        "data.max_patches": 8,
+        "data.batch_size": 2,
+        "model.name": "unet_spectral",
+        "model.width": 8,
+        "model.depth": 2,
+        "model.linear_epochs": 1,
+        "train.epochs": 2,
+        "runtime.threads": 1,
+        "runtime.name": "linear",
+    }
+    sets = [a for k, v in settings.items() for a in ("--set", f"{k}={v}")]
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}"]
+    ddp = subprocess.run(
+        [*launch, "-m", "ssmseg", "train", *sets, "--device", "cpu", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=300,
+    )
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    assert len(json.loads((tmp_path / "linear" / "history.json").read_text())["epochs"]) == 2
+
+
 def test_bf16_autocast_with_accumulation_tracks_fp32(synthetic_dataset, tmp_path):
     """bf16 autocast (scan state in float32) follows the fp32 run closely and learns."""
     # A random start (not the logistic-regression fit of the spectral head, which begins near the optimum),

@@ -54,43 +54,47 @@ class ModelConfig(Section):
     )
     spectral_head: bool = Field(
         True,
-        description="SSMU-Net: a per-pixel linear classifier on the normalised bands (a 1x1 convolution) whose "
-        "logits the spatial path adds to through a learned gate; false: the spatial path's logits alone (ablation).",
+        description="ssmu_net and unet_spectral: a per-pixel linear classifier on the normalised bands (a 1x1 "
+        "convolution) whose logits the spatial path adds to through a learned gate; false: the spatial path's logits "
+        "alone (ablation).",
     )
     spectral_context: Literal[0, 3, 5, 7] = Field(
         0,
-        description="SSMU-Net's spectral head: 0: a linear classifier of the pixel's bands; k (3, 5 or 7): of the "
-        "bands and their k x k mean around the pixel (the local mean spectrum, count-normalised at the patch's "
-        "borders), the classical spectral-spatial classifier of homogeneous fields (twice the head's weights).",
+        description="The spectral head (ssmu_net, unet_spectral): 0: a linear classifier of the pixel's bands; k (3, "
+        "5 or 7): of the bands and their k x k mean around the pixel (the local mean spectrum, count-normalised at "
+        "the patch's borders), the classical spectral-spatial classifier of homogeneous fields (twice the head's "
+        "weights).",
     )
     spectral_init: Literal["fit", "random"] = Field(
         "fit",
-        description="SSMU-Net's spectral head at the start: fit (the logistic regression of a sample of the "
-        "training pixels, as `ssmseg baseline` fits it, so training starts at the linear floor) or random.",
+        description="The spectral head (ssmu_net, unet_spectral) at the start: fit (the logistic regression of a "
+        "sample of the training pixels, as `ssmseg baseline` fits it, so training starts at the linear floor) or "
+        "random.",
     )
     spectral_train: bool = Field(
         True,
-        description="SSMU-Net's spectral head: trained with the rest (true), or, started by `spectral_init: fit`, "
-        "kept at the fitted logistic regression (false: the spatial path learns a correction to a fixed floor).",
+        description="The spectral head (ssmu_net, unet_spectral): trained with the rest (true), or, started by "
+        "`spectral_init: fit`, kept at the fitted logistic regression (false: the spatial path learns a correction "
+        "to a fixed floor).",
     )
     spectral_lr_scale: float = Field(
         1.0,
         gt=0,
-        description="SSMU-Net's spectral head: its learning rate is the schedule's times this factor (its own "
-        "optimiser parameter groups); below 1 keeps the head near its `spectral_init: fit` start while the rest "
-        "trains at the full rate; 1: one rate for all.",
+        description="The spectral head (ssmu_net, unet_spectral): its learning rate is the schedule's times this "
+        "factor (its own optimiser parameter groups); below 1 keeps the head near its `spectral_init: fit` start "
+        "while the rest trains at the full rate; 1: one rate for all.",
     )
     spatial_gate: float = Field(
         0.0,
-        description="SSMU-Net with the spectral head: initial weight of the spatial logits (0: the model starts as "
-        "the linear classifier and spatial context only adds what training finds).",
+        description="With the spectral head (ssmu_net, unet_spectral): initial weight of the spatial logits (0: the "
+        "model starts as the linear classifier and spatial context only adds what training finds).",
     )
     linear_epochs: int = Field(
         0,
         ge=0,
-        description="SSMU-Net with the spectral head: epochs that train the spectral path alone before the spatial "
-        "path joins, so validation can choose the linear classifier (a checkpoint of that phase) when spatial "
-        "context does not help on unseen ground; 0: both paths from the start.",
+        description="With the spectral head (ssmu_net, unet_spectral): epochs that train the spectral path alone "
+        "before the spatial path joins (which then starts beside a head that already classifies); 0: both paths "
+        "from the start.",
     )
     encoder_weights: Path | None = Field(
         None, description="CMT-UNet: local file of encoder weights to start from (nothing is downloaded)."
