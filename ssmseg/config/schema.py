@@ -122,10 +122,14 @@ class Config(BaseModel):
                 "start from (ssmseg train --init RUN) or leave finetune.freeze empty"
             )
         if self.train.select == "last" and (self.train.patience is not None or self.train.min_delta > 0):
-            key = "train.patience" if self.train.patience is not None else "train.min_delta"
+            key, fix = (
+                ("train.patience", "leave train.patience empty")
+                if self.train.patience is not None
+                else ("train.min_delta", "set train.min_delta: 0")
+            )
             problems.append(
-                f"{key} chooses the best epoch, but train.select: last keeps the last one; leave {key} empty (0 for "
-                "min_delta) or use train.select: best"
+                f"{key} chooses the best epoch, but train.select: last keeps the last one; {fix} or use "
+                "train.select: best"
             )
         if self.runtime.precision == "fp16" and self.runtime.device == "cpu":
             problems.append("runtime.precision: fp16 needs CUDA; use bf16 or fp32 on the CPU")

@@ -93,8 +93,8 @@ def rule_degradation(c: Context) -> Finding | None:
         f"the last {len(end)} epochs {fmt(c.v(final))} (worse by {fmt(drop)}, {rel:.1%}); {c.n - 1 - c.best} "
         "epochs ran after the best: "
         + (
-            "best.pt keeps the last epoch (train.select: last), so this run's model is the worse one; "
-            "train.select: best would keep the best."
+            "best.pt keeps the last epoch (train.select: last); whether the best val epoch would do better on "
+            "unseen ground is measured on split halves of the val split by benchmarks/epoch_selection_val.py."
             if c.run.select == "last"
             else "best.pt keeps the best epoch, and early stopping (train.patience) would have stopped sooner."
         ),

@@ -140,9 +140,10 @@ def test_a_resumed_select_last_run_keeps_the_last_epoch_and_cannot_switch(synthe
 def test_select_last_refuses_the_keys_that_choose_a_best_epoch(synthetic_dataset, tmp_path, key, value):
     with pytest.raises(ConfigError) as err:
         tiny(synthetic_dataset, tmp_path, "x", train={"select": "last", key: value})
+    fix = "leave train.patience empty" if key == "patience" else "set train.min_delta: 0"
     assert err.value.problems == [
-        f"train.{key} chooses the best epoch, but train.select: last keeps the last one; leave train.{key} empty "
-        "(0 for min_delta) or use train.select: best"
+        f"train.{key} chooses the best epoch, but train.select: last keeps the last one; {fix} or use "
+        "train.select: best"
     ]
 
 
