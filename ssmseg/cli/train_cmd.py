@@ -107,7 +107,7 @@ def cv_table(summary: dict, width: int) -> tuple[str, Table]:
     note = "" if per_fold else f"; {len(rows)} folds do not fit {width} columns: each fold is in cv_summary.csv"
     kept = (
         "the last epoch of each fold (train.select: last)"
-        if str(summary.get("selected_on", "")).startswith("nothing")
+        if summary.get("select") == "last"
         else f"best epoch by {summary['monitor']} on the val split outside each fold"
     )
     heading = (

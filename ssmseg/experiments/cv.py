@@ -171,6 +171,7 @@ def summarise(
         "monitor": monitor,
         "headline": metrics[0],
         "metrics": metrics,
+        "select": select,
         "selected_on": SELECTED_ON if select == "best" else describe_selection(select, None),
         "trained_on": TRAINED_ON,
         "scored_on": SCORED_ON if scored else None,

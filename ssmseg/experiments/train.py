@@ -199,7 +199,7 @@ def train(
             **task.run_info(val_loader.dataset.indices if isinstance(val_loader.dataset, Subset) else None),
             **({"finetune": tuned} if tuned else {}),
         }
-        head = getattr(unwrap(model), "spectral", None)  # ssmu_net's spectral head: model.spectral_lr_scale
+        head = getattr(unwrap(model), "spectral", None)  # the spectral head (SpectralPath): model.spectral_lr_scale
         optimizer = build_optimizer(
             cfg.optim, model, {head: cfg.model.spectral_lr_scale} if isinstance(head, torch.nn.Module) else None
         )

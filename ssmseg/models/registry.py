@@ -30,7 +30,7 @@ class Entry:
     ss2d_blocks: bool = False  # has SS2D blocks (their depthwise convolution needs an odd d_conv)
 
 
-# SSMU-Net's per-pixel linear path and how it trains beside the spatial one.
+# The per-pixel linear path (models/layers/spectral_path.py: ssmu_net, unet_spectral) and how it trains.
 SPECTRAL = (
     "spectral_head",
     "spectral_context",

@@ -234,7 +234,7 @@ def cv_headline(a: dict[str, Any]) -> str:
         return f"{a['name']}: no fold has a score yet"
     text = f"{a['name']}: {key} {fmt(a['mean'].get(key))} ± {fmt(a['std'].get(key))} over {len(a['folds'])} folds"
     if sel and sel != key and sel in a["mean"]:
-        last = str(a.get("selected_on") or "").startswith("nothing")
+        last = a.get("select") == "last"
         text += f" ({sel} {fmt(a['mean'][sel])} {'at the kept last epoch' if last else 'selected the epoch'})"
     elif not key.startswith("heldout/"):
         text += " (validation values: no held-out score)"

@@ -67,6 +67,7 @@ def analyse_cv(cv: CV) -> dict[str, Any]:
         "path": str(cv.path),
         "monitor": cv.monitor,
         "selected_on": cv.selected_on,
+        "select": cv.select,
         "scored_on": cv.scored_on,
         "note": cv.note,
         "headline": head,

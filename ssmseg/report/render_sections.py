@@ -218,7 +218,7 @@ def run_section(
 def cv_section(a: dict[str, Any], figures: dict[str, dict[str, Any]]) -> dict[str, Any]:
     sec = section(f"Cross-validation: {a['name']}", _anchor("cv", a["name"]), a["name"], a, figures=_figs(a, figures))
     head = a["headline"] or "missing"
-    last = str(a.get("selected_on") or "").startswith("nothing")
+    last = a.get("select") == "last"
     sec["lines"].append(
         f"{a['path']} — headline {head}; "
         + (

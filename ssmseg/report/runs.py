@@ -110,6 +110,7 @@ class CV:
     headline: str | None = None  # the metric that scores the folds (heldout/miou), when the summary names one
     note: str | None = None  # cv_summary.json's own words on what was selected and scored
     scored_on: str | None = None
+    select: str = "best"  # train.select of the folds: "last" when each fold's best.pt is its last epoch
 
     @property
     def config(self) -> dict[str, Any] | None:
@@ -424,7 +425,8 @@ def read_cv(path: Path) -> CV:
         if k not in listed:
             missing.append(f"{run.name} has a folder but no row in the summary (not finished?)")
     text = {k: data.get(k) if isinstance(data.get(k), str) else None for k in ("headline", "note", "scored_on")}
-    return CV(path, path.name, folds, monitor, mean, std, selected, fold_runs, missing, **text)
+    select = "last" if data.get("select") == "last" or any(r.select == "last" for r in fold_runs) else "best"
+    return CV(path, path.name, folds, monitor, mean, std, selected, fold_runs, missing, **text, select=select)
 
 
 # ---------------------------------------------------------------------------------------------- discovery

@@ -131,6 +131,13 @@ def test_select_last_scores_each_fold_at_its_last_epoch_and_says_so(synthetic_da
     assert all(ckpt.load(tmp_path / "last" / f"fold_{k}" / "checkpoints" / "best.pt")["epoch"] == 2 for k in (0, 1))
     assert all("train.select: last" in row["selected_on"] for row in summary["folds"])
     assert "train.select: last" in summary["selected_on"] and "at the last epoch" in summary["note"]
+    assert summary["select"] == "last" and best["select"] == "best"  # the rule itself, for readers of the summary
+    from ssmseg.report import cv_headline
+    from ssmseg.report.analysis import analyse_cv
+    from ssmseg.report.runs import read_cv
+
+    assert "at the kept last epoch" in cv_headline(analyse_cv(read_cv(tmp_path / "last")))
+    assert "selected the epoch" in cv_headline(analyse_cv(read_cv(tmp_path / "best")))
 
 
 def test_more_folds_than_prepared_is_an_error(synthetic_dataset, tmp_path):
